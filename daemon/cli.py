@@ -1,0 +1,217 @@
+"""The ``instarecon`` command: run the daemon, and look at or steer its jobs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from daemon import __version__
+
+EXIT_CONFIG = 78  # EX_CONFIG: the unit file tells systemd not to restart on it
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML configuration file (default: $INSTARECON_CONFIG)")
+    parser.add_argument("--inbox", help="folder where photo sets are dropped")
+    parser.add_argument("--outbox", help="folder for published results")
+    parser.add_argument("--state", help="folder for the job database and work folders")
+    parser.add_argument("--database-url", dest="database_url", help="SQLAlchemy URL (default: SQLite in --state)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="instarecon", description="Drop photos into the inbox, get a 3D Gaussian splat.")
+    parser.add_argument("--version", action="version", version=f"instarecon {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon")
+    _common_options(run)
+    run.add_argument("--until-idle", action="store_true", help="exit once no set is waiting, queued or running")
+
+    status = commands.add_parser("status", help="list jobs, newest first, or show one")
+    _common_options(status)
+    status.add_argument("job", nargs="?", help="job id")
+    status.add_argument("--json", action="store_true", help="print status.json documents")
+    status.add_argument("--limit", type=int, default=50, help="at most this many jobs (default 50)")
+
+    cancel = commands.add_parser("cancel", help="cancel a waiting, queued or running job")
+    _common_options(cancel)
+    cancel.add_argument("job")
+
+    retry = commands.add_parser("retry", help="run a done, failed or cancelled job's set again")
+    _common_options(retry)
+    retry.add_argument("job")
+
+    doctor = commands.add_parser("doctor", help="check this machine and the configuration")
+    _common_options(doctor)
+
+    demo = commands.add_parser("demo-set", help="write a synthetic photo set (for trying the service)")
+    demo.add_argument("folder", type=Path)
+    demo.add_argument("--views", type=int, default=24)
+    demo.add_argument("--size", default="800x600", help="WIDTHxHEIGHT (default 800x600)")
+    demo.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo-set":
+        return _demo_set(args)
+
+    from daemon.config import ConfigError, check_folders, load_settings
+
+    overrides = {key: getattr(args, key) for key in ("inbox", "outbox", "state", "database_url")}
+    try:
+        settings = load_settings(args.config, overrides)
+        if args.command == "run":
+            check_folders(settings)
+    except ConfigError as error:
+        print(f"instarecon: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    if args.command == "run":
+        return _run(settings, args.until_idle)
+    if args.command == "doctor":
+        from daemon.doctor import run_doctor
+
+        return run_doctor(settings)
+    url = settings.resolved_database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        print(f"instarecon: no job database yet at {url} (has `instarecon run` started?)", file=sys.stderr)
+        return 1
+    from daemon.store import open_store
+
+    store = open_store(settings.resolved_database_url)
+    if args.command == "status":
+        return _status(settings, store, args.job, args.json, args.limit)
+    if args.command == "cancel":
+        return _cancel(store, args.job)
+    return _retry(settings, store, args.job)
+
+
+def _run(settings, until_idle: bool) -> int:
+    from daemon.journal import setup_logging
+    from daemon.service import Daemon, install_signal_handlers
+
+    setup_logging(settings.log_level)
+    daemon = Daemon(settings)
+    install_signal_handlers(daemon)
+    return daemon.run(until_idle=until_idle)
+
+
+def _status(settings, store, job_id: str | None, as_json: bool, limit: int) -> int:
+    from daemon.status_document import build_status
+    from stages.registry import PIPELINE
+
+    if job_id is not None:
+        job = store.get(job_id)
+        if job is None:
+            print(f"instarecon: no job {job_id!r}", file=sys.stderr)
+            return 1
+        document = build_status(job, PIPELINE, settings.jobs_dir)
+        if as_json:
+            print(json.dumps(document, indent=2, ensure_ascii=False))
+        else:
+            print(_describe(document))
+        return 0
+    jobs = store.list_jobs(limit=limit)
+    if as_json:
+        print(json.dumps([build_status(job, PIPELINE, settings.jobs_dir) for job in jobs], indent=2, ensure_ascii=False))
+        return 0
+    if not jobs:
+        print("no jobs yet")
+        return 0
+    rows = [("JOB", "STATE", "STAGE", "PROGRESS", "UPDATED", "MESSAGE")]
+    for job in jobs:
+        updated = job.updated_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        rows.append((job.id, str(job.state), job.stage or "-", f"{job.progress:.0f}%", updated, job.message))
+    print(_table(rows))
+    return 0
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    room = max(20, shutil.get_terminal_size((120, 20)).columns - sum(widths) - 2 * len(widths))
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths)]
+        last = row[-1] if len(row[-1]) <= room else row[-1][: room - 1] + "…"
+        lines.append("  ".join([*cells, last]).rstrip())
+    return "\n".join(lines)
+
+
+def _describe(document: dict) -> str:
+    lines = [
+        f"job       {document['job_id']}  (set '{document['name']}', attempt {document['attempt']})",
+        f"state     {document['state']}  {document['progress']:.0f}%  {document['message']}",
+    ]
+    for name, stage in document["stages"].items():
+        seconds = "" if stage["seconds"] is None else f"  {stage['seconds']:.1f} s"
+        lines.append(f"  {name:<9} {stage['state']}{seconds}")
+    images = document["images"]
+    if images["found"] is not None:
+        lines.append(f"photos    {images['accepted']} accepted of {images['found']} found")
+        lines.extend(f"  rejected {item['file']}: {item['reason']}" for item in images["rejected"])
+    if document["error"]:
+        error = document["error"]
+        lines.append(f"error     [{error['stage']}] {error['message']}")
+        if error["hint"]:
+            lines.append(f"hint      {error['hint']}")
+    lines.extend(f"warning   {warning}" for warning in document["warnings"])
+    lines.extend(f"output    {name}: {path}" for name, path in document["outputs"].items())
+    return "\n".join(lines)
+
+
+def _cancel(store, job_id: str) -> int:
+    from daemon.store import TERMINAL_STATES
+
+    job = store.get(job_id)
+    if job is None:
+        print(f"instarecon: no job {job_id!r}", file=sys.stderr)
+        return 1
+    if job.state in TERMINAL_STATES:
+        print(f"instarecon: job {job_id} is already {job.state}", file=sys.stderr)
+        return 1
+    job = store.request_cancel(job_id, "cancelled by `instarecon cancel`")
+    if job.state == "cancelled":
+        print(f"{job_id}: cancelled")
+    else:
+        print(f"{job_id}: cancel requested; the running stage is being stopped")
+    return 0
+
+
+def _retry(settings, store, job_id: str) -> int:
+    from daemon.set_intake import SetIntake
+    from daemon.settle_clock import SettleClock
+
+    job = store.get(job_id)
+    if job is None:
+        print(f"instarecon: no job {job_id!r}", file=sys.stderr)
+        return 1
+    try:
+        new_job = SetIntake(settings, store, SettleClock(settings.settle_seconds)).retry(job)
+    except ValueError as error:
+        print(f"instarecon: {error}", file=sys.stderr)
+        return 1
+    print(f"{new_job.id}: queued (attempt {new_job.attempt} of set '{new_job.set_name}')")
+    return 0
+
+
+def _demo_set(args) -> int:
+    from daemon.demo_set import write_demo_set
+
+    try:
+        width, height = (int(part) for part in args.size.lower().split("x"))
+    except ValueError:
+        print(f"instarecon: --size must look like 800x600, got {args.size!r}", file=sys.stderr)
+        return 2
+    views = write_demo_set(args.folder, views=args.views, width=width, height=height, seed=args.seed)
+    print(f"wrote {len(views)} photos ({width}x{height}) and a READY marker into {args.folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Settings: read once from TOML, defaults and command-line overrides, validated at start.
+
+Every problem ends the start with one line naming the key and what is wrong, because
+an operator reads it in ``systemctl status`` where only the last line shows.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from stages.base import STAGE_NAMES
+
+CONFIG_ENV = "INSTARECON_CONFIG"
+WATCH_MODES = ("native", "polling")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+DEFAULT_STAGE_TIMEOUTS = {
+    "ingest": 3600.0,
+    "sfm": 6 * 3600.0,
+    "train": 24 * 3600.0,
+    "evaluate": 2 * 3600.0,
+    "publish": 3600.0,
+}
+
+
+class ConfigError(Exception):
+    """A setting that stops the daemon from starting; str() is the one line to show."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    inbox: Path = Path("inbox")
+    outbox: Path = Path("outbox")
+    state: Path = Path("state")  # job database and per-job work folders
+    database_url: str = ""  # empty: SQLite in the state folder
+    watch_mode: str = "native"  # "polling" for network shares written by other hosts
+    poll_interval_seconds: float = 2.0  # polling observer only
+    settle_seconds: float = 60.0  # a set with no change for this long is complete
+    rescan_interval_seconds: float = 300.0  # full inbox rescan: the net under lost events
+    ignore_patterns: tuple[str, ...] = ()  # junk names, added to the built-in list
+    threads: int = 0  # worker threads for stages; 0 means one per CPU core
+    max_image_pixels: int = 178_956_970  # larger photos are refused (decompression bombs)
+    zip_max_bytes: int = 20 * 1024**3  # uncompressed size limit of a .zip set
+    zip_max_files: int = 10_000
+    stage_timeouts: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS))
+    cancel_grace_seconds: float = 10.0  # SIGTERM, then SIGKILL after this long
+    log_level: str = "info"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state / 'jobs.sqlite3'}"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.state / "jobs"
+
+    def stage_settings(self) -> dict[str, Any]:
+        """The part of the settings a stage's child process sees."""
+        return {
+            "threads": self.threads or (os.cpu_count() or 1),
+            "max_image_pixels": self.max_image_pixels,
+            "zip_max_bytes": self.zip_max_bytes,
+            "zip_max_files": self.zip_max_files,
+            "ignore_patterns": list(self.ignore_patterns),
+        }
+
+
+_PATH_KEYS = ("inbox", "outbox", "state")
+
+
+def _expect(key: str, value: Any, kind: type | tuple[type, ...], description: str) -> None:
+    # bool is an int in Python; a setting that wants a number must not take true/false
+    if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ConfigError(f"setting '{key}' must be {description}, got {value!r}")
+    if not isinstance(value, kind):
+        raise ConfigError(f"setting '{key}' must be {description}, got {value!r}")
+
+
+def _validated(key: str, value: Any) -> Any:
+    if key in _PATH_KEYS:
+        _expect(key, value, str, "a folder path (string)")
+        return Path(value)
+    if key in ("database_url",):
+        _expect(key, value, str, "a string such as 'postgresql://user@host/db'")
+        return value
+    if key == "watch_mode":
+        if value not in WATCH_MODES:
+            raise ConfigError(f"setting 'watch_mode' must be one of {', '.join(WATCH_MODES)}, got {value!r}")
+        return value
+    if key == "log_level":
+        if value not in LOG_LEVELS:
+            raise ConfigError(f"setting 'log_level' must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        return value
+    if key in ("poll_interval_seconds", "settle_seconds", "rescan_interval_seconds", "cancel_grace_seconds"):
+        _expect(key, value, (int, float), "a number of seconds")
+        if value <= 0:
+            raise ConfigError(f"setting '{key}' must be greater than 0, got {value!r}")
+        return float(value)
+    if key in ("threads", "max_image_pixels", "zip_max_bytes", "zip_max_files"):
+        _expect(key, value, int, "a whole number")
+        if value < 0 or (value == 0 and key != "threads"):
+            raise ConfigError(f"setting '{key}' must be a positive whole number, got {value!r}")
+        return value
+    if key == "ignore_patterns":
+        if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+            raise ConfigError(f"setting 'ignore_patterns' must be a list of glob patterns, got {value!r}")
+        return tuple(value)
+    if key == "stage_timeouts":
+        if not isinstance(value, dict):
+            raise ConfigError(f"setting 'stage_timeouts' must be a table of stage = seconds, got {value!r}")
+        timeouts = dict(DEFAULT_STAGE_TIMEOUTS)
+        for stage, seconds in value.items():
+            if stage not in STAGE_NAMES:
+                raise ConfigError(
+                    f"unknown stage 'stage_timeouts.{stage}' (stages: {', '.join(STAGE_NAMES)})"
+                )
+            _expect(f"stage_timeouts.{stage}", seconds, (int, float), "a number of seconds")
+            if seconds <= 0:
+                raise ConfigError(f"setting 'stage_timeouts.{stage}' must be greater than 0, got {seconds!r}")
+            timeouts[stage] = float(seconds)
+        return timeouts
+    known = ", ".join(f.name for f in fields(Settings))
+    raise ConfigError(f"unknown setting '{key}' (known settings: {known})")
+
+
+def load_settings(
+    config_path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Defaults, then the TOML file (``--config`` or $INSTARECON_CONFIG), then overrides.
+
+    Relative folders in the file are taken relative to the file, so a configuration
+    means the same thing whatever the working directory of the service.
+    """
+    environ = os.environ if environ is None else environ
+    if config_path is None and environ.get(CONFIG_ENV):
+        config_path = Path(environ[CONFIG_ENV])
+    values: dict[str, Any] = {}
+    if config_path is not None:
+        config_path = Path(config_path)
+        try:
+            document = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file {config_path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"configuration file {config_path} cannot be read: {error}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"configuration file {config_path} is not valid TOML: {error}") from None
+        for key, value in document.items():
+            values[key] = _validated(key, value)
+            if key in _PATH_KEYS and not values[key].is_absolute():
+                values[key] = config_path.parent / values[key]
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = _validated(key, value)
+    settings = Settings(**values)
+    return Settings(
+        **{
+            **{f.name: getattr(settings, f.name) for f in fields(Settings)},
+            **{key: Path(os.path.abspath(getattr(settings, key))) for key in _PATH_KEYS},
+        }
+    )
+
+
+def check_folders(settings: Settings) -> None:
+    """The inbox must be readable; outbox and state writable. The state folder is ours: made if missing."""
+    inbox = settings.inbox
+    if not inbox.is_dir():
+        raise ConfigError(f"inbox folder {inbox} does not exist (create it or set 'inbox')")
+    if not os.access(inbox, os.R_OK | os.X_OK):
+        raise ConfigError(f"inbox folder {inbox} is not readable by this user")
+    if not settings.outbox.is_dir():
+        raise ConfigError(f"outbox folder {settings.outbox} does not exist (create it or set 'outbox')")
+    _check_writable("outbox", settings.outbox)
+    if not settings.state.exists():
+        try:
+            settings.state.mkdir(mode=0o750)
+        except OSError as error:
+            raise ConfigError(f"state folder {settings.state} does not exist and cannot be made: {error.strerror}") from None
+    if not settings.state.is_dir():
+        raise ConfigError(f"state folder {settings.state} is not a folder")
+    _check_writable("state", settings.state)
+
+
+def _check_writable(name: str, folder: Path) -> None:
+    """Try a real write: os.access says yes to root even on a read-only mount."""
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".instarecon-write-test-", dir=folder)
+    except OSError as error:
+        raise ConfigError(f"{name} folder {folder} is not writable: {error.strerror}") from None
+    os.close(handle)
+    os.unlink(probe)

@@ -1,0 +1,252 @@
+"""Takes one claimed job through its planned stages, each in a supervised child process.
+
+Stages whose ``result.json`` already exists are not run again: that is what makes a
+job resume where it stopped after the daemon was killed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from daemon.config import Settings
+from daemon.job_options import JobOptionsError, read_job_options
+from daemon.journal import job_fields, level_for_priority
+from daemon.pipeline_plan import overall_progress, planned_stages
+from daemon.status_document import iso
+from daemon.store import JobRecord, JobState, JobStore
+from daemon.supervisor import ChildOutcome, ChildWatch, Ending, describe_exit, run_child
+from stages.atomic_files import atomic_write_json
+from stages.base import ERROR_FILE, RESULT_FILE, StageContext, StageResult
+from stages.registry import StageSpec
+
+log = logging.getLogger("instarecon.job")
+
+PROGRESS_WRITE_SECONDS = 0.5  # at most this often to the store, always at 100 %
+JOB_LOG_FILE = "job.log"
+
+
+class JobRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        pipeline: Sequence[StageSpec],
+        stop_requested: threading.Event,
+        on_change: Callable[[], None],
+    ):
+        self._settings = settings
+        self._store = store
+        self._pipeline = pipeline
+        self._stop_requested = stop_requested
+        self._on_change = on_change  # wakes the main loop so status.json follows at once
+
+    def run(self, job: JobRecord) -> JobState:
+        """Run what is left of ``job``; returns the state it ends in (QUEUED if interrupted)."""
+        job_dir = self._settings.jobs_dir / job.id
+        job_dir.mkdir(parents=True, exist_ok=True)
+        options = job.options
+        if options is None:
+            try:
+                options = read_job_options(Path(job.source_path))
+            except JobOptionsError as error:
+                return self._fail(job, self._pipeline[0].name, str(error), "fix job.toml; the set runs again once it changes")
+            self._store.update_fields(job.id, options=options)
+        plan = planned_stages(self._pipeline, options["stop_after"])
+        stage_states = {name: dict(entry) for name, entry in job.stages.items()}
+        for spec in plan:
+            result_path = job_dir / spec.name / RESULT_FILE
+            if result_path.exists():
+                if stage_states.get(spec.name, {}).get("state") != "done":
+                    # the stage finished, but the daemon died before recording it
+                    self._record_result(job, spec, plan, stage_states, result_path, seconds=None)
+                continue
+            ending = self._run_stage(job, spec, plan, options, stage_states, job_dir)
+            if ending is not JobState.RUNNING:
+                return ending
+        last = plan[-1].name
+        self._store.transition(job.id, JobState.DONE, f"done after {last}", progress=100.0, stage=last)
+        log.info("%s: done", job.set_name, extra=job_fields(job, last))
+        self._on_change()
+        return JobState.DONE
+
+    def _run_stage(
+        self,
+        job: JobRecord,
+        spec: StageSpec,
+        plan: Sequence[StageSpec],
+        options: Mapping[str, Any],
+        stage_states: dict[str, dict[str, Any]],
+        job_dir: Path,
+    ) -> JobState:
+        stage_dir = job_dir / spec.name
+        if not spec.resumable and stage_dir.exists():
+            shutil.rmtree(stage_dir)  # a partial run from before a crash
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        context = StageContext(
+            job_id=job.id,
+            set_name=job.set_name,
+            source=Path(job.source_path),
+            inbox=self._settings.inbox,
+            job_dir=job_dir,
+            output_dir=stage_dir,
+            options=options,
+            settings=self._settings.stage_settings(),
+        )
+        context_path = job_dir / f"{spec.name}.context.json"
+        atomic_write_json(context_path, context.to_json())
+
+        started = datetime.now(timezone.utc)
+        stage_states[spec.name] = {"state": "running", "started_at": iso(started), "finished_at": None, "seconds": None}
+        progress = overall_progress(plan, stage_states, spec.name, 0.0)
+        self._store.set_stage(job.id, spec.name, stage_states[spec.name], f"{spec.name}: starting", progress=progress)
+        fields = job_fields(job, spec.name)
+        log.info("%s: %s started", job.set_name, spec.name, extra=fields)
+        self._on_change()
+
+        last_write = [0.0]
+        best = [progress]
+
+        def on_progress(percent: float, message: str) -> None:
+            overall = max(best[0], overall_progress(plan, stage_states, spec.name, percent))
+            now = time.monotonic()
+            if now - last_write[0] < PROGRESS_WRITE_SECONDS and percent < 100.0:
+                return
+            best[0] = overall
+            last_write[0] = now
+            text = f"{spec.name}: {message}" if message else spec.name
+            self._store.update_fields(job.id, progress=overall, message=text)
+            self._on_change()
+
+        with open(job_dir / JOB_LOG_FILE, "a", encoding="utf-8") as job_log:
+
+            def on_log_line(priority: int, text: str) -> None:
+                stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                job_log.write(f"{stamp} {spec.name}: {text}\n")
+                job_log.flush()
+                log.log(level_for_priority(priority), "%s: %s", job.set_name, text, extra=fields)
+
+            outcome = run_child(
+                [sys.executable, "-m", "stages.child", str(context_path), spec.entry],
+                timeout_seconds=self._settings.stage_timeouts.get(spec.name, spec.default_timeout_seconds),
+                grace_seconds=self._settings.cancel_grace_seconds,
+                watch=ChildWatch(
+                    on_progress=on_progress,
+                    on_log_line=on_log_line,
+                    should_cancel=lambda: self._cancel_requested(job.id),
+                    should_stop=self._stop_requested.is_set,
+                ),
+            )
+        seconds = round((datetime.now(timezone.utc) - started).total_seconds(), 3)
+        return self._settle_outcome(job, spec, plan, stage_states, stage_dir, outcome, seconds)
+
+    def _settle_outcome(
+        self,
+        job: JobRecord,
+        spec: StageSpec,
+        plan: Sequence[StageSpec],
+        stage_states: dict[str, dict[str, Any]],
+        stage_dir: Path,
+        outcome: ChildOutcome,
+        seconds: float,
+    ) -> JobState:
+        name = spec.name
+        if outcome.ending is Ending.FINISHED:
+            self._record_result(job, spec, plan, stage_states, stage_dir / RESULT_FILE, seconds)
+            return JobState.RUNNING
+        ended_state = {Ending.CANCELLED: "cancelled", Ending.INTERRUPTED: "interrupted"}.get(outcome.ending, "failed")
+        stage_states[name] = {**stage_states[name], "state": ended_state, "finished_at": iso(datetime.now(timezone.utc)), "seconds": seconds}
+        self._store.set_stage(job.id, name, stage_states[name], f"{name}: {ended_state}")
+
+        if outcome.ending is Ending.INTERRUPTED:
+            message = f"daemon stopping; the job resumes at {name} when it starts again"
+            self._store.transition(job.id, JobState.QUEUED, message, queued_at=job.queued_at)
+            log.info("%s: %s", job.set_name, message, extra=job_fields(job, name))
+            self._on_change()
+            return JobState.QUEUED
+        if outcome.ending is Ending.CANCELLED:
+            reason = (self._store.get(job.id).cancel_reason or "cancelled")
+            self._store.transition(job.id, JobState.CANCELLED, reason)
+            log.warning("%s: %s during %s", job.set_name, reason, name, extra=job_fields(job, name))
+            self._on_change()
+            return JobState.CANCELLED
+        if outcome.ending is Ending.FAILED:
+            failure = _read_json(stage_dir / ERROR_FILE) or {}
+            return self._fail(
+                job, name, failure.get("message") or f"{name} failed", failure.get("hint"), images=failure.get("images")
+            )
+        if outcome.ending is Ending.TIMED_OUT:
+            limit = self._settings.stage_timeouts.get(name, spec.default_timeout_seconds)
+            return self._fail(
+                job,
+                name,
+                f"{name} did not finish within its time limit of {limit:.0f} s and was stopped",
+                f"raise stage_timeouts.{name} in the configuration, or send fewer or smaller photos",
+            )
+        message = f"the {name} stage {describe_exit(outcome.returncode)}"
+        if outcome.returncode is not None and 0 < outcome.returncode < 128 and outcome.last_log_lines:
+            message += f": {outcome.last_log_lines[-1].strip()}"
+        out_of_memory = outcome.returncode in (-9, 137)
+        hint = (
+            "the machine ran out of memory: set a smaller max_image_size in job.toml, or send fewer photos"
+            if out_of_memory
+            else f"details in the journal (journalctl JOB_ID={job.id}) and in {self._settings.jobs_dir / job.id / JOB_LOG_FILE}"
+        )
+        return self._fail(job, name, message, hint)
+
+    def _record_result(
+        self,
+        job: JobRecord,
+        spec: StageSpec,
+        plan: Sequence[StageSpec],
+        stage_states: dict[str, dict[str, Any]],
+        result_path: Path,
+        seconds: float | None,
+    ) -> None:
+        result = StageResult.from_json(json.loads(result_path.read_text()))
+        current = self._store.get(job.id)
+        entry = stage_states.get(spec.name, {"started_at": None})
+        stage_states[spec.name] = {
+            "state": "done",
+            "started_at": entry.get("started_at"),
+            "finished_at": iso(datetime.now(timezone.utc)),
+            "seconds": seconds,
+        }
+        fields: dict[str, Any] = {
+            "metrics": {**current.metrics, spec.name: dict(result.metrics)},
+            "outputs": {**current.outputs, **{f"{spec.name}.{key}": path for key, path in result.outputs.items()}},
+            "warnings": list(dict.fromkeys([*current.warnings, *result.warnings])),
+            "progress": overall_progress(plan, stage_states, spec.name, 100.0),
+        }
+        if result.images is not None:
+            fields["images"] = dict(result.images)
+        self._store.set_stage(job.id, spec.name, stage_states[spec.name], f"{spec.name}: done", **fields)
+        log.info("%s: %s done in %s s", job.set_name, spec.name, seconds, extra=job_fields(job, spec.name))
+        self._on_change()
+
+    def _fail(self, job: JobRecord, stage: str, message: str, hint: str | None, images: Any = None) -> JobState:
+        fields: dict[str, Any] = {"error": {"stage": stage, "message": message, "hint": hint}, "stage": stage}
+        if images is not None:
+            fields["images"] = images
+        self._store.transition(job.id, JobState.FAILED, message, **fields)
+        log.error("%s: %s failed: %s", job.set_name, stage, message, extra=job_fields(job, stage))
+        self._on_change()
+        return JobState.FAILED
+
+    def _cancel_requested(self, job_id: str) -> bool:
+        current = self._store.get(job_id)
+        return current is None or current.cancel_requested
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

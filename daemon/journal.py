@@ -1,0 +1,76 @@
+"""Logging to the systemd journal with structured fields, or to stderr with priorities.
+
+Under systemd with systemd-python installed, records go to journald natively with the
+fields JOB_ID, SET_NAME and STAGE, so ``journalctl JOB_ID=kermit-1`` shows one job.
+Elsewhere each stderr line starts with ``<N>`` (sd-daemon(3) priority prefixes), which
+journald also understands when it captures stderr, and the fields follow in brackets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any, TextIO
+
+FIELD_NAMES = ("JOB_ID", "SET_NAME", "STAGE")
+
+_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+_LEVEL_BY_PRIORITY = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITICAL, 3: logging.ERROR,
+                      4: logging.WARNING, 5: logging.INFO, 6: logging.INFO, 7: logging.DEBUG}
+
+
+def job_fields(job: Any, stage: str | None = None) -> dict[str, str]:
+    """The ``extra=`` for a log call about a job (anything with .id and .set_name)."""
+    fields = {"JOB_ID": job.id, "SET_NAME": job.set_name}
+    stage = stage or getattr(job, "stage", None)
+    if stage:
+        fields["STAGE"] = stage
+    return fields
+
+
+def level_for_priority(priority: int) -> int:
+    return _LEVEL_BY_PRIORITY.get(priority, logging.INFO)
+
+
+class PriorityFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        fields = " ".join(f"{name}={getattr(record, name)}" for name in FIELD_NAMES if hasattr(record, name))
+        priority = _PRIORITY.get(record.levelno, 6)
+        suffix = f" [{fields}]" if fields else ""
+        return "\n".join(f"<{priority}>{line}{suffix if i == 0 else ''}" for i, line in enumerate(text.splitlines()))
+
+
+def _stderr_is_journal(stream: TextIO) -> bool:
+    """systemd sets JOURNAL_STREAM=dev:inode when stderr is connected to journald."""
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError):
+        return False
+    return expected == f"{info.st_dev}:{info.st_ino}"
+
+
+def setup_logging(level: str = "info", stream: TextIO | None = None) -> logging.Handler:
+    stream = stream or sys.stderr
+    handler: logging.Handler | None = None
+    if _stderr_is_journal(stream):
+        try:
+            from systemd.journal import JournalHandler
+        except ImportError:
+            pass
+        else:
+            handler = JournalHandler(SYSLOG_IDENTIFIER="instarecon")
+            handler.setFormatter(logging.Formatter("%(message)s"))
+    if handler is None:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(PriorityFormatter("%(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for noisy in ("apscheduler", "watchdog", "alembic", "sqlalchemy"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return handler

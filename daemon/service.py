@@ -1,0 +1,163 @@
+"""The daemon's main loop: watch the inbox, keep jobs and status.json in step, talk to systemd.
+
+One thread here, one worker thread running jobs (``daemon.worker``). SIGTERM and
+SIGINT only set a flag: the loop then stops the running stage, puts its job back in
+the queue to resume at the next start, and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Callable, Sequence
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from daemon import __version__
+from daemon.config import Settings
+from daemon.inbox_watcher import InboxWatcher
+from daemon.job_runner import JobRunner
+from daemon.set_intake import CANCEL_FILE_REASON, SetIntake, list_set_names
+from daemon.settle_clock import SettleClock
+from daemon.status_publisher import StatusPublisher
+from daemon.store import ACTIVE_STATES, JobState, JobStore, open_store
+from daemon.systemd_notify import SystemdNotifier
+from daemon.worker import JobWorker
+from stages.registry import PIPELINE, StageSpec
+
+log = logging.getLogger("instarecon")
+
+BUSY_TICK_SECONDS = 0.5  # while a job runs: how fresh status.json stays
+IDLE_TICK_SECONDS = 5.0
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: Sequence[StageSpec] = PIPELINE,
+        notifier: SystemdNotifier | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._settings = settings
+        self._pipeline = tuple(pipeline)
+        self._notifier = notifier or SystemdNotifier()
+        self._clock = clock
+        self._stop_requested = threading.Event()
+        self._wake = threading.Event()
+        self._rescan_requested = True
+        self._deadlines: dict[str, float] = {}  # set name -> when to look again (settling)
+        self._watcher: InboxWatcher | None = None
+
+    def request_stop(self, *_signal_args) -> None:
+        self._stop_requested.set()
+        self._wake.set()
+
+    def _request_rescan(self) -> None:
+        self._rescan_requested = True
+        self._wake.set()
+
+    def run(self, until_idle: bool = False) -> int:
+        settings = self._settings
+        store = open_store(settings.resolved_database_url)
+        for job in store.requeue_interrupted():
+            log.info("%s: job %s was interrupted; it resumes at %s", job.set_name, job.id, job.stage or "its start")
+        publisher = StatusPublisher(settings, store, self._pipeline)
+        intake = SetIntake(settings, store, SettleClock(settings.settle_seconds, self._clock))
+        runner = JobRunner(settings, store, self._pipeline, self._stop_requested, self._wake.set)
+        worker = JobWorker(store, runner, self._stop_requested)
+        watcher = InboxWatcher(settings.inbox, settings.watch_mode, settings.poll_interval_seconds, self._wake.set)
+        scheduler = BackgroundScheduler(daemon=True)
+        # The safety net: sets dropped while the daemon was down, events lost on
+        # network shares or by a full inotify queue are all found by a full rescan.
+        scheduler.add_job(self._request_rescan, "interval", seconds=settings.rescan_interval_seconds, id="rescan")
+
+        watcher.start()
+        self._watcher = watcher
+        scheduler.start()
+        worker.start()
+        self._tick(store, intake, publisher, worker)
+        self._notifier.ready(self._summary(store, worker))
+        log.info(
+            "instarecon %s started: inbox %s, outbox %s, state %s, %s watching",
+            __version__, settings.inbox, settings.outbox, settings.state, settings.watch_mode,
+        )
+        last_ping = self._clock()
+        try:
+            while not self._stop_requested.is_set():
+                self._tick(store, intake, publisher, worker)
+                if until_idle and self._idle(store, worker):
+                    log.info("nothing left waiting, queued or running; exiting (--until-idle)")
+                    break
+                ping_every = self._notifier.watchdog_ping_seconds
+                if ping_every is not None and self._clock() - last_ping >= ping_every * 0.9:
+                    self._notifier.watchdog()
+                    last_ping = self._clock()
+                self._wake.wait(self._tick_timeout(worker, ping_every))
+                self._wake.clear()
+        finally:
+            self._notifier.stopping()
+            log.info("stopping")
+            self._stop_requested.set()
+            worker.nudge()
+            worker.join()
+            watcher.stop()
+            scheduler.shutdown(wait=False)
+            publisher.sync()
+            self._notifier.close()
+            store.engine.dispose()
+        return 0
+
+    def _tick(self, store: JobStore, intake: SetIntake, publisher: StatusPublisher, worker: JobWorker) -> None:
+        now = self._clock()
+        names = {name for name, due in self._deadlines.items() if due <= now}
+        names |= self._watcher.take_dirty() if self._watcher is not None else set()
+        if self._rescan_requested:
+            self._rescan_requested = False
+            names |= set(list_set_names(self._settings.inbox, intake.rules)) | set(self._deadlines)
+        for name in sorted(names):
+            remaining = intake.reconcile(name)
+            if remaining is None:
+                self._deadlines.pop(name, None)
+            else:
+                self._deadlines[name] = now + remaining
+        current = worker.current_job
+        if current is not None and intake.cancel_marker_present(current):
+            store.request_cancel(current.id, CANCEL_FILE_REASON)
+        if names:
+            worker.nudge()
+        publisher.sync()
+        self._notifier.status(self._summary(store, worker))
+
+    def _tick_timeout(self, worker: JobWorker, ping_every: float | None) -> float:
+        timeout = BUSY_TICK_SECONDS if worker.current_job is not None else IDLE_TICK_SECONDS
+        if self._deadlines:
+            timeout = min(timeout, max(0.05, min(self._deadlines.values()) - self._clock()))
+        if ping_every is not None:
+            timeout = min(timeout, ping_every / 2)
+        return timeout
+
+    def _idle(self, store: JobStore, worker: JobWorker) -> bool:
+        if self._deadlines or worker.current_job is not None:
+            return False
+        counts = store.count_by_state()
+        return not any(counts[state] for state in ACTIVE_STATES)
+
+    def _summary(self, store: JobStore, worker: JobWorker) -> str:
+        """One line for `systemctl status`: "running kermit: ingest 40%, 2 queued"."""
+        counts = store.count_by_state()
+        queued = counts[JobState.QUEUED]
+        waiting = counts[JobState.WAITING]
+        tail = f"{queued} queued" + (f", {waiting} waiting" if waiting else "")
+        current = worker.current_job
+        if current is None:
+            return f"idle, {tail}"
+        job = store.get(current.id) or current
+        return f"running {job.set_name}: {job.stage or 'starting'} {job.progress:.0f}%, {tail}"
+
+
+def install_signal_handlers(daemon: Daemon) -> None:
+    signal.signal(signal.SIGTERM, daemon.request_stop)
+    signal.signal(signal.SIGINT, daemon.request_stop)

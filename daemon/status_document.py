@@ -1,0 +1,61 @@
+"""The public view of a job: the status.json that users read. Built from the stored
+record and nothing else, so every writer produces the same document."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+from daemon.pipeline_plan import planned_stages
+from daemon.store import JobRecord
+from stages.registry import StageSpec
+
+SCHEMA_VERSION = 1
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _stage_view(entry: dict[str, Any] | None) -> dict[str, Any]:
+    entry = entry or {}
+    return {
+        "state": entry.get("state", "pending"),
+        "started_at": entry.get("started_at"),
+        "finished_at": entry.get("finished_at"),
+        "seconds": entry.get("seconds"),
+    }
+
+
+def build_status(job: JobRecord, pipeline: Sequence[StageSpec], jobs_dir: Path) -> dict[str, Any]:
+    stop_after = (job.options or {}).get("stop_after")
+    plan = planned_stages(pipeline, stop_after)
+    job_dir = jobs_dir / job.id
+    images = job.images or {"found": None, "accepted": None, "rejected": []}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "job_id": job.id,
+        "name": job.set_name,
+        "attempt": job.attempt,
+        "state": str(job.state),
+        "stage": job.stage,
+        "stages": {spec.name: _stage_view(job.stages.get(spec.name)) for spec in plan},
+        "progress": round(float(job.progress), 1),
+        "message": job.message,
+        "host": job.host,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "updated_at": iso(job.updated_at),
+        "images": {
+            "found": images.get("found"),
+            "accepted": images.get("accepted"),
+            "rejected": list(images.get("rejected", [])),
+        },
+        "metrics": dict(job.metrics),
+        "outputs": {name: str(job_dir / path) for name, path in job.outputs.items()},
+        "options": dict(job.options) if job.options is not None else None,
+        "warnings": list(job.warnings),
+        "error": dict(job.error) if job.error else None,
+    }

@@ -1,0 +1,6 @@
+"""The job store: jobs and their event log in SQLAlchemy (SQLite by default, PostgreSQL too)."""
+
+from daemon.store.job_store import JobRecord, JobStore, open_store
+from daemon.store.states import ACTIVE_STATES, TERMINAL_STATES, JobState
+
+__all__ = ["ACTIVE_STATES", "TERMINAL_STATES", "JobRecord", "JobState", "JobStore", "open_store"]

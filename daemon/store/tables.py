@@ -1,0 +1,96 @@
+"""Table definitions; Alembic migrations under daemon/migrations create and evolve them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+
+class UtcDateTime(TypeDecorator):
+    """Aware UTC datetimes in and out, on SQLite (which keeps no zone) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the job store")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("set_name", String(1024), nullable=False),
+    Column("source_path", Text, nullable=False),
+    Column("source_kind", String(16), nullable=False),  # "folder" or "zip"
+    Column("fingerprint", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("stage", String(32)),
+    Column("progress", Float, nullable=False, default=0.0),
+    Column("message", Text, nullable=False, default=""),
+    Column("error", JSON),
+    Column("metrics", JSON, nullable=False, default=dict),
+    Column("options", JSON),
+    Column("outputs", JSON, nullable=False, default=dict),
+    Column("warnings", JSON, nullable=False, default=list),
+    Column("images", JSON),
+    Column("stages", JSON, nullable=False, default=dict),
+    Column("host", String(255)),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("cancel_reason", Text),
+    Column("retry_token", BigInteger),  # mtime of the RETRY file this attempt answered
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("queued_at", UtcDateTime),
+    Column("started_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("set_name", "attempt", name="uq_jobs_set_attempt"),
+    Index("ix_jobs_state_queued_at", "state", "queued_at"),
+    Index("ix_jobs_updated_at", "updated_at"),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(255), ForeignKey("jobs.id"), nullable=False, index=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("kind", String(16), nullable=False),  # "state" or "stage"
+    Column("state", String(16)),
+    Column("stage", String(32)),
+    Column("message", Text, nullable=False, default=""),
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)

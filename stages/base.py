@@ -1,0 +1,121 @@
+"""The one contract every stage follows, and the promises of the runner that runs it.
+
+A stage reads its inputs from disk (the user's set, earlier stages' folders under
+``job_dir``) and writes its outputs into ``output_dir``. The runner promises:
+
+- each stage runs in its own child process, with a per-stage timeout, and may be
+  killed at any moment (cancel, timeout, daemon shutdown); its process group goes too;
+- ``output_dir`` is empty when ``run`` starts, unless the stage's registry entry says
+  it is ``resumable``, in which case it holds what an interrupted earlier run left;
+- the stage counts as finished only once ``result.json`` exists, which the runner
+  writes atomically from the returned ``StageResult``; a crash before that means the
+  stage runs again, so ``run`` must be safe to repeat;
+- raising ``StageFailed`` ends the job as failed with that message and hint, for
+  problems the user can fix (bad photos, too little overlap); any other exception is
+  reported as a crash of the stage.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping
+
+# The pipeline's stage names, in order; they appear in status.json, in job.toml's
+# stop_after and in the journal.
+STAGE_NAMES = ("ingest", "sfm", "train", "evaluate", "publish")
+
+RESULT_FILE = "result.json"
+ERROR_FILE = "error.json"
+
+# percent (0-100 within this stage), short message for people
+ProgressReporter = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class StageContext:
+    job_id: str
+    set_name: str
+    source: Path  # the user's set: a folder, or a .zip file; never written to
+    inbox: Path  # root of the inbox, to keep symlinks from leading out of it
+    job_dir: Path  # state/jobs/<job_id>/; stage N reads job_dir/<earlier stage>/
+    output_dir: Path  # job_dir/<this stage>/
+    options: Mapping[str, Any]  # job.toml, validated, with defaults filled in
+    settings: Mapping[str, Any]  # the daemon settings stages need (threads, limits)
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.job_dir / stage
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "set_name": self.set_name,
+            "source": str(self.source),
+            "inbox": str(self.inbox),
+            "job_dir": str(self.job_dir),
+            "output_dir": str(self.output_dir),
+            "options": dict(self.options),
+            "settings": dict(self.settings),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "StageContext":
+        return cls(
+            job_id=data["job_id"],
+            set_name=data["set_name"],
+            source=Path(data["source"]),
+            inbox=Path(data["inbox"]),
+            job_dir=Path(data["job_dir"]),
+            output_dir=Path(data["output_dir"]),
+            options=dict(data["options"]),
+            settings=dict(data["settings"]),
+        )
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a finished stage tells the daemon; stored in result.json and in status.json."""
+
+    metrics: Mapping[str, Any] = field(default_factory=dict)  # status.json metrics.<stage>
+    outputs: Mapping[str, str] = field(default_factory=dict)  # name -> path relative to job_dir
+    warnings: tuple[str, ...] = ()
+    images: Mapping[str, Any] | None = None  # ingest: {found, accepted, rejected: [{file, reason}]}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "metrics": dict(self.metrics),
+            "outputs": dict(self.outputs),
+            "warnings": list(self.warnings),
+            "images": None if self.images is None else dict(self.images),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "StageResult":
+        return cls(
+            metrics=data.get("metrics", {}),
+            outputs=data.get("outputs", {}),
+            warnings=tuple(data.get("warnings", ())),
+            images=data.get("images"),
+        )
+
+
+class StageFailed(Exception):
+    """The input cannot go on through the pipeline, for a reason the user can act on."""
+
+    def __init__(self, message: str, hint: str | None = None, images: Mapping[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.images = images  # ingest: what was accepted and rejected before giving up
+
+    def to_json(self) -> dict[str, Any]:
+        return {"message": self.message, "hint": self.hint, "images": self.images}
+
+
+class Stage(ABC):
+    name: ClassVar[str]
+
+    @abstractmethod
+    def run(self, context: StageContext, report: ProgressReporter) -> StageResult:
+        """Do the work; call ``report`` as it advances; raise StageFailed for bad input."""

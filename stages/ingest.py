@@ -1,0 +1,257 @@
+"""The ingest stage: turn the user's set (a folder or a .zip) into upright, stripped, sized JPEGs.
+
+The set itself is only ever read. Photos are checked in a thread pool; the usable ones land
+in ``images/`` and ``manifest.json`` says which file each came from and why others were not
+used, so that later stages never open the user's files again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterable
+
+from stages.atomic_files import atomic_write_json
+from stages.base import ProgressReporter, Stage, StageContext, StageFailed, StageResult
+from stages.photo_checks import (
+    NormalisedPhoto,
+    PhotoRejected,
+    PhotoRules,
+    enable_heif,
+    normalise_photo,
+    own_pixel_limit,
+)
+from stages.photo_set import FileEntry, FileRules, SetListing, walk_set
+from stages.zip_extract import ZipLimits, extract_zip
+
+MIN_PHOTOS = 3
+IMAGES_DIR = "images"
+MANIFEST_FILE = "manifest.json"
+EXTRACTED_DIR = "extracted"
+_SYMLINK_REASON = "symbolic link: not followed"
+_TOO_FEW_HINT = (
+    "add more photos of the scene taken from different positions, with plenty of overlap "
+    "between neighbouring shots; see images.rejected for why photos were not used"
+)
+_MAX_NAME_BYTES = 200  # file systems allow 255; leaves room for "-N.jpg"
+_UNUSUAL_NAME_CHARACTERS = re.compile(r"[^\w.-]+")  # COLMAP's text files split names on spaces
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    file: str  # the source path relative to the set, for people
+    image: str  # the normalised copy, relative to the output folder
+    photo: NormalisedPhoto
+
+
+@dataclass(frozen=True)
+class _Rejected:
+    file: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    found: int
+    accepted: tuple[_Accepted, ...]  # name order
+    rejected: tuple[_Rejected, ...]  # name order
+    notes: tuple[str, ...]  # warnings beyond the rejected photos
+
+
+class IngestStage(Stage):
+    name = "ingest"
+
+    def run(self, context: StageContext, report: ProgressReporter) -> StageResult:
+        started = time.monotonic()
+        outcome = _ingest_source(context, report)
+        images = {
+            "found": outcome.found,
+            "accepted": len(outcome.accepted),
+            "rejected": [{"file": item.file, "reason": item.reason} for item in outcome.rejected],
+        }
+        if len(outcome.accepted) < MIN_PHOTOS:
+            raise StageFailed(_too_few_message(outcome), hint=_TOO_FEW_HINT, images=images)
+        atomic_write_json(context.output_dir / MANIFEST_FILE, _manifest(outcome))
+        warnings = outcome.notes
+        if outcome.rejected:
+            rejected = f"{len(outcome.rejected)} of {outcome.found} photos rejected"
+            warnings = (f"{rejected}: see images.rejected",) + warnings
+        stage_folder = context.output_dir.relative_to(context.job_dir).as_posix()
+        return StageResult(
+            metrics={
+                "found": outcome.found,
+                "accepted": len(outcome.accepted),
+                "rejected": len(outcome.rejected),
+                "seconds": round(time.monotonic() - started, 3),
+            },
+            outputs={
+                "images": f"{stage_folder}/{IMAGES_DIR}",
+                "manifest": f"{stage_folder}/{MANIFEST_FILE}",
+            },
+            warnings=warnings,
+            images=images,
+        )
+
+
+def _ingest_source(context: StageContext, report: ProgressReporter) -> _Outcome:
+    source = context.source
+    if source.is_dir():
+        return _ingest_folder(source, context.inbox, context, report)
+    if source.is_file() and source.suffix.lower() == ".zip":
+        extracted = context.output_dir / EXTRACTED_DIR
+        limits = ZipLimits(
+            max_files=int(context.settings["zip_max_files"]),
+            max_bytes=int(context.settings["zip_max_bytes"]),
+        )
+        try:
+            report(0.0, "extracting zip archive")
+            extract_zip(source, extracted, limits)
+            return _ingest_folder(extracted, extracted, context, report)
+        finally:
+            shutil.rmtree(extracted, ignore_errors=True)  # the normalised copies are what stays
+    raise StageFailed(f"the set '{source.name}' is missing, or is neither a folder nor a .zip file")
+
+
+def _ingest_folder(
+    folder: Path, inbox_root: Path, context: StageContext, report: ProgressReporter
+) -> _Outcome:
+    rules = FileRules(tuple(context.settings.get("ignore_patterns", ())))
+    listing = walk_set(folder, inbox_root, rules)
+    _refuse_escaping_symlinks(listing)
+    images_dir = context.output_dir / IMAGES_DIR
+    images_dir.mkdir(parents=True, exist_ok=True)
+    original_resolution = bool(context.options.get("original_resolution"))
+    photo_rules = PhotoRules(
+        max_long_side=None if original_resolution else int(context.options["max_image_size"]),
+        max_image_pixels=int(context.settings["max_image_pixels"]),
+        heif_supported=enable_heif(),
+    )
+    threads = int(context.settings.get("threads") or os.cpu_count() or 1)
+    results = _normalise_all(folder, listing.photos, images_dir, photo_rules, threads, report)
+    candidates = [item for item in results if isinstance(item, _Accepted)]
+    accepted, duplicates = _split_duplicates(candidates, context.output_dir)
+    rejected = [item for item in results if isinstance(item, _Rejected)] + duplicates
+    rejected += [_Rejected(_display_path(link.path), _SYMLINK_REASON) for link in listing.symlinks]
+    return _Outcome(
+        found=len(listing.photos) + len(listing.symlinks),
+        accepted=tuple(accepted),
+        rejected=tuple(sorted(rejected, key=lambda item: item.file)),
+        notes=tuple(
+            f"folder '{_display_path(name)}' could not be read; photos in it were skipped"
+            for name in listing.unreadable
+        ),
+    )
+
+
+def _refuse_escaping_symlinks(listing: SetListing) -> None:
+    refusal = listing.escaping_symlink_refusal()
+    if refusal is not None:
+        message, hint = refusal
+        raise StageFailed(message, hint=hint)
+
+
+def _normalise_all(
+    folder: Path,
+    photos: tuple[FileEntry, ...],
+    images_dir: Path,
+    rules: PhotoRules,
+    threads: int,
+    report: ProgressReporter,
+) -> list[_Accepted | _Rejected]:
+    """Check every photo in parallel; report progress from this thread as each one finishes."""
+    names = output_names(entry.path for entry in photos)
+
+    def normalise(entry: FileEntry) -> _Accepted | _Rejected:
+        name = names[entry.path]
+        try:
+            photo = normalise_photo(folder / entry.path, images_dir / name, rules)
+        except PhotoRejected as rejection:
+            return _Rejected(_display_path(entry.path), rejection.reason)
+        return _Accepted(_display_path(entry.path), f"{IMAGES_DIR}/{name}", photo)
+
+    report(0.0, f"checking {len(photos)} photos")
+    results = []
+    with own_pixel_limit(), ThreadPoolExecutor(max_workers=threads) as pool:
+        futures = [pool.submit(normalise, entry) for entry in photos]
+        for done, future in enumerate(as_completed(futures), start=1):
+            results.append(future.result())
+            report(100.0 * done / len(futures), f"photo {done}/{len(futures)}")
+    return results
+
+
+def _split_duplicates(
+    accepted: list[_Accepted], output_dir: Path
+) -> tuple[list[_Accepted], list[_Rejected]]:
+    """Of photos with identical pixels keep the first in name order; delete the others' copies."""
+    first_by_digest: dict[str, _Accepted] = {}
+    kept: list[_Accepted] = []
+    duplicates: list[_Rejected] = []
+    for item in sorted(accepted, key=lambda item: item.file):
+        first = first_by_digest.setdefault(item.photo.pixel_digest, item)
+        if first is item:
+            kept.append(item)
+        else:
+            (output_dir / item.image).unlink()
+            duplicates.append(_Rejected(item.file, f"duplicate of {first.file}"))
+    return kept, duplicates
+
+
+def output_names(relative_paths: Iterable[str]) -> dict[str, str]:
+    """Flat, unique JPEG names: 'a/b/IMG_1.JPG' -> 'a__b__IMG_1.jpg'.
+
+    Unusual characters become '_'; names stay unique on case-insensitive disks too, later
+    paths in name order getting '-2', '-3'.
+    """
+    taken: set[str] = set()
+    names: dict[str, str] = {}
+    for path in sorted(relative_paths):
+        parts = PurePosixPath(path).with_suffix("").parts
+        stem = "__".join(_UNUSUAL_NAME_CHARACTERS.sub("_", part) for part in parts).lstrip(".")
+        stem = stem.encode()[:_MAX_NAME_BYTES].decode(errors="ignore") or "photo"
+        candidate, counter = f"{stem}.jpg", 1
+        while candidate.casefold() in taken:
+            counter += 1
+            candidate = f"{stem}-{counter}.jpg"
+        taken.add(candidate.casefold())
+        names[path] = candidate
+    return names
+
+
+def _display_path(path: str) -> str:
+    """Names that are not valid UTF-8 (old SMB shares) must still fit in JSON."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _too_few_message(outcome: _Outcome) -> str:
+    usable = len(outcome.accepted)
+    noun = "photo" if usable == 1 else "photos"
+    return (
+        f"only {usable} usable {noun} ({outcome.found} found, {len(outcome.rejected)} rejected); "
+        f"at least {MIN_PHOTOS} are needed"
+    )
+
+
+def _manifest(outcome: _Outcome) -> dict[str, Any]:
+    return {
+        "images": [
+            {
+                "file": item.file,
+                "image": item.image,
+                "width": item.photo.width,
+                "height": item.photo.height,
+                "original_width": item.photo.original_width,
+                "original_height": item.photo.original_height,
+                "focal_length_mm": item.photo.camera.focal_length_mm,
+                "focal_length_35mm": item.photo.camera.focal_length_35mm,
+                "make": item.photo.camera.make,
+                "model": item.photo.camera.model,
+            }
+            for item in outcome.accepted
+        ],
+        "rejected": [{"file": item.file, "reason": item.reason} for item in outcome.rejected],
+    }

@@ -1,0 +1,186 @@
+"""What a photo set folder holds: photos, control files, files still being written, junk.
+
+Shared by the daemon (to notice when a set is complete) and by ingest (to read it), so
+both sides agree on which files count. Walks never follow symbolic links.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STATUS_FILE = "status.json"
+JOB_OPTIONS_FILE = "job.toml"
+READY_MARKERS = ("ready", ".ready")  # compared case-insensitively
+CANCEL_MARKER = "cancel"
+RETRY_MARKER = "retry"
+
+# Written by tools that have not finished: they are not photos, but while they change
+# the set is not complete.
+IN_PROGRESS_PATTERNS = ("*.part", "*.tmp", "*.crdownload", "~$*")
+# rsync writes ".<name>.<6 random characters>" and renames it when the file is complete.
+_RSYNC_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9]{6}$")
+
+# Operating-system and sync-tool litter; never photos, never activity worth waiting for.
+DEFAULT_JUNK_PATTERNS = (
+    ".DS_Store",
+    "._*",
+    "Thumbs.db",
+    "desktop.ini",
+    "@eaDir",
+    ".stfolder",
+    ".stversions",
+    "#recycle",
+)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # relative to the set root, with forward slashes
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class SymlinkEntry:
+    path: str
+    target: str
+    escapes_inbox: bool
+
+
+@dataclass(frozen=True)
+class SetListing:
+    """One walk of a set folder, taken at one moment."""
+
+    photos: tuple[FileEntry, ...] = ()  # candidate photos, name order; ingest decides which are good
+    in_progress: tuple[FileEntry, ...] = ()
+    symlinks: tuple[SymlinkEntry, ...] = ()
+    unreadable: tuple[str, ...] = ()  # folders the walk could not list
+    job_options: FileEntry | None = None
+    ready: bool = False
+    cancel_mtime_ns: int | None = None
+    retry_mtime_ns: int | None = None
+
+    @property
+    def escaping_symlinks(self) -> tuple[SymlinkEntry, ...]:
+        return tuple(link for link in self.symlinks if link.escapes_inbox)
+
+    def escaping_symlink_refusal(self) -> tuple[str, str] | None:
+        """(message, hint) when a link leads out of the inbox: such a set is refused whole."""
+        if not self.escaping_symlinks:
+            return None
+        path = self.escaping_symlinks[0].path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return (
+            f"the set contains a symbolic link '{path}' that points outside the inbox; refused, "
+            "as the link could expose files that were never meant to be sent",
+            "replace the link with the file itself, or remove it",
+        )
+
+    def content_fingerprint(self) -> str:
+        """Identity of what the pipeline would read: a new value means a new attempt."""
+        digest = hashlib.sha256()
+        for entry in self.photos:
+            digest.update(f"p\0{entry.path}\0{entry.size}\0{entry.mtime_ns}\n".encode())
+        if self.job_options is not None:
+            entry = self.job_options
+            digest.update(f"o\0{entry.path}\0{entry.size}\0{entry.mtime_ns}\n".encode())
+        for link in self.symlinks:
+            digest.update(f"l\0{link.path}\0{link.target}\n".encode())
+        return digest.hexdigest()
+
+    def activity_fingerprint(self) -> str:
+        """Changes whenever anything is still being written; the settle clock restarts on it."""
+        digest = hashlib.sha256(self.content_fingerprint().encode())
+        for entry in self.in_progress:
+            digest.update(f"t\0{entry.path}\0{entry.size}\0{entry.mtime_ns}\n".encode())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileRules:
+    """Which names are junk; user patterns add to the defaults, matched case-insensitively."""
+
+    extra_junk_patterns: tuple[str, ...] = ()
+    _patterns: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        patterns = tuple(p.lower() for p in DEFAULT_JUNK_PATTERNS + tuple(self.extra_junk_patterns))
+        object.__setattr__(self, "_patterns", patterns)
+
+    def is_junk(self, name: str) -> bool:
+        lowered = name.lower()
+        return any(fnmatch.fnmatchcase(lowered, pattern) for pattern in self._patterns)
+
+    @staticmethod
+    def is_in_progress(name: str) -> bool:
+        lowered = name.lower()
+        if _RSYNC_TEMPORARY.match(name) and lowered not in READY_MARKERS:
+            return True
+        return any(fnmatch.fnmatchcase(lowered, pattern) for pattern in IN_PROGRESS_PATTERNS)
+
+
+def walk_set(set_root: Path, inbox_root: Path, rules: FileRules) -> SetListing:
+    """List a set folder without following links; markers count only at its top level."""
+    set_root = Path(set_root)
+    real_inbox = os.path.realpath(inbox_root)
+    photos: list[FileEntry] = []
+    in_progress: list[FileEntry] = []
+    symlinks: list[SymlinkEntry] = []
+    unreadable: list[str] = []
+    markers: dict[str, FileEntry] = {}
+    job_options: FileEntry | None = None
+
+    def visit(folder: Path, relative: str) -> None:
+        nonlocal job_options
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            unreadable.append(relative or ".")
+            return
+        for entry in entries:
+            rel = f"{relative}/{entry.name}" if relative else entry.name
+            if rules.is_junk(entry.name):
+                continue
+            if entry.is_symlink():
+                target = os.readlink(entry.path)
+                resolved = os.path.realpath(entry.path)
+                inside = os.path.commonpath([real_inbox, resolved]) == real_inbox
+                symlinks.append(SymlinkEntry(rel, target, escapes_inbox=not inside))
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                visit(Path(entry.path), rel)
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                continue  # sockets, fifos, devices: never photos
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # renamed away between listing and stat (rsync finishing a file)
+            item = FileEntry(rel, stat.st_size, stat.st_mtime_ns)
+            lowered = entry.name.lower()
+            if not relative and lowered in READY_MARKERS + (CANCEL_MARKER, RETRY_MARKER):
+                markers[lowered] = item
+            elif not relative and entry.name == STATUS_FILE:
+                continue
+            elif not relative and lowered == JOB_OPTIONS_FILE:
+                job_options = item
+            elif rules.is_in_progress(entry.name):
+                in_progress.append(item)
+            else:
+                photos.append(item)
+
+    visit(set_root, "")
+    return SetListing(
+        photos=tuple(sorted(photos, key=lambda e: e.path)),
+        in_progress=tuple(in_progress),
+        symlinks=tuple(symlinks),
+        unreadable=tuple(unreadable),
+        job_options=job_options,
+        ready=any(marker in markers for marker in READY_MARKERS),
+        cancel_mtime_ns=markers[CANCEL_MARKER].mtime_ns if CANCEL_MARKER in markers else None,
+        retry_mtime_ns=markers[RETRY_MARKER].mtime_ns if RETRY_MARKER in markers else None,
+    )

@@ -1,0 +1,21 @@
+"""Shared fixtures: every status.json a test leaves behind must validate against the schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_harness import validate_status
+
+
+@pytest.fixture(autouse=True)
+def every_status_json_validates(tmp_path: Path):
+    yield
+    for path in tmp_path.rglob("*status.json"):
+        if path.name.startswith("."):
+            continue  # a temporary name: never left behind by a finished write
+        validate_status(json.loads(path.read_text()))
+    leftovers = [p for p in tmp_path.rglob(".*status.json.*.tmp")]
+    assert not leftovers, f"half-written status files left behind: {leftovers}"

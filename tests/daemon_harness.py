@@ -1,0 +1,158 @@
+"""Runs the real daemon as a child process over real folders, and reads what it writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import jsonschema
+
+REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+@cache
+def status_validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads((resources.files("daemon") / "schemas" / "status.schema.json").read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate_status(document: dict[str, Any]) -> dict[str, Any]:
+    status_validator().validate(document)
+    return document
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+    inbox: Path
+    outbox: Path
+    state: Path
+    config: Path
+
+    def status(self, set_name: str) -> dict[str, Any] | None:
+        """The set's status.json, validated against the schema, or None if not written yet."""
+        path = self.inbox / set_name / "status.json"
+        if set_name.endswith(".zip"):
+            path = self.inbox / f"{set_name}.status.json"
+        try:
+            return validate_status(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+
+    def outbox_status(self, job_id: str) -> dict[str, Any]:
+        return validate_status(json.loads((self.outbox / job_id / "status.json").read_text()))
+
+
+def make_layout(root: Path, **settings: Any) -> Layout:
+    """Folders and a configuration tuned for tests: 1 s settle, no periodic rescan."""
+    layout = Layout(root, root / "inbox", root / "outbox", root / "state", root / "instarecon.toml")
+    layout.inbox.mkdir(parents=True)
+    layout.outbox.mkdir()
+    values = {
+        "inbox": str(layout.inbox),
+        "outbox": str(layout.outbox),
+        "state": str(layout.state),
+        "settle_seconds": 1.0,
+        "rescan_interval_seconds": 3600,
+        "poll_interval_seconds": 0.2,
+        "cancel_grace_seconds": 2.0,
+        "threads": 2,
+        **settings,
+    }
+    lines = []
+    tables = {key: value for key, value in values.items() if isinstance(value, dict)}
+    for key, value in values.items():
+        if key not in tables:
+            lines.append(f"{key} = {json.dumps(value)}")
+    for key, table in tables.items():
+        lines.append(f"[{key}]")
+        lines.extend(f"{k} = {json.dumps(v)}" for k, v in table.items())
+    layout.config.write_text("\n".join(lines) + "\n")
+    return layout
+
+
+class DaemonProcess:
+    """``instarecon run`` (or the paced test pipeline) as a real child process."""
+
+    def __init__(self, layout: Layout, *, until_idle: bool = False, paced: bool = False,
+                 env: dict[str, str] | None = None):
+        module = "tests.paced_daemon" if paced else "daemon.cli"
+        self.command = [sys.executable, "-m", module, "run", "--config", str(layout.config)]
+        if until_idle:
+            self.command.append("--until-idle")
+        self.layout = layout
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = layout.root / f"daemon-{time.monotonic_ns()}.log"
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "DaemonProcess":
+        return self.start()
+
+    def __exit__(self, *_exc) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.stop()
+
+    def start(self) -> "DaemonProcess":
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            self.command, cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        return self
+
+    def stop(self, timeout: float = 30.0) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill(self) -> int:
+        self.process.kill()
+        return self.wait(10)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"daemon did not exit within {timeout} s; log:\n{self.log()}")
+        self._log.close()
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_for(probe: Callable[[], T], timeout: float = 30.0, what: str = "condition", interval: float = 0.05) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def state_is(layout: Layout, set_name: str, *states: str) -> Callable[[], dict[str, Any] | None]:
+    def probe() -> dict[str, Any] | None:
+        document = layout.status(set_name)
+        return document if document is not None and document["state"] in states else None
+
+    return probe
+
+
+def run_cli(layout: Layout, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon.cli", *args[:1], "--config", str(layout.config), *args[1:]],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+    )

@@ -1,0 +1,267 @@
+"""The daemon end to end: real folders, real SQLite, real child processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import zipfile
+from pathlib import Path
+
+from tests.daemon_harness import DaemonProcess, make_layout, run_cli, state_is, wait_for
+from tests.photo_sets import small_set
+
+
+def _stage_starts(layout, job_id: str, stage: str) -> int:
+    with sqlite3.connect(layout.state / "jobs.sqlite3") as db:
+        return db.execute(
+            "SELECT count(*) FROM job_events WHERE job_id = ? AND kind = 'stage' AND stage = ? AND state = 'running'",
+            (job_id, stage),
+        ).fetchone()[0]
+
+
+def test_three_sets_dropped_together_run_one_after_the_other(tmp_path):
+    layout = make_layout(tmp_path)
+    for name in ("alpha", "bravo", "charlie"):
+        small_set(layout.inbox / name, ready=True)
+        (layout.inbox / name / "job.toml").write_text("iterations = 5\n")
+    with DaemonProcess(layout, until_idle=True, paced=True) as daemon:
+        assert daemon.wait(120) == 0, daemon.log()
+    documents = [layout.status(name) for name in ("alpha", "bravo", "charlie")]
+    assert [d["state"] for d in documents] == ["done"] * 3
+    spans = sorted((d["started_at"], d["finished_at"]) for d in documents)
+    for (_, finished), (started, _) in zip(spans, spans[1:]):
+        assert finished <= started, f"jobs overlapped: {spans}"
+    for document in documents:
+        assert document["progress"] == 100
+        assert set(document["stages"]) == {"ingest", "sfm"}
+        assert document["metrics"]["sfm"]["images"] == 4
+        assert layout.outbox_status(document["job_id"])["state"] == "done"
+
+
+def test_sigkill_mid_stage_then_restart_resumes_without_redoing_finished_stages(tmp_path):
+    layout = make_layout(tmp_path)
+    small_set(layout.inbox / "kermit", ready=True)
+    (layout.inbox / "kermit" / "job.toml").write_text("iterations = 40\n")
+    first = DaemonProcess(layout, paced=True).start()
+    wait_for(lambda: "sfm: step" in (layout.status("kermit") or {}).get("message", ""), 60,
+             "the sfm stage to be under way")
+    first.kill()
+    job_dir = layout.state / "jobs" / "kermit-1"
+    ingest_result = (job_dir / "ingest" / "result.json").stat().st_mtime_ns
+
+    with DaemonProcess(layout, until_idle=True, paced=True) as second:
+        assert second.wait(120) == 0, second.log()
+    document = layout.status("kermit")
+    assert document["state"] == "done"
+    assert document["job_id"] == "kermit-1"
+    assert _stage_starts(layout, "kermit-1", "ingest") == 1
+    assert _stage_starts(layout, "kermit-1", "sfm") == 2
+    assert (job_dir / "ingest" / "result.json").stat().st_mtime_ns == ingest_result
+    assert (job_dir / "paced-runs.txt").read_text().count("run") == 2
+    assert "resum" in second.log()
+
+
+def test_sigterm_stops_cleanly_and_the_job_resumes_at_the_next_start(tmp_path):
+    layout = make_layout(tmp_path)
+    small_set(layout.inbox / "et", ready=True)
+    (layout.inbox / "et" / "job.toml").write_text("iterations = 40\n")
+    daemon = DaemonProcess(layout, paced=True).start()
+    wait_for(lambda: (layout.status("et") or {}).get("stage") == "sfm", 60, "the sfm stage to start")
+    assert daemon.stop() == 0
+    interrupted = layout.status("et")
+    assert interrupted["state"] == "queued"
+    assert interrupted["stages"]["sfm"]["state"] == "interrupted"
+    assert "resumes at sfm" in interrupted["message"]
+    with DaemonProcess(layout, until_idle=True, paced=True) as again:
+        assert again.wait(120) == 0
+    assert layout.status("et")["state"] == "done"
+    assert _stage_starts(layout, "et-1", "ingest") == 1
+
+
+def test_cancel_file_stops_the_running_child(tmp_path):
+    layout = make_layout(tmp_path)
+    small_set(layout.inbox / "slow", ready=True)
+    (layout.inbox / "slow" / "job.toml").write_text("iterations = 600\n")
+    with DaemonProcess(layout, paced=True):
+        wait_for(lambda: (layout.status("slow") or {}).get("stage") == "sfm", 60, "the sfm stage to start")
+        (layout.inbox / "slow" / "CANCEL").touch()
+        document = wait_for(state_is(layout, "slow", "cancelled"), 20, "the job to be cancelled")
+    assert "CANCEL file" in document["message"]
+    assert document["stages"]["sfm"]["state"] == "cancelled"
+    assert document["stages"]["sfm"]["seconds"] < 30  # 600 steps would take 60 s
+    assert sorted(p.name for p in (layout.inbox / "slow").iterdir() if p.suffix == ".jpg") == [
+        f"view_{i:03d}.jpg" for i in range(4)
+    ]
+
+
+def test_instarecon_cancel_stops_a_running_job_and_retry_runs_it_again(tmp_path):
+    layout = make_layout(tmp_path)
+    small_set(layout.inbox / "slow", ready=True)
+    (layout.inbox / "slow" / "job.toml").write_text("iterations = 600\n")
+    with DaemonProcess(layout, paced=True):
+        wait_for(lambda: (layout.status("slow") or {}).get("stage") == "sfm", 60, "the sfm stage to start")
+        cancelled = run_cli(layout, "cancel", "slow-1")
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert "cancel requested" in cancelled.stdout
+        document = wait_for(state_is(layout, "slow", "cancelled"), 20, "the job to be cancelled")
+        assert "instarecon cancel" in document["message"]
+
+        (layout.inbox / "slow" / "job.toml").write_bytes(b"iterations = 600\n")  # same content, new mtime
+        # a changed set becomes a new attempt
+        wait_for(lambda: (layout.status("slow") or {}).get("job_id") == "slow-2", 20, "a second attempt")
+        assert run_cli(layout, "cancel", "slow-2").returncode == 0
+        wait_for(lambda: layout.status("slow")["state"] == "cancelled", 20, "slow-2 cancelled")
+
+        retried = run_cli(layout, "retry", "slow-2")
+        assert retried.returncode == 0, retried.stderr
+        assert "slow-3" in retried.stdout
+        wait_for(lambda: layout.status("slow")["job_id"] == "slow-3"
+                 and layout.status("slow")["state"] == "running", 30, "slow-3 to run")
+
+
+def test_bad_photos_are_rejected_with_reasons_while_good_ones_go_on(tmp_path):
+    layout = make_layout(tmp_path)
+    folder = layout.inbox / "mixed"
+    small_set(folder)
+    (folder / "notes.jpg").write_text("this is not a photo")
+    (folder / "tiny.png").write_bytes(_tiny_png())
+    (folder / "view_000 copy.jpg").write_bytes((folder / "view_000.jpg").read_bytes())
+    (folder / "READY").touch()
+    with DaemonProcess(layout, until_idle=True) as daemon:
+        assert daemon.wait(60) == 0, daemon.log()
+    document = layout.status("mixed")
+    assert document["state"] == "done"
+    assert document["images"]["accepted"] == 4
+    reasons = {item["file"]: item["reason"] for item in document["images"]["rejected"]}
+    assert set(reasons) == {"notes.jpg", "tiny.png", "view_000.jpg"} or set(reasons) == {
+        "notes.jpg", "tiny.png", "view_000 copy.jpg"
+    }
+    assert "not an image" in reasons["notes.jpg"]
+    assert "100" in reasons["tiny.png"]
+    assert any("duplicate" in reason for reason in reasons.values())
+    assert len(list((layout.state / "jobs" / "mixed-1" / "ingest" / "images").iterdir())) == 4
+
+
+def test_a_set_with_two_good_photos_fails_with_a_clear_message(tmp_path):
+    layout = make_layout(tmp_path)
+    small_set(layout.inbox / "pair", views=2, ready=True)
+    with DaemonProcess(layout, until_idle=True) as daemon:
+        assert daemon.wait(60) == 0
+    document = layout.status("pair")
+    assert document["state"] == "failed"
+    assert document["error"]["stage"] == "ingest"
+    assert "at least 3" in document["error"]["message"]
+    assert document["error"]["hint"]
+    assert document["images"]["accepted"] == 2
+    assert "pair" in daemon.log() and "at least 3" in daemon.log()
+
+
+def test_symlink_pointing_out_of_the_inbox_is_refused(tmp_path):
+    layout = make_layout(tmp_path)
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (outside / "passwd.jpg").write_text("not for you")
+    small_set(layout.inbox / "linked", ready=True)
+    os.symlink(outside / "passwd.jpg", layout.inbox / "linked" / "extra.jpg")
+    os.symlink(outside, layout.inbox / "linked-folder")
+    with DaemonProcess(layout, until_idle=True) as daemon:
+        assert daemon.wait(60) == 0
+    document = layout.status("linked")
+    assert document["state"] == "failed"
+    assert "symbolic link 'extra.jpg'" in document["error"]["message"]
+    assert "outside the inbox" in document["error"]["message"]
+    assert not (layout.state / "jobs" / "linked-1" / "ingest").exists()  # refused before any stage ran
+    link_job = json.loads((layout.outbox / "linked-folder-1" / "status.json").read_text())
+    assert link_job["state"] == "failed" and "symbolic link" in link_job["error"]["message"]
+    assert not (outside / "status.json").exists()  # never written through the link
+
+
+def test_zip_set_with_parent_entries_is_refused_and_a_good_zip_runs(tmp_path):
+    layout = make_layout(tmp_path)
+    photos = small_set(tmp_path / "made")
+    with zipfile.ZipFile(layout.inbox / "evil.zip", "w") as archive:
+        for photo in photos:
+            archive.write(photo, photo.name)
+        archive.writestr("../escaped.jpg", photos[0].read_bytes())
+    with zipfile.ZipFile(layout.inbox / "good.zip", "w") as archive:
+        for photo in photos:
+            archive.write(photo, f"trip/{photo.name}")
+    with DaemonProcess(layout, until_idle=True) as daemon:
+        assert daemon.wait(60) == 0, daemon.log()
+    evil = layout.status("evil.zip")
+    assert evil["state"] == "failed"
+    assert "../escaped.jpg" in evil["error"]["message"]
+    assert not (layout.inbox.parent / "escaped.jpg").exists()
+    assert not list(layout.state.rglob("escaped.jpg"))
+    good = layout.status("good.zip")
+    assert good["state"] == "done" and good["images"]["accepted"] == 4
+
+
+def test_bad_job_toml_fails_the_job_with_the_key_named(tmp_path):
+    layout = make_layout(tmp_path)
+    small_set(layout.inbox / "typo", ready=True)
+    (layout.inbox / "typo" / "job.toml").write_text("iteration = 7000\n")
+    small_set(layout.inbox / "badvalue", ready=True)
+    (layout.inbox / "badvalue" / "job.toml").write_text('stop_after = "everything"\n')
+    with DaemonProcess(layout, until_idle=True) as daemon:
+        assert daemon.wait(60) == 0
+    typo = layout.status("typo")
+    assert typo["state"] == "failed"
+    assert "unknown key 'iteration'" in typo["error"]["message"]
+    bad = layout.status("badvalue")
+    assert bad["state"] == "failed" and "stop_after" in bad["error"]["message"]
+
+
+def test_finished_set_is_not_run_again_but_a_changed_set_or_retry_file_is(tmp_path):
+    layout = make_layout(tmp_path)
+    photos = small_set(layout.inbox / "castle", views=5, ready=True)
+    with DaemonProcess(layout, until_idle=True) as daemon:
+        assert daemon.wait(60) == 0
+    assert layout.status("castle")["job_id"] == "castle-1"
+
+    with DaemonProcess(layout, until_idle=True) as daemon:  # restart, nothing changed
+        assert daemon.wait(60) == 0
+    assert layout.status("castle")["job_id"] == "castle-1"
+
+    photos[-1].unlink()  # the user changes the set: a new attempt
+    with DaemonProcess(layout, until_idle=True) as daemon:
+        assert daemon.wait(60) == 0
+    document = layout.status("castle")
+    assert document["job_id"] == "castle-2" and document["images"]["accepted"] == 4
+    assert layout.outbox_status("castle-1")["state"] == "done"  # the earlier result stays
+
+    (layout.inbox / "castle" / "RETRY").touch()
+    with DaemonProcess(layout, until_idle=True) as daemon:
+        assert daemon.wait(60) == 0
+    assert layout.status("castle")["job_id"] == "castle-3"
+    assert layout.status("castle")["state"] == "done"
+
+
+def test_the_inbox_is_never_modified_except_status_json(tmp_path):
+    layout = make_layout(tmp_path)
+    small_set(layout.inbox / "kept", ready=True)
+    (layout.inbox / "kept" / "bad.jpg").write_text("nope")
+    before = _snapshot(layout.inbox)
+    with DaemonProcess(layout, until_idle=True) as daemon:
+        assert daemon.wait(60) == 0
+    after = _snapshot(layout.inbox)
+    assert {k: v for k, v in after.items() if not k.endswith("status.json")} == before
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes())
+        for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def _tiny_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(buffer, "PNG")
+    return buffer.getvalue()
