@@ -41,7 +41,10 @@ def _start(root: Path, watch_mode: str, settle: float) -> subprocess.Popen:
     for name in ("inbox", "outbox"):
         (root / name).mkdir(exist_ok=True)
     config = root / "instarecon.toml"
-    config.write_text(f'watch_mode = "{watch_mode}"\nsettle_seconds = {settle}\n')
+    config.write_text(
+        f'inbox = "inbox"\noutbox = "outbox"\nstate = "state"\n'
+        f'watch_mode = "{watch_mode}"\nsettle_seconds = {settle}\n'
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "daemon.cli", "run", "--config", str(config)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

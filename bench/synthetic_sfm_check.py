@@ -103,11 +103,12 @@ def evaluate(cameras: list[SyntheticView], models: dict[int, pycolmap.Reconstruc
         render_s=render_s, sfm_s=sfm_s)
 
 
-def check(work: Path, views: int, width: int, height: int, seed: int) -> SfmResult:
+def check(work: Path, views: int, width: int, height: int, seed: int,
+          spacing_degrees: float | None) -> SfmResult:
     images = work / "images"
     started = time.monotonic()
     cameras = write_demo_set(images, views=views, width=width, height=height, seed=seed,
-                             ready_marker=False)
+                             ready_marker=False, spacing_degrees=spacing_degrees)
     render_s = time.monotonic() - started
     models, sfm_s = run_sfm(images, work)
     return evaluate(cameras, models, render_s, sfm_s)
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", type=int, default=24)
     parser.add_argument("--size", default="800x600", help="WIDTHxHEIGHT")
     parser.add_argument("--seed", type=int, nargs="+", default=[0])
+    parser.add_argument("--spacing", type=float, metavar="DEGREES",
+                        help="degrees between adjacent views (default: all around)")
     parser.add_argument("--min-registered", type=float, default=0.9,
                         help="fraction of views that must register into one model")
     parser.add_argument("--keep", type=Path, help="keep the photos and models under this folder")
@@ -129,11 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for seed in args.seed:
         with tempfile.TemporaryDirectory(prefix="synthetic-sfm-") as scratch:
-            work = (args.keep / f"{width}x{height}-{args.views}-seed{seed}") if args.keep else Path(scratch)
-            result = check(work, args.views, width, height, seed)
+            name = f"{width}x{height}-{args.views}-{args.spacing or 'ring'}-seed{seed}"
+            work = args.keep / name if args.keep else Path(scratch)
+            result = check(work, args.views, width, height, seed, args.spacing)
         ok = result.registered >= args.min_registered * result.views
         failed |= not ok
-        print(f"{width}x{height} x{result.views} seed {seed}: "
+        spacing = f" {args.spacing:g} deg apart" if args.spacing else ""
+        print(f"{width}x{height} x{result.views}{spacing} seed {seed}: "
               f"registered {result.registered}/{result.views} in the largest of {result.models} model(s), "
               f"{result.points3d} points, mean reprojection error {result.mean_reprojection_error_px:.3f} px, "
               f"focal {result.focal_px:.1f} px (true {result.true_focal_px:.1f}, EXIF prior "

@@ -50,7 +50,6 @@ ROOM_HEIGHT = 4.5
 LIGHT_DIRECTION = (0.4, 0.3, 1.0)
 AMBIENT = 0.45
 DIFFUSE = 0.6
-BIG = float(os.environ.get('BIG', '0'))
 SUPERSAMPLE = 2  # rays per pixel along each axis
 ROOM_SATURATION = 0.35  # a muted room, so the full-colour objects stand out
 # Texture resolution tracks image resolution: texels per world unit equal the pixels per
@@ -94,10 +93,6 @@ class Texture:
         rgba = np.zeros((self.rows, self.cols, 4), np.uint8)
         rgba[:, :, :3] = image
         self.packed = rgba.view(np.uint32).reshape(-1)
-
-    @property
-    def image(self) -> np.ndarray:
-        return self.packed.view(np.uint8).reshape(self.rows, self.cols, 4)[:, :, :3]
 
     def sample(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Bilinear lookup, clamped at the borders; returns (n, 3) float32 albedo in [0, 1]."""
@@ -151,7 +146,7 @@ def _paint_texture(rng: np.random.Generator, width_units: float, height_units: f
     def noise(cell: float, channels: int = 1) -> np.ndarray:
         return _noise(rng, width_units, height_units, texels_per_unit, cell, channels)
 
-    brightness = noise(1.2) * 0.4 + noise(0.35) * 0.3 + noise(0.1) * 0.2 + noise(0.03) * 0.15
+    brightness = noise(1.2) * 0.4 + noise(0.35) * 0.3 + noise(0.1) * 0.2 + noise(0.03) * 0.25
     brightness -= brightness.mean()
     brightness *= 0.25 / max(float(brightness.std()), 1e-6)
     brightness += 0.5
@@ -162,9 +157,10 @@ def _paint_texture(rng: np.random.Generator, width_units: float, height_units: f
 
     shapes = Image.new("RGBA", (base.shape[1], base.shape[0]), (0, 0, 0, 0))
     draw = ImageDraw.Draw(shapes)
-    area = width_units * height_units
-    for sizes, count in (((0.25, 0.7), int(area * BIG)), ((0.025, 0.3), int(area * shapes_per_unit2))):
-        _draw_shapes(draw, rng, width_units, height_units, texels_per_unit, count, sizes, saturation)
+    # A few large shapes first, for structure that survives small renders, then many small ones.
+    for size_range, per_unit2 in (((0.25, 0.7), 3.0), ((0.025, 0.3), shapes_per_unit2)):
+        _draw_shapes(draw, rng, width_units, height_units, texels_per_unit,
+                     int(width_units * height_units * per_unit2), size_range, saturation)
     painted = Image.alpha_composite(Image.fromarray(base), shapes).convert("RGB")
     return Texture(np.asarray(painted), texels_per_unit)
 
@@ -185,7 +181,7 @@ def _draw_shapes(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width_unit
     colours = rng.integers(0, 256, (count, 4))
     grey = colours[:, :3].mean(axis=1, keepdims=True)
     colours[:, :3] = grey + saturation * (colours[:, :3] - grey)
-    colours[:, 3] = rng.integers(140, 240, count)  # opacity: the noise below still shows
+    colours[:, 3] = rng.integers(120, 200, count)  # opacity: the noise below still shows
     # A third of the shapes are near-black or near-white, for strong brightness contrast.
     extreme = rng.random(count)
     colours[extreme < 0.16, :3] //= 5
@@ -228,7 +224,8 @@ class Room:
         """Distance along every unit ray to the room's surface (the camera is inside)."""
         dx, dy, dz = dirs.T
         with np.errstate(divide="ignore", invalid="ignore"):
-            to_plane = np.where(dz < 0, -origin[2], self.height - origin[2]) / dz
+            # Down to the floor or up to the ceiling; a level ray (dz of +-0) gets +inf.
+            to_plane = np.where(dz < 0, origin[2], self.height - origin[2]) / np.abs(dz)
             a = dx * dx + dy * dy
             b = dx * origin[0] + dy * origin[1]
             c = origin[0] ** 2 + origin[1] ** 2 - self.radius ** 2  # negative inside
@@ -263,8 +260,10 @@ class SceneObject(Protocol):
         """(unit normals, albedo in [0, 1]) at points on the surface."""
 
 
-def _rays_near(origin: np.ndarray, dirs: np.ndarray, centre: np.ndarray, radius: float):
-    """Indices of unit rays passing within `radius` of `centre`, and their b, c terms."""
+def _rays_near(origin: np.ndarray, dirs: np.ndarray, centre: np.ndarray,
+               radius: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Indices of the unit rays that pass within `radius` of `centre` (so only those need
+    an exact test), with b = d.(o - c) and c = |o - c|^2 - r^2 of the ray-sphere equation."""
     offset = origin - centre
     b = dirs @ offset
     c = float(offset @ offset) - radius ** 2
@@ -278,12 +277,12 @@ class Sphere:
         self.radius = radius
         self.texture = texture
 
-    def intersect(self, origin, dirs):
+    def intersect(self, origin: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rays, b, c = _rays_near(origin, dirs, self.centre, self.radius)
         t = -b - np.sqrt(b * b - c)
         return rays[t > 0], t[t > 0]
 
-    def shade(self, points):
+    def shade(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         normals = (points - self.centre) / self.radius
         longitude = np.arctan2(normals[:, 1], normals[:, 0]) + np.float32(math.pi)
         colatitude = np.arccos(np.clip(normals[:, 2], -1, 1))
@@ -313,7 +312,7 @@ class Box:
         self.row_height = float(2 * self.half.max())
         self.texture = paint(float(widths.sum()), 2 * self.row_height)
 
-    def intersect(self, origin, dirs):
+    def intersect(self, origin: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rays, _, _ = _rays_near(origin, dirs, self.centre, float(np.linalg.norm(self.half)))
         local_origin = (origin - self.centre) @ self.rotation
         local_dirs = dirs[rays] @ self.rotation
@@ -326,7 +325,7 @@ class Box:
         hit = (near <= far) & (near > 0)
         return rays[hit], near[hit]
 
-    def shade(self, points):
+    def shade(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         local = (points - self.centre) @ self.rotation
         rows = np.arange(len(points))
         axis = np.argmax(np.abs(local) / self.half, axis=1)
@@ -376,15 +375,18 @@ def build_scene(rng: np.random.Generator, pixels_per_unit_at_1: float) -> Scene:
 # --------------------------------------------------------------------------- cameras
 
 
-def ring_cameras(views: int, width: int, height: int) -> list[SyntheticView]:
-    """Cameras evenly spaced on a ring around the objects, all aimed at SCENE_TARGET."""
+def ring_cameras(views: int, width: int, height: int,
+                 spacing_degrees: float | None = None) -> list[SyntheticView]:
+    """Cameras on a ring around the objects, `spacing_degrees` apart (default: evenly
+    around the whole ring), all aimed at SCENE_TARGET."""
+    spacing = math.radians(360 / views if spacing_degrees is None else spacing_degrees)
     focal = width * FOCAL_LENGTH_35MM / SENSOR_WIDTH_MM
     K = ((focal, 0.0, width / 2), (0.0, focal, height / 2), (0.0, 0.0, 1.0))
     target = np.array(SCENE_TARGET)
     up = np.array([0.0, 0.0, 1.0])
     cameras = []
     for index in range(views):
-        angle = 2 * math.pi * index / views
+        angle = spacing * index
         centre = np.array([CAMERA_RING_RADIUS * math.cos(angle),
                            CAMERA_RING_RADIUS * math.sin(angle),
                            CAMERA_HEIGHT + CAMERA_HEIGHT_SWING * math.sin(2 * angle)])
@@ -453,12 +455,19 @@ def _exif(view: SyntheticView) -> Image.Exif:
 
 
 def write_demo_set(folder: Path, *, views: int = 24, width: int = 800, height: int = 600,
-                   seed: int = 0, ready_marker: bool = True,
+                   seed: int = 0, ready_marker: bool = True, spacing_degrees: float | None = None,
                    supersample: int = SUPERSAMPLE) -> list[SyntheticView]:
     """Render `views` photos of the synthetic scene into `folder` and return their cameras.
 
-    Each photo is written under a temporary name and renamed, and READY (if wanted) is
-    written last, so a watching daemon never takes a half-written set as complete.
+    Cameras go all around the objects unless `spacing_degrees` is given: then they cover
+    an arc of views x spacing. Structure-from-motion needs adjacent views at most about
+    15 degrees apart at small sizes (see bench/synthetic_sfm_check.py), so small, few-view
+    test sets should pass e.g. spacing_degrees=15 rather than spread 8 views over 360.
+
+    Rewriting a folder first removes READY and the view_*.jpg of an earlier run, so the
+    set never mixes photos of two runs. Each photo is written under a temporary name and
+    renamed, and READY (if wanted) comes last, so a watching daemon never takes a
+    half-written set as complete.
     """
     if views < 1 or width < 16 or height < 16:
         raise ValueError(f"need at least 1 view of at least 16x16 pixels, got {views} of {width}x{height}")
@@ -466,9 +475,11 @@ def write_demo_set(folder: Path, *, views: int = 24, width: int = 800, height: i
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / READY_MARKER
     marker.unlink(missing_ok=True)
+    for stale in folder.glob("view_*.jpg"):
+        stale.unlink()
 
     rng = np.random.default_rng(seed)
-    cameras = ring_cameras(views, width, height)
+    cameras = ring_cameras(views, width, height, spacing_degrees)
     scene = build_scene(rng, cameras[0].K[0][0] * supersample)
     for view in cameras:
         pixels = render(scene, view, supersample)
@@ -495,13 +506,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--views", type=int, default=24)
     parser.add_argument("--size", type=_size, default=(800, 600), metavar="WIDTHxHEIGHT")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--spacing", type=float, metavar="DEGREES",
+                        help="degrees between adjacent views (default: all around)")
     parser.add_argument("--no-ready", action="store_true", help="do not write the READY marker")
     args = parser.parse_args(argv)
     width, height = args.size
     started = time.monotonic()
     try:
         write_demo_set(args.folder, views=args.views, width=width, height=height,
-                       seed=args.seed, ready_marker=not args.no_ready)
+                       seed=args.seed, ready_marker=not args.no_ready,
+                       spacing_degrees=args.spacing)
     except ValueError as error:
         parser.error(str(error))
     ready = "" if args.no_ready else " and READY"

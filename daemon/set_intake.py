@@ -23,8 +23,13 @@ log = logging.getLogger("instarecon.inbox")
 CANCEL_FILE_REASON = "cancelled: a CANCEL file was dropped into the set"
 
 
+def could_be_set(name: str, rules: FileRules) -> bool:
+    """Hidden names are temporaries (rsync) or litter, and *status.json is ours: never sets."""
+    return not (name.startswith(".") or rules.is_junk(name) or rules.is_in_progress(name) or name.endswith(STATUS_FILE))
+
+
 def list_set_names(inbox: Path, rules: FileRules) -> list[str]:
-    """Top-level folders and .zip files; hidden names are temporaries or litter, never sets."""
+    """Top-level folders and .zip files (and links, which are refused)."""
     names = []
     try:
         entries = list(os.scandir(inbox))
@@ -32,7 +37,7 @@ def list_set_names(inbox: Path, rules: FileRules) -> list[str]:
         return []
     for entry in entries:
         name = entry.name
-        if name.startswith(".") or rules.is_junk(name) or rules.is_in_progress(name) or name.endswith(STATUS_FILE):
+        if not could_be_set(name, rules):
             continue
         if entry.is_symlink() or entry.is_dir(follow_symlinks=False):
             names.append(name)
@@ -56,7 +61,7 @@ class SetIntake:
         """Bring the set's latest job in line with the inbox; returns seconds until the
         set should be looked at again (still settling), or None."""
         path = self._settings.inbox / name
-        if name.startswith(".") or self._rules.is_junk(name) or self._rules.is_in_progress(name):
+        if not could_be_set(name, self._rules):
             return None
         if path.is_symlink():
             return self._refuse_link(name, path)

@@ -2,11 +2,13 @@
 interrupt a job while a stage runs and after an earlier stage has finished.
 
 It runs in a real child process through the real stage contract; it takes
-``iterations`` steps of 0.1 s and records each run it starts in ``paced-runs.txt``.
+``iterations`` steps of 0.1 s, records each run it starts in ``paced-runs.txt`` and
+its process id in ``paced.pid``.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from stages.base import Stage, StageContext, StageResult
@@ -21,6 +23,7 @@ class PacedStage(Stage):
     def run(self, context: StageContext, report) -> StageResult:
         with open(context.job_dir / "paced-runs.txt", "a") as runs:
             runs.write("run\n")
+        (context.job_dir / "paced.pid").write_text(str(os.getpid()))
         images = sorted((context.stage_dir("ingest") / "images").iterdir())
         steps = int(context.options["iterations"])
         for step in range(steps):

@@ -21,6 +21,16 @@ def _stage_starts(layout, job_id: str, stage: str) -> int:
         ).fetchone()[0]
 
 
+def _slow_set(layout, name: str = "slow", steps: int = 600) -> None:
+    """A set whose paced sfm stage takes ``steps`` tenths of a second."""
+    small_set(layout.inbox / name, ready=True)
+    (layout.inbox / name / "job.toml").write_text(f"iterations = {steps}\n")
+
+
+def _wait_for_sfm(layout, name: str = "slow") -> None:
+    wait_for(lambda: (layout.status(name) or {}).get("stage") == "sfm", 60, "the sfm stage to start")
+
+
 def test_three_sets_dropped_together_run_one_after_the_other(tmp_path):
     layout = make_layout(tmp_path)
     for name in ("alpha", "bravo", "charlie"):
@@ -65,10 +75,9 @@ def test_sigkill_mid_stage_then_restart_resumes_without_redoing_finished_stages(
 
 def test_sigterm_stops_cleanly_and_the_job_resumes_at_the_next_start(tmp_path):
     layout = make_layout(tmp_path)
-    small_set(layout.inbox / "et", ready=True)
-    (layout.inbox / "et" / "job.toml").write_text("iterations = 40\n")
+    _slow_set(layout, "et", steps=40)
     daemon = DaemonProcess(layout, paced=True).start()
-    wait_for(lambda: (layout.status("et") or {}).get("stage") == "sfm", 60, "the sfm stage to start")
+    _wait_for_sfm(layout, "et")
     assert daemon.stop() == 0
     interrupted = layout.status("et")
     assert interrupted["state"] == "queued"
@@ -82,10 +91,9 @@ def test_sigterm_stops_cleanly_and_the_job_resumes_at_the_next_start(tmp_path):
 
 def test_cancel_file_stops_the_running_child(tmp_path):
     layout = make_layout(tmp_path)
-    small_set(layout.inbox / "slow", ready=True)
-    (layout.inbox / "slow" / "job.toml").write_text("iterations = 600\n")
+    _slow_set(layout)
     with DaemonProcess(layout, paced=True):
-        wait_for(lambda: (layout.status("slow") or {}).get("stage") == "sfm", 60, "the sfm stage to start")
+        _wait_for_sfm(layout)
         (layout.inbox / "slow" / "CANCEL").touch()
         document = wait_for(state_is(layout, "slow", "cancelled"), 20, "the job to be cancelled")
     assert "CANCEL file" in document["message"]
@@ -98,10 +106,9 @@ def test_cancel_file_stops_the_running_child(tmp_path):
 
 def test_instarecon_cancel_stops_a_running_job_and_retry_runs_it_again(tmp_path):
     layout = make_layout(tmp_path)
-    small_set(layout.inbox / "slow", ready=True)
-    (layout.inbox / "slow" / "job.toml").write_text("iterations = 600\n")
+    _slow_set(layout)
     with DaemonProcess(layout, paced=True):
-        wait_for(lambda: (layout.status("slow") or {}).get("stage") == "sfm", 60, "the sfm stage to start")
+        _wait_for_sfm(layout)
         cancelled = run_cli(layout, "cancel", "slow-1")
         assert cancelled.returncode == 0, cancelled.stderr
         assert "cancel requested" in cancelled.stdout
@@ -265,3 +272,42 @@ def _tiny_png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (40, 30), (200, 10, 10)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def test_a_stage_killed_like_by_the_oom_killer_fails_its_job_and_the_daemon_carries_on(tmp_path):
+    layout = make_layout(tmp_path)
+    _slow_set(layout, "victim")
+    with DaemonProcess(layout, paced=True) as daemon:
+        pid_file = layout.state / "jobs" / "victim-1" / "paced.pid"
+        wait_for(pid_file.exists, 60, "the sfm stage to start")
+        os.kill(int(pid_file.read_text()), 9)
+        failed = wait_for(state_is(layout, "victim", "failed"), 20, "the job to fail")
+        small_set(layout.inbox / "next", ready=True)
+        (layout.inbox / "next" / "job.toml").write_text("iterations = 3\n")
+        wait_for(state_is(layout, "next", "done"), 60, "the next set to run")
+    assert failed["error"]["stage"] == "sfm"
+    assert failed["error"]["message"] == "the sfm stage was killed by SIGKILL, most likely by the out-of-memory killer"
+    assert "out of memory" in failed["error"]["hint"]
+    assert failed["stages"]["sfm"]["state"] == "failed" and failed["stages"]["ingest"]["state"] == "done"
+    assert daemon.process.poll() is None or daemon.process.returncode == 0
+
+
+def test_a_stage_over_its_time_limit_is_stopped_and_its_job_fails(tmp_path):
+    layout = make_layout(tmp_path, stage_timeouts={"sfm": 1})
+    _slow_set(layout, "endless")
+    with DaemonProcess(layout, until_idle=True, paced=True) as daemon:
+        assert daemon.wait(60) == 0
+    document = layout.status("endless")
+    assert document["state"] == "failed"
+    assert document["error"]["message"] == "sfm did not finish within its time limit of 1 s and was stopped"
+    assert "stage_timeouts.sfm" in document["error"]["hint"]
+    assert document["stages"]["sfm"]["seconds"] < 10
+
+
+def test_periodic_rescan_finds_a_set_whose_events_were_missed(tmp_path):
+    # a polling observer that looks only once an hour sees nothing: only the rescan can find the set
+    layout = make_layout(tmp_path, watch_mode="polling", poll_interval_seconds=3600, rescan_interval_seconds=1)
+    with DaemonProcess(layout):
+        time.sleep(1.0)
+        small_set(layout.inbox / "late", ready=True)
+        wait_for(state_is(layout, "late", "done"), 20, "the rescan to find the set")

@@ -94,14 +94,22 @@ def test_every_camera_sees_the_objects(demo, point):
 
 
 def test_every_part_of_every_photo_is_textured(demo):
-    """SIFT needs texture everywhere; blank patches would measure std < 3 (JPEG noise)."""
+    """SIFT needs texture everywhere. A blank patch measures a grey-level std below 2;
+    measured here (seeds 0-5) every 16x16 patch has more than 9 and the median is over 28."""
     folder, views = demo
     for view in views:
         grey = pixels(folder / view.file).mean(axis=2)
         rows, cols = HEIGHT // 16, WIDTH // 16
         patches = grey[: rows * 16, : cols * 16].reshape(rows, 16, cols, 16).std(axis=(1, 3))
-        assert patches.min() > 8, view.file
+        assert patches.min() > 6, view.file
         assert np.median(patches) > 20, view.file
+
+
+def test_cameras_can_cover_an_arc(tmp_path):
+    """Few-view sets for fast SfM tests need adjacent views close together."""
+    views = write_demo_set(tmp_path / "arc", views=3, width=32, height=24, spacing_degrees=15)
+    angles = [np.degrees(np.arctan2(v.center[1], v.center[0])) for v in views]
+    np.testing.assert_allclose(angles, [0, 15, 30])
 
 
 def test_views_differ_from_each_other(demo):
@@ -127,9 +135,10 @@ def test_same_seed_same_bytes_other_seed_other_photos(demo, tmp_path):
 
 def test_rewriting_a_set_replaces_its_photos(tmp_path):
     folder = tmp_path / "demo"
-    write_demo_set(folder, views=2, width=32, height=24, seed=0)
+    write_demo_set(folder, views=3, width=32, height=24, seed=0)
+    (folder / "notes.txt").write_text("not ours")
     write_demo_set(folder, views=2, width=32, height=24, seed=1, ready_marker=False)
-    assert sorted(p.name for p in folder.iterdir()) == ["view_000.jpg", "view_001.jpg"]
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "view_000.jpg", "view_001.jpg"]
 
 
 def test_rejects_degenerate_requests(tmp_path):
