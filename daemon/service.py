@@ -74,16 +74,16 @@ class Daemon:
         # network shares or by a full inotify queue are all found by a full rescan.
         scheduler.add_job(self._request_rescan, "interval", seconds=settings.rescan_interval_seconds, id="rescan")
 
+        log.info(
+            "instarecon %s starting: inbox %s, outbox %s, state %s, %s watching",
+            __version__, settings.inbox, settings.outbox, settings.state, settings.watch_mode,
+        )
         watcher.start()
         self._watcher = watcher
         scheduler.start()
         worker.start()
         self._tick(store, intake, publisher, worker)
         self._notifier.ready(self._summary(store, worker))
-        log.info(
-            "instarecon %s started: inbox %s, outbox %s, state %s, %s watching",
-            __version__, settings.inbox, settings.outbox, settings.state, settings.watch_mode,
-        )
         last_ping = self._clock()
         try:
             while not self._stop_requested.is_set():
