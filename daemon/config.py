@@ -17,6 +17,7 @@ from stages.base import STAGE_NAMES
 
 CONFIG_ENV = "INSTARECON_CONFIG"
 WATCH_MODES = ("native", "polling")
+SFM_MAPPERS = ("incremental", "global")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 DEFAULT_STAGE_TIMEOUTS = {
@@ -50,6 +51,10 @@ class Settings:
     stage_timeouts: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS))
     cancel_grace_seconds: float = 10.0  # SIGTERM, then SIGKILL after this long
     log_level: str = "info"
+    sfm_exhaustive_max_images: int = 100  # above: sequential matching with loop detection
+    sfm_mapper: str = "incremental"  # or "global" (pycolmap's GLOMAP port)
+    sfm_min_registered_fraction: float = 0.6  # below: the job passes with a warning
+    sfm_vocab_tree_path: str = ""  # a local vocabulary tree for loop detection; never downloaded
 
     @property
     def resolved_database_url(self) -> str:
@@ -67,6 +72,10 @@ class Settings:
             "zip_max_bytes": self.zip_max_bytes,
             "zip_max_files": self.zip_max_files,
             "ignore_patterns": list(self.ignore_patterns),
+            "sfm_exhaustive_max_images": self.sfm_exhaustive_max_images,
+            "sfm_mapper": self.sfm_mapper,
+            "sfm_min_registered_fraction": self.sfm_min_registered_fraction,
+            "sfm_vocab_tree_path": self.sfm_vocab_tree_path,
         }
 
 
@@ -88,6 +97,18 @@ def _validated(key: str, value: Any) -> Any:
     if key in ("database_url",):
         _expect(key, value, str, "a string such as 'postgresql://user@host/db'")
         return value
+    if key == "sfm_vocab_tree_path":
+        _expect(key, value, str, "a file path (string), or empty")
+        return value
+    if key == "sfm_mapper":
+        if value not in SFM_MAPPERS:
+            raise ConfigError(f"setting 'sfm_mapper' must be one of {', '.join(SFM_MAPPERS)}, got {value!r}")
+        return value
+    if key == "sfm_min_registered_fraction":
+        _expect(key, value, (int, float), "a fraction between 0 and 1")
+        if not 0 <= value <= 1:
+            raise ConfigError(f"setting 'sfm_min_registered_fraction' must be between 0 and 1, got {value!r}")
+        return float(value)
     if key == "watch_mode":
         if value not in WATCH_MODES:
             raise ConfigError(f"setting 'watch_mode' must be one of {', '.join(WATCH_MODES)}, got {value!r}")
@@ -101,7 +122,7 @@ def _validated(key: str, value: Any) -> Any:
         if value <= 0:
             raise ConfigError(f"setting '{key}' must be greater than 0, got {value!r}")
         return float(value)
-    if key in ("threads", "max_image_pixels", "zip_max_bytes", "zip_max_files"):
+    if key in ("threads", "max_image_pixels", "zip_max_bytes", "zip_max_files", "sfm_exhaustive_max_images"):
         _expect(key, value, int, "a whole number")
         if value < 0 or (value == 0 and key != "threads"):
             raise ConfigError(f"setting '{key}' must be a positive whole number, got {value!r}")

@@ -11,7 +11,6 @@ import logging
 import shutil
 import sys
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -20,6 +19,7 @@ from daemon.config import Settings
 from daemon.job_options import JobOptionsError, read_job_options
 from daemon.journal import job_fields, level_for_priority
 from daemon.pipeline_plan import overall_progress, planned_stages
+from daemon.progress_writer import ProgressWriter
 from daemon.status_document import iso
 from daemon.store import JobRecord, JobState, JobStore
 from daemon.supervisor import ChildOutcome, ChildWatch, Ending, describe_exit, run_child
@@ -29,7 +29,6 @@ from stages.registry import StageSpec
 
 log = logging.getLogger("instarecon.job")
 
-PROGRESS_WRITE_SECONDS = 0.5  # at most this often to the store, always at 100 %
 JOB_LOG_FILE = "job.log"
 
 
@@ -111,19 +110,7 @@ class JobRunner:
         log.info("%s: %s started", job.set_name, spec.name, extra=fields)
         self._on_change()
 
-        last_write = [0.0]
-        best = [progress]
-
-        def on_progress(percent: float, message: str) -> None:
-            overall = max(best[0], overall_progress(plan, stage_states, spec.name, percent))
-            now = time.monotonic()
-            if now - last_write[0] < PROGRESS_WRITE_SECONDS and percent < 100.0:
-                return
-            best[0] = overall
-            last_write[0] = now
-            text = f"{spec.name}: {message}" if message else spec.name
-            self._store.update_fields(job.id, progress=overall, message=text)
-            self._on_change()
+        progress_writer = ProgressWriter(self._store, job.id, spec.name, plan, stage_states, progress, self._on_change)
 
         with open(job_dir / JOB_LOG_FILE, "a", encoding="utf-8") as job_log:
 
@@ -138,8 +125,9 @@ class JobRunner:
                 timeout_seconds=self._settings.stage_timeouts.get(spec.name, spec.default_timeout_seconds),
                 grace_seconds=self._settings.cancel_grace_seconds,
                 watch=ChildWatch(
-                    on_progress=on_progress,
+                    on_progress=progress_writer.update,
                     on_log_line=on_log_line,
+                    on_tick=progress_writer.flush,
                     should_cancel=lambda: self._cancel_requested(job.id),
                     should_stop=self._stop_requested.is_set,
                 ),

@@ -85,14 +85,24 @@ class Daemon:
         self._tick(store, intake, publisher, worker)
         self._notifier.ready(self._summary(store, worker))
         last_ping = self._clock()
+        exit_code = 0
         try:
             while not self._stop_requested.is_set():
-                self._tick(store, intake, publisher, worker)
-                if until_idle and self._idle(store, worker):
+                if not worker.is_alive():
+                    log.critical("the job worker thread has stopped; exiting so that systemd restarts the daemon")
+                    exit_code = 1
+                    break
+                try:
+                    self._tick(store, intake, publisher, worker)
+                    healthy = True
+                except Exception:  # a database hiccup must not end the service; the watchdog catches a lasting one
+                    log.exception("inbox pass failed; trying again")
+                    healthy = False
+                if healthy and until_idle and self._idle(store, worker):
                     log.info("nothing left waiting, queued or running; exiting (--until-idle)")
                     break
                 ping_every = self._notifier.watchdog_ping_seconds
-                if ping_every is not None and self._clock() - last_ping >= ping_every * 0.9:
+                if healthy and ping_every is not None and self._clock() - last_ping >= ping_every * 0.9:
                     self._notifier.watchdog()
                     last_ping = self._clock()
                 self._wake.wait(self._tick_timeout(worker, ping_every))
@@ -108,7 +118,7 @@ class Daemon:
             publisher.sync()
             self._notifier.close()
             store.engine.dispose()
-        return 0
+        return exit_code
 
     def _tick(self, store: JobStore, intake: SetIntake, publisher: StatusPublisher, worker: JobWorker) -> None:
         now = self._clock()
@@ -118,7 +128,11 @@ class Daemon:
             self._rescan_requested = False
             names |= set(list_set_names(self._settings.inbox, intake.rules)) | set(self._deadlines)
         for name in sorted(names):
-            remaining = intake.reconcile(name)
+            try:
+                remaining = intake.reconcile(name)
+            except OSError as error:  # the set changed under us (renamed, deleted): look again later
+                log.warning("%s: could not be read (%s); looking again shortly", name, error)
+                remaining = 1.0
             if remaining is None:
                 self._deadlines.pop(name, None)
             else:

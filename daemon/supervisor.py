@@ -44,6 +44,7 @@ class ChildWatch:
 
     on_progress: Callable[[float, str], None]
     on_log_line: Callable[[int, str], None]  # syslog priority, text
+    on_tick: Callable[[], None]  # every poll, for work held back between lines
     should_cancel: Callable[[], bool]
     should_stop: Callable[[], bool]
 
@@ -124,6 +125,7 @@ def run_child(
             continue
         if ending is None and clock() >= next_check:
             next_check = clock() + POLL_SECONDS
+            watch.on_tick()
             if watch.should_stop():
                 ending = Ending.INTERRUPTED
             elif watch.should_cancel():

@@ -33,7 +33,12 @@ class JobWorker(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_requested.is_set():
-            job = self._store.claim_next()
+            try:
+                job = self._store.claim_next()
+            except Exception:  # the database is briefly away: keep the thread, try again
+                log.exception("could not look for the next job; trying again")
+                self._stop_requested.wait(IDLE_POLL_SECONDS)
+                continue
             if job is None:
                 self._nudge.wait(IDLE_POLL_SECONDS)
                 self._nudge.clear()

@@ -33,4 +33,5 @@ class PacedStage(Stage):
         return StageResult(metrics={"steps": steps, "images": len(images)}, outputs={"seen": "sfm/seen.txt"})
 
 
-PACED_PIPELINE = (*PIPELINE, StageSpec("sfm", "tests.paced_stage:PacedStage", (), 600, progress_weight=20.0))
+INGEST = next(spec for spec in PIPELINE if spec.name == "ingest")
+PACED_PIPELINE = (INGEST, StageSpec("sfm", "tests.paced_stage:PacedStage", (), 600, progress_weight=20.0))

@@ -26,6 +26,7 @@ class Recorder:
         return ChildWatch(
             on_progress=lambda p, m: self.progress.append((p, m)),
             on_log_line=lambda prio, text: self.log.append((prio, text)),
+            on_tick=lambda: None,
             should_cancel=lambda: self.cancel_after is not None and elapsed() > self.cancel_after,
             should_stop=lambda: self.stop_after is not None and elapsed() > self.stop_after,
         )

@@ -1,0 +1,48 @@
+"""A running stage's progress, written into the job store at a bounded rate."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+from daemon.pipeline_plan import overall_progress
+from daemon.store import JobStore
+from stages.registry import StageSpec
+
+PROGRESS_WRITE_SECONDS = 0.5  # at most this often to the store, always at 100 %
+
+
+class ProgressWriter:
+    """Stage progress into the store at a bounded rate; a held-back update is written
+    on the next tick, so a slow step never shows the message of the step before it."""
+
+    def __init__(self, store: JobStore, job_id: str, stage: str, plan: Sequence[StageSpec],
+                 stage_states: Mapping[str, Mapping[str, Any]], start: float, on_change: Callable[[], None]):
+        self._store = store
+        self._job_id = job_id
+        self._stage = stage
+        self._plan = plan
+        self._stage_states = stage_states
+        self._on_change = on_change
+        self._best = start  # overall progress never goes backwards
+        self._last_write = 0.0
+        self._pending: tuple[float, str] | None = None
+
+    def update(self, percent: float, message: str) -> None:
+        overall = max(self._best, overall_progress(self._plan, self._stage_states, self._stage, percent))
+        self._best = overall
+        self._pending = (overall, f"{self._stage}: {message}" if message else self._stage)
+        if percent >= 100.0 or time.monotonic() - self._last_write >= PROGRESS_WRITE_SECONDS:
+            self._write()
+
+    def flush(self) -> None:
+        """Called at every poll of the child: write what was held back once its time has come."""
+        if self._pending is not None and time.monotonic() - self._last_write >= PROGRESS_WRITE_SECONDS:
+            self._write()
+
+    def _write(self) -> None:
+        overall, message = self._pending
+        self._pending = None
+        self._last_write = time.monotonic()
+        self._store.update_fields(self._job_id, progress=overall, message=message)
+        self._on_change()
