@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from daemon.config import ConfigError, Settings, check_folders
 from stages.registry import PIPELINE
