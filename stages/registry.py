@@ -22,10 +22,12 @@ class StageSpec:
     resumable: bool = False  # keep the output folder across interrupted runs (checkpoints)
 
 
-# Stages land one issue at a time (sfm, train, evaluate, publish follow); the pipeline
-# runs those present, in this order.
+# Stages land one issue at a time (train, evaluate, publish follow); the pipeline runs
+# those present, in this order. Progress weights follow typical durations: SfM takes
+# minutes where ingest takes seconds.
 PIPELINE: tuple[StageSpec, ...] = (
     StageSpec("ingest", "stages.ingest:IngestStage", ("PIL",), 3600, progress_weight=5.0),
+    StageSpec("sfm", "stages.sfm:SfmStage", ("pycolmap",), 6 * 3600, progress_weight=25.0),
 )
 
 

@@ -193,6 +193,7 @@ def test_zip_set_with_parent_entries_is_refused_and_a_good_zip_runs(tmp_path):
             archive.write(photo, photo.name)
         archive.writestr("../escaped.jpg", photos[0].read_bytes())
     with zipfile.ZipFile(layout.inbox / "good.zip", "w") as archive:
+        archive.write(tmp_path / "made" / "job.toml", "job.toml")  # stop after ingest
         for photo in photos:
             archive.write(photo, f"trip/{photo.name}")
     with DaemonProcess(layout, until_idle=True) as daemon:

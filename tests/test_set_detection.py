@@ -26,6 +26,7 @@ def test_set_copied_file_by_file_starts_only_after_it_settles(tmp_path, watch_mo
     with DaemonProcess(layout) as daemon:
         time.sleep(0.5)  # the daemon is up and watching
         target.mkdir()
+        shutil.copy2(tmp_path / "camera" / "job.toml", target / "job.toml")  # stop after ingest
         for photo in photos:
             shutil.copy2(photo, target / photo.name)
             last_change = time.monotonic()
@@ -64,6 +65,7 @@ def test_rsync_style_drop_counts_only_after_the_rename(tmp_path, watch_mode):
     with DaemonProcess(layout):
         time.sleep(0.5)
         target.mkdir()
+        shutil.copy2(tmp_path / "camera" / "job.toml", target / "job.toml")  # stop after ingest
         for photo in photos:
             temporary = target / f".{photo.name}.Xy12Ab"
             data = photo.read_bytes()

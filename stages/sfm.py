@@ -1,0 +1,120 @@
+"""The structure-from-motion stage: camera poses and sparse points for the ingested photos.
+
+Runs pycolmap (COLMAP's Python bindings: SIFT features, matching, mapping, undistortion) on
+``ingest/images`` and leaves in its folder a layout that our trainer and other tools read
+as it is: ``images/`` (undistorted, PINHOLE), ``sparse/0/`` (COLMAP binary model of those
+images), ``points.ply``, ``train.txt`` and ``test.txt``. The COLMAP database and the
+distorted model stay in a scratch folder that is removed at the end, so that no later stage
+comes to depend on COLMAP's internals.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pycolmap
+
+from stages.base import ProgressReporter, Stage, StageContext, StageResult
+from stages.colmap_export import IMAGES_DIR, POINTS_FILE, SPARSE_DIR, export_undistorted
+from stages.colmap_features import extract_features
+from stages.colmap_mapping import GLOBAL, check_mapper, reconstruct
+from stages.colmap_matching import match_features, plan_matching
+from stages.sfm_inputs import IngestedSet, read_ingested
+from stages.sfm_progress import FEATURES, MAPPING, MATCHING, UNDISTORTING
+from stages.sfm_quality import check_registration
+from stages.sfm_split import HOLD_OUT_EVERY, TEST_FILE, TRAIN_FILE, split_held_out
+
+SCRATCH_DIR = "scratch"  # COLMAP database, distorted models, undistorter leftovers
+DEVICE = pycolmap.Device.auto  # CUDA where this pycolmap build has it, else the CPU
+
+log = logging.getLogger("stages.sfm")
+
+
+class SfmStage(Stage):
+    name = "sfm"
+
+    def run(self, context: StageContext, report: ProgressReporter) -> StageResult:
+        started = time.monotonic()
+        check_mapper(context.settings["sfm_mapper"])
+        # COLMAP's per-image lines would drown job.log; its warnings and errors still reach it
+        pycolmap.logging.minloglevel = pycolmap.logging.Level.WARNING.value
+        photo_set = read_ingested(context.stage_dir("ingest"))
+        scratch = context.output_dir / SCRATCH_DIR
+        scratch.mkdir()
+        try:
+            return _reconstruct(context, photo_set, scratch, report, started)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _reconstruct(context: StageContext, photo_set: IngestedSet, scratch: Path,
+                 report: ProgressReporter, started: float) -> StageResult:
+    settings = context.settings
+    threads = int(settings["threads"])
+    mapper = settings["sfm_mapper"]
+    total = len(photo_set.photos)
+    shared_camera = photo_set.shares_one_camera()
+    plan = plan_matching(total, int(settings["sfm_exhaustive_max_images"]), settings["sfm_vocab_tree_path"])
+    database = scratch / "database.db"
+
+    log.info("features: %d photos, %s", total, "one shared camera" if shared_camera else "a camera per photo")
+    extract_features(database, photo_set, shared_camera=shared_camera, threads=threads, device=DEVICE,
+                     on_progress=lambda done, of: report(FEATURES.at(done, of), f"features {done}/{of}"))
+
+    log.info("matching: %s%s", plan.method, ", loop detection" if plan.vocab_tree else "")
+    report(MATCHING.start, "matching")
+    match_features(database, plan, threads=threads, device=DEVICE)
+
+    log.info("mapping: %s", mapper)
+    report(MAPPING.start, f"registering {total} photos (global mapper)" if mapper == GLOBAL else f"registered 0/{total}")
+    model = reconstruct(database, photo_set.images_dir, scratch / "models", mapper=mapper, threads=threads,
+                        on_registered=lambda count: report(MAPPING.at(count, total), f"registered {count}/{total}"))
+
+    registered = sorted(model.images[image_id].name for image_id in model.reg_image_ids()) if model else []
+    placed = set(registered)
+    unregistered = photo_set.sources([photo.name for photo in photo_set.photos if photo.name not in placed])
+    warnings = [plan.warning] if plan.warning else []
+    warnings += check_registration(len(registered), unregistered, float(settings["sfm_min_registered_fraction"]))
+    # past the gate, a model with at least 3 photos exists
+    log.info("registered %d of %d photos, %d points", len(registered), total, model.num_points3D())
+
+    report(UNDISTORTING.start, "undistorting")
+    export_undistorted(model, photo_set.images_dir, context.output_dir, scratch, threads=threads)
+    hold_out = bool(context.options.get("eval", True))
+    split = split_held_out(registered, hold_out)
+    split.write(context.output_dir)
+    if hold_out and not split.test:
+        warnings.append(f"held-out evaluation skipped: only {len(registered)} photos were placed, and at least "
+                        f"{HOLD_OUT_EVERY} are needed to hold every {HOLD_OUT_EVERY}th out; all of them train")
+
+    metrics: dict[str, Any] = {
+        "registered": len(registered),
+        "total": total,
+        "points": model.num_points3D(),
+        "mean_reprojection_error": round(model.compute_mean_reprojection_error(), 3),  # pixels
+        "mean_track_length": round(model.compute_mean_track_length(), 2),  # photos per point
+        "cameras": "shared" if shared_camera else "per photo",
+        "matching": plan.method,
+        "loop_detection": plan.vocab_tree is not None,
+        "mapper": mapper,
+        "train": len(split.train),
+        "test": len(split.test),
+        "unregistered": unregistered,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    return StageResult(metrics=metrics, outputs=_outputs(context), warnings=tuple(warnings))
+
+
+def _outputs(context: StageContext) -> dict[str, str]:
+    folder = context.output_dir.relative_to(context.job_dir).as_posix()
+    return {
+        "images": f"{folder}/{IMAGES_DIR}",
+        "sparse": f"{folder}/{SPARSE_DIR}",
+        "points": f"{folder}/{POINTS_FILE}",
+        "train": f"{folder}/{TRAIN_FILE}",
+        "test": f"{folder}/{TEST_FILE}",
+    }
