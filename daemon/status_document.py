@@ -18,10 +18,12 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _stage_view(entry: dict[str, Any] | None) -> dict[str, Any]:
+def _stage_view(entry: dict[str, Any] | None, error: dict[str, Any] | None, name: str) -> dict[str, Any]:
     entry = entry or {}
+    # a set refused before its first stage ran (bad job.toml, a link out of the inbox)
+    refused_here = not entry and error is not None and error.get("stage") == name
     return {
-        "state": entry.get("state", "pending"),
+        "state": entry.get("state", "failed" if refused_here else "pending"),
         "started_at": entry.get("started_at"),
         "finished_at": entry.get("finished_at"),
         "seconds": entry.get("seconds"),
@@ -40,7 +42,7 @@ def build_status(job: JobRecord, pipeline: Sequence[StageSpec], jobs_dir: Path) 
         "attempt": job.attempt,
         "state": str(job.state),
         "stage": job.stage,
-        "stages": {spec.name: _stage_view(job.stages.get(spec.name)) for spec in plan},
+        "stages": {spec.name: _stage_view(job.stages.get(spec.name), job.error, spec.name) for spec in plan},
         "progress": round(float(job.progress), 1),
         "message": job.message,
         "host": job.host,

@@ -218,6 +218,7 @@ def test_bad_job_toml_fails_the_job_with_the_key_named(tmp_path):
     typo = layout.status("typo")
     assert typo["state"] == "failed"
     assert "unknown key 'iteration'" in typo["error"]["message"]
+    assert typo["stages"]["ingest"]["state"] == "failed" and typo["stages"]["ingest"]["seconds"] is None
     bad = layout.status("badvalue")
     assert bad["state"] == "failed" and "stop_after" in bad["error"]["message"]
 
