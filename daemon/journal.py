@@ -3,7 +3,8 @@
 Under systemd with systemd-python installed, records go to journald natively with the
 fields JOB_ID, SET_NAME and STAGE, so ``journalctl JOB_ID=kermit-1`` shows one job.
 Elsewhere each stderr line starts with ``<N>`` (sd-daemon(3) priority prefixes), which
-journald also understands when it captures stderr, and the fields follow in brackets.
+journald also understands when it captures stderr, and the fields follow in brackets; a
+terminal gets the time and the level in words instead.
 """
 
 from __future__ import annotations
@@ -33,13 +34,31 @@ def level_for_priority(priority: int) -> int:
     return _LEVEL_BY_PRIORITY.get(priority, logging.INFO)
 
 
+def _fields_suffix(record: logging.LogRecord) -> str:
+    fields = " ".join(f"{name}={getattr(record, name)}" for name in FIELD_NAMES if hasattr(record, name))
+    return f" [{fields}]" if fields else ""
+
+
 class PriorityFormatter(logging.Formatter):
+    """``<N>`` before every line, for journald capturing stderr."""
+
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        fields = " ".join(f"{name}={getattr(record, name)}" for name in FIELD_NAMES if hasattr(record, name))
         priority = _PRIORITY.get(record.levelno, 6)
-        suffix = f" [{fields}]" if fields else ""
+        suffix = _fields_suffix(record)
         return "\n".join(f"<{priority}>{line}{suffix if i == 0 else ''}" for i, line in enumerate(text.splitlines()))
+
+
+class TerminalFormatter(logging.Formatter):
+    """Time and level words for a person at a terminal (``make demo``), the same fields."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        lines = super().format(record).splitlines()
+        lines[0] += _fields_suffix(record)
+        return "\n".join(lines)
 
 
 def _stderr_is_journal(stream: TextIO) -> bool:
@@ -65,7 +84,7 @@ def setup_logging(level: str = "info", stream: TextIO | None = None) -> logging.
             handler.setFormatter(logging.Formatter("%(message)s"))
     if handler is None:
         handler = logging.StreamHandler(stream)
-        handler.setFormatter(PriorityFormatter("%(message)s"))
+        handler.setFormatter(TerminalFormatter() if stream.isatty() else PriorityFormatter("%(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -71,3 +71,20 @@ def test_doctor_passes_here_and_names_what_to_fix(tmp_path):
     broken = run_cli(layout, "doctor", "--inbox", str(tmp_path / "missing"))
     assert broken.returncode == 1
     assert "to fix:" in broken.stdout and "inbox folder" in broken.stdout
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_times_and_level_words_instead_of_priorities():
+    stream = _Terminal()
+    handler = setup_logging("info", stream)
+    try:
+        logging.getLogger("instarecon.test").warning("careful", extra=job_fields(_Job()))
+    finally:
+        logging.getLogger().removeHandler(handler)
+    line = stream.getvalue().strip()
+    assert line.endswith("WARNING careful [JOB_ID=kermit-1 SET_NAME=kermit STAGE=ingest]")
+    assert not line.startswith("<")
