@@ -1,0 +1,68 @@
+"""Command line compatible with the 3DGS reference trainer's flags:
+
+    python -m gaussian_splatting -s SOURCE -m MODEL_DIR --iterations N --eval [--resume]
+        [--backend auto|cpu|cuda] [--sh-degree 3] [--resolution-scale K] [--preset NAME] ...
+
+Progress lines go to stdout (one JSON object each), logs to stderr. Exit status 0 on success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+from gaussian_splatting.config import PRESETS, TrainConfig
+from gaussian_splatting.train import train
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m gaussian_splatting",
+        description="Train a 3D Gaussian Splatting model (flags as the 3DGS reference trainer's).",
+    )
+    parser.add_argument("-s", "--source_path", "--source", dest="source", type=Path, required=True)
+    parser.add_argument("-m", "--model_path", "--model", dest="model_dir", type=Path, required=True)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="defaults to start from")
+    parser.add_argument("--iterations", type=int)
+    parser.add_argument("--eval", action="store_true", help="train on train.txt only, hold out test.txt")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    parser.add_argument("--backend", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--sh-degree", "--sh_degree", dest="sh_degree", type=int)
+    parser.add_argument("--resolution-scale", "-r", "--resolution", dest="resolution_scale", type=int)
+    parser.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
+    parser.add_argument("--max-gaussians", dest="max_gaussians", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--quiet", action="store_true", help="log warnings only")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The preset's values, overridden by the flags given."""
+    values = dict(PRESETS[args.preset])
+    for name in ("iterations", "backend", "sh_degree", "resolution_scale", "checkpoint_every", "seed"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    config = TrainConfig(source=args.source, model_dir=args.model_dir, eval=args.eval, **values)
+    if args.max_gaussians is not None:
+        config = dataclasses.replace(
+            config, densify=dataclasses.replace(config.densify, max_gaussians=args.max_gaussians)
+        )
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = config_from_args(args)
+    result = train(config, progress=sys.stdout, resume=args.resume)
+    log.info("done: %d iterations, %d Gaussians, %s", result.iterations, result.gaussians, result.ply_path)
+    return 0

@@ -1,0 +1,58 @@
+"""Training settings: one frozen dataclass, with the 3DGS paper's values as defaults.
+
+The CLI fills it from flags compatible with the 3DGS reference trainer; the checkpoint and
+``config.json`` store it so a run can be read back and resumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from gaussian_splatting.densify import DensifySettings
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run depends on besides its input files."""
+
+    source: Path  # SfM output: images/, sparse/0/, points.ply, train.txt, test.txt
+    model_dir: Path  # where point_cloud/, checkpoints/, cameras.json, cfg_args go
+    iterations: int = 30_000  # optimiser steps, one training image each
+    eval: bool = False  # train on train.txt only (test.txt held out); else on every image
+    backend: Literal["auto", "cpu", "cuda"] = "auto"  # rasterize() backend
+    sh_degree: int = 3  # highest SH degree, reached one step per sh_increase_every iterations
+    sh_increase_every: int = 1000  # iterations between SH degree steps (3DGS: 1000)
+    resolution_scale: int = 1  # images are read at 1/K of their size on each side
+    lambda_dssim: float = 0.2  # loss = (1 - lambda) L1 + lambda (1 - SSIM)
+    position_lr_init: float = 1.6e-4  # times the scene extent; decays exponentially ...
+    position_lr_final: float = 1.6e-6  # ... to this (times the extent) at the last iteration
+    sh_dc_lr: float = 0.0025  # SH band 0 (base colour)
+    sh_rest_lr: float = 0.0025 / 20  # higher SH bands
+    opacity_lr: float = 0.025  # opacity logits
+    scaling_lr: float = 0.005  # log-scales
+    rotation_lr: float = 0.001  # quaternions
+    initial_opacity: float = 0.1  # opacity of every Gaussian made from an SfM point
+    densify: DensifySettings = field(default_factory=DensifySettings)
+    checkpoint_every: int = 1000  # iterations between checkpoints (and one at the end)
+    progress_every_s: float = 1.0  # seconds between JSON progress lines on stdout
+    seed: int = 0  # seeds the camera order and the split samples
+
+    def to_json(self) -> dict:
+        """Plain JSON-serialisable dict (paths as strings)."""
+        values = asdict(self)
+        values["source"], values["model_dir"] = str(self.source), str(self.model_dir)
+        return values
+
+
+PRESETS: dict[str, dict] = {
+    # The 3DGS paper's schedule.
+    "paper": {},
+    # A quick look on a CPU: quarter-size images, a few thousand iterations, fewer Gaussians.
+    "cpu-preview": {
+        "iterations": 3000,
+        "resolution_scale": 4,
+        "densify": DensifySettings(max_gaussians=200_000),
+    },
+}

@@ -1,0 +1,182 @@
+"""The training loop: one image per iteration, L1 + D-SSIM, Adam, adaptive density control,
+progress lines, checkpoints, and the PLY at the end.
+
+Progress goes to ``progress`` (stdout from the CLI) as one JSON object per line:
+{"iteration", "iterations", "loss", "gaussians", "iterations_per_second"}; logs go to logging.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import torch
+
+from gaussian_splatting.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from gaussian_splatting.config import TrainConfig
+from gaussian_splatting.densify import DensifyState, densify_and_prune, reset_opacity
+from gaussian_splatting.gaussians import Gaussians, gaussians_from_points, read_points
+from gaussian_splatting.losses import training_loss
+from gaussian_splatting.optimizer import make_optimizer, position_lr, set_position_lr
+from gaussian_splatting.outputs import write_cameras_json, write_run_config
+from gaussian_splatting.ply_export import write_ply
+from gaussian_splatting.rasterize import rasterize
+from gaussian_splatting.scene import TRAIN_FILE, load_views, read_split, scene_extent
+
+log = logging.getLogger(__name__)
+
+POINTS_FILE = "points.ply"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run produced."""
+
+    iterations: int
+    gaussians: int
+    ply_path: Path
+    resumed_from: int  # iteration of the checkpoint the run continued from; 0 for a fresh run
+
+
+def ply_path(model_dir: Path, iteration: int) -> Path:
+    """Where the reference puts the model after ``iteration`` iterations."""
+    return model_dir / "point_cloud" / f"iteration_{iteration}" / "point_cloud.ply"
+
+
+def training_device(backend: str) -> torch.device:
+    """Where parameters and images live: the GPU for the cuda backend (and for auto when one is
+    there, as rasterize() decides), else the CPU."""
+    if backend == "cuda" or (backend == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def view_order(seed: int, iteration: int, count: int) -> int:
+    """Index of the view for ``iteration`` (1-based): a fresh random permutation of the views
+    each epoch, derived from the seed alone so a resumed run sees the same sequence."""
+    epoch, step = divmod(iteration - 1, count)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return int(torch.randperm(count, generator=generator)[step])
+
+
+class ProgressReporter:
+    """Writes a JSON progress line at most every ``interval_s`` seconds, and on the last
+    iteration; the loss is the mean since the previous line."""
+
+    def __init__(self, stream: TextIO, iterations: int, interval_s: float, start_iteration: int):
+        self.stream, self.iterations, self.interval_s = stream, iterations, interval_s
+        self.last_time, self.last_iteration = time.monotonic(), start_iteration
+        self.loss_sum, self.loss_count = 0.0, 0
+
+    def update(self, iteration: int, loss: float, gaussians: int) -> None:
+        self.loss_sum += loss
+        self.loss_count += 1
+        now = time.monotonic()
+        if now - self.last_time < self.interval_s and iteration < self.iterations:
+            return
+        rate = (iteration - self.last_iteration) / max(now - self.last_time, 1e-9)
+        line = {
+            "iteration": iteration,
+            "iterations": self.iterations,
+            "loss": self.loss_sum / self.loss_count,
+            "gaussians": gaussians,
+            "iterations_per_second": rate,
+        }
+        self.stream.write(json.dumps(line) + "\n")
+        self.stream.flush()
+        self.last_time, self.last_iteration = now, iteration
+        self.loss_sum, self.loss_count = 0.0, 0
+
+
+def train(config: TrainConfig, progress: TextIO, resume: bool = False) -> TrainResult:
+    """Train on ``config.source`` into ``config.model_dir``; with ``resume``, continue from the
+    latest checkpoint there (a fresh start when there is none)."""
+    config.model_dir.mkdir(parents=True, exist_ok=True)
+    names = read_split(config.source, TRAIN_FILE) if config.eval else None
+    views = load_views(config.source, names, config.resolution_scale)
+    if not views:
+        raise ValueError(f"no training images in {config.source}")
+    device = training_device(config.backend)
+    views = [view.to(device) for view in views]
+    extent = scene_extent(views)
+    log.info(
+        "%d training views at %dx%d on %s, scene extent %.3f",
+        len(views), views[0].width, views[0].height, device, extent,
+    )  # fmt: skip
+    write_cameras_json(config.model_dir, views)
+    write_run_config(config.model_dir, config)
+
+    torch.manual_seed(config.seed)
+    found = latest_checkpoint(config.model_dir) if resume else None
+    if found is not None:
+        saved = load_checkpoint(found)
+        gaussians = Gaussians.from_state(saved.gaussians, device)
+        optimizer = make_optimizer(gaussians, config, extent)
+        optimizer.load_state_dict(saved.optimizer)
+        state = DensifyState(**{name: t.to(device) for name, t in saved.densify.items()})
+        torch.set_rng_state(saved.rng)
+        start = saved.iteration
+        log.info("resumed from %s at iteration %d with %d Gaussians", found, start, len(gaussians))
+    else:
+        if resume:
+            log.info("no checkpoint in %s; starting afresh", config.model_dir)
+        points = gaussians_from_points(*read_points(config.source / POINTS_FILE), config.sh_degree, config.initial_opacity)
+        gaussians = Gaussians.from_state(points.state(), device)
+        optimizer = make_optimizer(gaussians, config, extent)
+        state = DensifyState.empty(len(gaussians), device)
+        start = 0
+        log.info("initialised %d Gaussians from %s", len(gaussians), POINTS_FILE)
+
+    schedule = config.densify.schedule(config.iterations)
+    log.info("densification %s", schedule)
+    reporter = ProgressReporter(progress, config.iterations, config.progress_every_s, start)
+    for iteration in range(start + 1, config.iterations + 1):
+        set_position_lr(optimizer, position_lr(config, extent, iteration))
+        sh_degree = min(config.sh_degree, iteration // config.sh_increase_every)
+        view = views[view_order(config.seed, iteration, len(views))]
+        image, _, meta = rasterize(
+            **gaussians.render_inputs(),
+            viewmat=view.viewmat,
+            K=view.K,
+            width=view.width,
+            height=view.height,
+            sh_degree=sh_degree,
+            backend=config.backend,
+        )
+        meta.means2d.retain_grad()
+        loss = training_loss(image, view.image, config.lambda_dssim)
+        loss.backward()
+        with torch.no_grad():
+            if iteration <= schedule.stop:
+                state.observe(meta, view.width, view.height)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if schedule.densifies_at(iteration):
+                state = densify_and_prune(
+                    gaussians, optimizer, state, config.densify, extent, prune_large=iteration > schedule.reset_every
+                )
+            if schedule.resets_at(iteration):
+                reset_opacity(gaussians, optimizer, config.densify)
+        reporter.update(iteration, loss.item(), len(gaussians))
+        if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
+            saved_to = save_checkpoint(
+                config.model_dir,
+                Checkpoint(
+                    iteration=iteration,
+                    gaussians=gaussians.state(),
+                    optimizer=optimizer.state_dict(),
+                    densify=state.as_dict(),
+                    rng=torch.get_rng_state(),
+                    config=config.to_json(),
+                ),
+            )
+            log.info("checkpoint %s", saved_to)
+
+    output = ply_path(config.model_dir, config.iterations)
+    write_ply(output, gaussians.state())
+    log.info("wrote %s with %d Gaussians", output, len(gaussians))
+    return TrainResult(config.iterations, len(gaussians), output, resumed_from=start)
