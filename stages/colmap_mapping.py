@@ -3,7 +3,8 @@
 Photos that do not link up produce several separate models; the largest is the scene the
 user meant and the others are left out. Every model that could pass the quality gate is
 kept until then (COLMAP drops second models under 10 photos by default). A fixed random
-seed makes a rerun of the same set give the same model.
+seed makes a rerun of the same set on one thread give the same model; with several threads
+their scheduling can still move a point or two.
 """
 
 from __future__ import annotations

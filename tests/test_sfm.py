@@ -220,8 +220,9 @@ def test_a_global_mapper_this_pycolmap_lacks_fails_before_any_work(tmp_path, mon
     assert sorted(p.name for p in (tmp_path / "job" / "sfm").iterdir()) == []
 
 
-def test_the_same_set_gives_the_same_model_twice(tmp_path):
+def test_the_same_set_gives_the_same_model_twice_on_one_thread(tmp_path):
+    # with several threads, their scheduling can change a point or two (seen: 251 vs 250)
     folder = ring(tmp_path / "ring")
-    first = run_sfm(folder, tmp_path / "first").metrics
-    second = run_sfm(folder, tmp_path / "second").metrics
+    first = run_sfm(folder, tmp_path / "first", settings={"threads": 1}).metrics
+    second = run_sfm(folder, tmp_path / "second", settings={"threads": 1}).metrics
     assert (first["points"], first["mean_reprojection_error"]) == (second["points"], second["mean_reprojection_error"])
