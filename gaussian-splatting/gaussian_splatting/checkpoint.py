@@ -7,13 +7,14 @@ temporary file and renamed into place, so a kill mid-write never leaves a broken
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from gaussian_splatting.atomic_write import write_atomically
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^chkpnt(\d+)\.pt$")
@@ -36,12 +37,9 @@ def checkpoint_path(model_dir: Path, iteration: int) -> Path:
 
 
 def save_checkpoint(model_dir: Path, checkpoint: Checkpoint) -> Path:
-    """Write atomically (temp file, then os.replace); returns the path."""
+    """Write atomically (temporary file, fsync, rename); returns the path."""
     path = checkpoint_path(model_dir, checkpoint.iteration)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint.__dict__, temporary)
-    os.replace(temporary, path)
+    write_atomically(path, lambda handle: torch.save(checkpoint.__dict__, handle))
     return path
 
 

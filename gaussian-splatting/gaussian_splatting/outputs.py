@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gaussian_splatting.atomic_write import write_text_atomically
 from gaussian_splatting.config import TrainConfig
 from gaussian_splatting.scene import TrainingView
 
@@ -26,15 +27,15 @@ def write_cameras_json(model_dir: Path, views: list[TrainingView]) -> None:
                 "fx": float(view.K[0, 0]),
             }
         )
-    (model_dir / "cameras.json").write_text(json.dumps(entries))
+    write_text_atomically(model_dir / "cameras.json", json.dumps(entries))
 
 
 def write_run_config(model_dir: Path, config: TrainConfig) -> None:
     """config.json (every setting) and cfg_args (the reference's Namespace line, read by SIBR)."""
-    (model_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2))
+    write_text_atomically(model_dir / "config.json", json.dumps(config.to_json(), indent=2))
     cfg_args = (
         f"Namespace(data_device='cpu', eval={config.eval}, images='images', "
         f"model_path={str(config.model_dir)!r}, resolution={config.resolution_scale}, "
         f"sh_degree={config.sh_degree}, source_path={str(config.source)!r}, white_background=False)"
     )
-    (model_dir / "cfg_args").write_text(cfg_args)
+    write_text_atomically(model_dir / "cfg_args", cfg_args)

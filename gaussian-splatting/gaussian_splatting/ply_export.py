@@ -8,13 +8,13 @@ Lower SH degrees still write 45 f_rest values, zero-padded, so every viewer can 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from gaussian_splatting.atomic_write import write_atomically
 from gaussian_splatting.spherical_harmonics import MAX_SH_DEGREE, coefficient_count
 
 REST_PER_CHANNEL = coefficient_count(MAX_SH_DEGREE) - 1  # 15
@@ -56,9 +56,5 @@ def write_ply(path: Path, state: dict[str, Tensor]) -> None:
         + [f"property float {name}" for name in PROPERTY_NAMES]
         + ["end_header"]
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as file:
-        file.write(header.encode("ascii") + b"\n")
-        file.write(np.ascontiguousarray(rows, dtype="<f4").tobytes())
-    os.replace(temporary, path)
+    body = np.ascontiguousarray(rows, dtype="<f4").tobytes()
+    write_atomically(path, lambda handle: handle.write(header.encode("ascii") + b"\n" + body))
