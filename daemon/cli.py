@@ -148,6 +148,8 @@ def _describe(document: dict) -> str:
         f"job       {document['job_id']}  (set '{document['name']}', attempt {document['attempt']})",
         f"state     {document['state']}  {document['progress']:.0f}%  {document['message']}",
     ]
+    if document["eta_seconds"] is not None:
+        lines.append(f"left      about {_duration(document['eta_seconds'])} in {document['stage']}")
     for name, stage in document["stages"].items():
         seconds = "" if stage["seconds"] is None else f"  {stage['seconds']:.1f} s"
         lines.append(f"  {name:<9} {stage['state']}{seconds}")
@@ -160,9 +162,32 @@ def _describe(document: dict) -> str:
         lines.append(f"error     [{error['stage']}] {error['message']}")
         if error["hint"]:
             lines.append(f"hint      {error['hint']}")
+    lines.extend(_metric_lines(document["metrics"]))
     lines.extend(f"warning   {warning}" for warning in document["warnings"])
     lines.extend(f"output    {name}: {path}" for name, path in document["outputs"].items())
     return "\n".join(lines)
+
+
+def _metric_lines(metrics: dict) -> list[str]:
+    """The numbers people look for first, one line per stage that has them."""
+    lines = []
+    if sfm := metrics.get("sfm"):
+        lines.append(f"sfm       {sfm['registered']}/{sfm['total']} photos placed, {sfm['points']:,} points, "
+                     f"reprojection error {sfm['mean_reprojection_error']} px")
+    if train := metrics.get("train"):
+        lines.append(f"train     {train['iterations']:,} iterations on {train['backend']} at 1/{train['resolution_scale']} "
+                     f"size, {train['gaussians'] or 0:,} Gaussians")
+    if (scores := metrics.get("evaluate")) and scores.get("psnr") is not None:
+        lpips = "n/a" if scores["lpips"] is None else f"{scores['lpips']:.3f}"
+        lines.append(f"held out  {scores['images']} photos: PSNR {scores['psnr']:.2f} dB (flat mean colour "
+                     f"{scores['mean_colour_psnr']:.2f} dB), SSIM {scores['ssim']:.3f}, LPIPS {lpips}")
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
 def _cancel(store, job_id: str) -> int:

@@ -18,6 +18,7 @@ from stages.base import STAGE_NAMES
 CONFIG_ENV = "INSTARECON_CONFIG"
 WATCH_MODES = ("native", "polling")
 SFM_MAPPERS = ("incremental", "global")
+TRAIN_BACKENDS = ("auto", "cpu", "cuda")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 DEFAULT_STAGE_TIMEOUTS = {
@@ -55,6 +56,17 @@ class Settings:
     sfm_mapper: str = "incremental"  # or "global" (pycolmap's GLOMAP port)
     sfm_min_registered_fraction: float = 0.6  # below: the job passes with a warning
     sfm_vocab_tree_path: str = ""  # a local vocabulary tree for loop detection; never downloaded
+    train_backend: str = "auto"  # "cuda" where PyTorch sees a GPU, else "cpu"; or force one
+    train_iterations: int = 30_000  # on a GPU, unless job.toml sets iterations
+    train_cpu_iterations: int = 3_000  # on the CPU, unless job.toml sets iterations
+    train_cpu_max_image_size: int = 800  # CPU training reads photos downsized to this long side
+    train_max_gaussians: int = 3_000_000  # densification stops growing the model here (GPU)
+    train_cpu_max_gaussians: int = 500_000  # the same on the CPU, where memory and time are scarcer
+    trainer_command: tuple[str, ...] = ()  # empty: our trainer; else a 3DGS-compatible CLI
+    lpips_weights: str = ""  # folder with the LPIPS AlexNet weights; empty: the torch cache
+    publish_outlier_k: int = 20  # neighbours per Gaussian when judging floaters before publishing
+    publish_outlier_std_ratio: float = 2.0  # floaters: mean neighbour distance beyond mean + this x std
+    publish_min_cluster_fraction: float = 0.05  # smaller separate groups of Gaussians are removed
 
     @property
     def resolved_database_url(self) -> str:
@@ -76,10 +88,22 @@ class Settings:
             "sfm_mapper": self.sfm_mapper,
             "sfm_min_registered_fraction": self.sfm_min_registered_fraction,
             "sfm_vocab_tree_path": self.sfm_vocab_tree_path,
+            "train_backend": self.train_backend,
+            "train_iterations": self.train_iterations,
+            "train_cpu_iterations": self.train_cpu_iterations,
+            "train_cpu_max_image_size": self.train_cpu_max_image_size,
+            "train_max_gaussians": self.train_max_gaussians,
+            "train_cpu_max_gaussians": self.train_cpu_max_gaussians,
+            "trainer_command": list(self.trainer_command),
+            "lpips_weights": self.lpips_weights,
+            "publish_outlier_k": self.publish_outlier_k,
+            "publish_outlier_std_ratio": self.publish_outlier_std_ratio,
+            "publish_min_cluster_fraction": self.publish_min_cluster_fraction,
         }
 
 
 _PATH_KEYS = ("inbox", "outbox", "state")
+_CHOICES = {"watch_mode": WATCH_MODES, "sfm_mapper": SFM_MAPPERS, "train_backend": TRAIN_BACKENDS, "log_level": LOG_LEVELS}
 
 
 def _expect(key: str, value: Any, kind: type | tuple[type, ...], description: str) -> None:
@@ -97,32 +121,35 @@ def _validated(key: str, value: Any) -> Any:
     if key in ("database_url",):
         _expect(key, value, str, "a string such as 'postgresql://user@host/db'")
         return value
-    if key == "sfm_vocab_tree_path":
-        _expect(key, value, str, "a file path (string), or empty")
+    if key in ("sfm_vocab_tree_path", "lpips_weights"):
+        _expect(key, value, str, "a path (string), or empty")
         return value
-    if key == "sfm_mapper":
-        if value not in SFM_MAPPERS:
-            raise ConfigError(f"setting 'sfm_mapper' must be one of {', '.join(SFM_MAPPERS)}, got {value!r}")
+    if key in _CHOICES:
+        if value not in _CHOICES[key]:
+            raise ConfigError(f"setting '{key}' must be one of {', '.join(_CHOICES[key])}, got {value!r}")
         return value
-    if key == "sfm_min_registered_fraction":
+    if key == "trainer_command":
+        if not isinstance(value, list) or not all(isinstance(part, str) and part for part in value):
+            raise ConfigError(f"setting 'trainer_command' must be a list of strings such as ['python3', 'train.py'], got {value!r}")
+        return tuple(value)
+    if key in ("sfm_min_registered_fraction", "publish_min_cluster_fraction"):
         _expect(key, value, (int, float), "a fraction between 0 and 1")
         if not 0 <= value <= 1:
-            raise ConfigError(f"setting 'sfm_min_registered_fraction' must be between 0 and 1, got {value!r}")
+            raise ConfigError(f"setting '{key}' must be between 0 and 1, got {value!r}")
         return float(value)
-    if key == "watch_mode":
-        if value not in WATCH_MODES:
-            raise ConfigError(f"setting 'watch_mode' must be one of {', '.join(WATCH_MODES)}, got {value!r}")
-        return value
-    if key == "log_level":
-        if value not in LOG_LEVELS:
-            raise ConfigError(f"setting 'log_level' must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
-        return value
+    if key == "publish_outlier_std_ratio":
+        _expect(key, value, (int, float), "a number of standard deviations")
+        if value <= 0:
+            raise ConfigError(f"setting '{key}' must be greater than 0, got {value!r}")
+        return float(value)
     if key in ("poll_interval_seconds", "settle_seconds", "rescan_interval_seconds", "cancel_grace_seconds"):
         _expect(key, value, (int, float), "a number of seconds")
         if value <= 0:
             raise ConfigError(f"setting '{key}' must be greater than 0, got {value!r}")
         return float(value)
-    if key in ("threads", "max_image_pixels", "zip_max_bytes", "zip_max_files", "sfm_exhaustive_max_images"):
+    if key in ("threads", "max_image_pixels", "zip_max_bytes", "zip_max_files", "sfm_exhaustive_max_images",
+               "train_iterations", "train_cpu_iterations", "train_cpu_max_image_size", "train_max_gaussians",
+               "train_cpu_max_gaussians", "publish_outlier_k"):
         _expect(key, value, int, "a whole number")
         if value < 0 or (value == 0 and key != "threads"):
             raise ConfigError(f"setting '{key}' must be a positive whole number, got {value!r}")

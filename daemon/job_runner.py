@@ -150,7 +150,12 @@ class JobRunner:
             self._record_result(job, spec, plan, stage_states, stage_dir / RESULT_FILE, seconds)
             return JobState.RUNNING
         ended_state = {Ending.CANCELLED: "cancelled", Ending.INTERRUPTED: "interrupted"}.get(outcome.ending, "failed")
-        stage_states[name] = {**stage_states[name], "state": ended_state, "finished_at": iso(datetime.now(timezone.utc)), "seconds": seconds}
+        stage_states[name] = {
+            "state": ended_state,
+            "started_at": stage_states[name].get("started_at"),
+            "finished_at": iso(datetime.now(timezone.utc)),
+            "seconds": seconds,
+        }
         self._store.set_stage(job.id, name, stage_states[name], f"{name}: {ended_state}")
 
         if outcome.ending is Ending.INTERRUPTED:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 from daemon.pipeline_plan import overall_progress
 from daemon.store import JobStore
@@ -17,7 +17,7 @@ class ProgressWriter:
     on the next tick, so a slow step never shows the message of the step before it."""
 
     def __init__(self, store: JobStore, job_id: str, stage: str, plan: Sequence[StageSpec],
-                 stage_states: Mapping[str, Mapping[str, Any]], start: float, on_change: Callable[[], None]):
+                 stage_states: dict[str, dict[str, Any]], start: float, on_change: Callable[[], None]):
         self._store = store
         self._job_id = job_id
         self._stage = stage
@@ -26,12 +26,12 @@ class ProgressWriter:
         self._on_change = on_change
         self._best = start  # overall progress never goes backwards
         self._last_write = 0.0
-        self._pending: tuple[float, str] | None = None
+        self._pending: tuple[float, str, float | None] | None = None
 
-    def update(self, percent: float, message: str) -> None:
+    def update(self, percent: float, message: str, eta_seconds: float | None = None) -> None:
         overall = max(self._best, overall_progress(self._plan, self._stage_states, self._stage, percent))
         self._best = overall
-        self._pending = (overall, f"{self._stage}: {message}" if message else self._stage)
+        self._pending = (overall, f"{self._stage}: {message}" if message else self._stage, eta_seconds)
         if percent >= 100.0 or time.monotonic() - self._last_write >= PROGRESS_WRITE_SECONDS:
             self._write()
 
@@ -41,8 +41,14 @@ class ProgressWriter:
             self._write()
 
     def _write(self) -> None:
-        overall, message = self._pending
+        overall, message, eta_seconds = self._pending
         self._pending = None
         self._last_write = time.monotonic()
-        self._store.update_fields(self._job_id, progress=overall, message=message)
+        fields: dict[str, Any] = {"progress": overall, "message": message}
+        entry = self._stage_states.get(self._stage, {})
+        if entry.get("eta_seconds") != eta_seconds:
+            # the estimate lives in the running stage's entry: it ends with the stage
+            self._stage_states[self._stage] = {**entry, "eta_seconds": eta_seconds}
+            fields["stages"] = {name: dict(state) for name, state in self._stage_states.items()}
+        self._store.update_fields(self._job_id, **fields)
         self._on_change()

@@ -30,6 +30,13 @@ def _stage_view(entry: dict[str, Any] | None, error: dict[str, Any] | None, name
     }
 
 
+def _eta(job: JobRecord) -> float | None:
+    """Seconds the running stage expects to have left, when it can tell."""
+    if str(job.state) != "running" or not job.stage:
+        return None
+    return (job.stages.get(job.stage) or {}).get("eta_seconds")
+
+
 def build_status(job: JobRecord, pipeline: Sequence[StageSpec], jobs_dir: Path) -> dict[str, Any]:
     stop_after = (job.options or {}).get("stop_after")
     plan = planned_stages(pipeline, stop_after)
@@ -44,6 +51,7 @@ def build_status(job: JobRecord, pipeline: Sequence[StageSpec], jobs_dir: Path) 
         "stage": job.stage,
         "stages": {spec.name: _stage_view(job.stages.get(spec.name), job.error, spec.name) for spec in plan},
         "progress": round(float(job.progress), 1),
+        "eta_seconds": _eta(job),
         "message": job.message,
         "host": job.host,
         "created_at": iso(job.created_at),

@@ -17,7 +17,7 @@ from daemon.config import Settings
 from daemon.journal import job_fields
 from daemon.status_document import build_status
 from daemon.store import JobRecord, JobStore
-from stages.atomic_files import atomic_write_json
+from stages.atomic_files import atomic_write_json, remove_temporaries
 from stages.photo_set import STATUS_FILE
 from stages.registry import StageSpec
 
@@ -42,6 +42,7 @@ class StatusPublisher:
         self._watermark: datetime | None = None
         self._last_written: dict[str, dict[str, Any]] = {}
         self._unwritable_sets: dict[str, str] = {}
+        self._swept: set[Path] = set()  # status files whose crash leftovers this run removed
 
     def sync(self) -> int:
         """Write every job changed since the last pass; returns how many documents were written."""
@@ -65,16 +66,25 @@ class StatusPublisher:
             outbox_document["warnings"] = [*document["warnings"], problem]
         job_outbox = self._settings.outbox / job.id
         job_outbox.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(job_outbox / STATUS_FILE, outbox_document)
+        self._write(job_outbox / STATUS_FILE, outbox_document)
         self._last_written[job.id] = document
         return True
+
+    def _write(self, path: Path, document: dict[str, Any]) -> None:
+        """Atomically; the first time in this run, after removing the temporary files a daemon
+        killed mid-write left beside it (this daemon is the one writer of its jobs' status)."""
+        if path not in self._swept:
+            if remove_temporaries(path):
+                log.info("removed half-written copies of %s left by an earlier run", path)
+            self._swept.add(path)
+        atomic_write_json(path, document)
 
     def _write_beside_set(self, job: JobRecord, document: dict[str, Any]) -> None:
         target = inbox_status_path(self._settings, job)
         if target.parent.is_symlink() or not target.parent.is_dir():
             return  # set gone, or a link we never follow
         try:
-            atomic_write_json(target, document)
+            self._write(target, document)
         except OSError as error:
             if job.set_name not in self._unwritable_sets:
                 problem = f"status.json cannot be written into the set folder ({error.strerror}); see the outbox copy"

@@ -42,7 +42,7 @@ class ChildOutcome:
 class ChildWatch:
     """What the supervisor asks about while the child runs; all called from its thread."""
 
-    on_progress: Callable[[float, str], None]
+    on_progress: Callable[[float, str, float | None], None]  # percent, message, eta_seconds
     on_log_line: Callable[[int, str], None]  # syslog priority, text
     on_tick: Callable[[], None]  # every poll, for work held back between lines
     should_cancel: Callable[[], bool]
@@ -95,7 +95,10 @@ def run_child(
         if tag == "out":
             try:
                 update = json.loads(text)
-                watch.on_progress(float(update["percent"]), str(update.get("message", "")))
+                eta = update.get("eta_seconds")
+                watch.on_progress(
+                    float(update["percent"]), str(update.get("message", "")), None if eta is None else float(eta)
+                )
             except (ValueError, KeyError, TypeError):
                 watch.on_log_line(6, text)  # a stray print(): keep it as a log line
         else:

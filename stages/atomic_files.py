@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -27,6 +28,20 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
             pass
         raise
     _fsync_directory(path.parent)
+
+
+def remove_temporaries(path: Path) -> int:
+    """Remove the temporary files that writes of ``path`` left when their process was killed
+    before the rename (``atomic_write_bytes`` names them ``.<name>.<random>.tmp``); returns how
+    many. Call it only where this process is the one writer of ``path``."""
+    removed = 0
+    for leftover in Path(path).parent.glob(f".{glob.escape(Path(path).name)}.*.tmp"):
+        try:
+            leftover.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def atomic_write_json(path: Path, document: Any) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Protocol
 
 # The pipeline's stage names, in order; they appear in status.json, in job.toml's
 # stop_after and in the journal.
@@ -29,8 +29,13 @@ STAGE_NAMES = ("ingest", "sfm", "train", "evaluate", "publish")
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
 
-# percent (0-100 within this stage), short message for people
-ProgressReporter = Callable[[float, str], None]
+
+
+class ProgressReporter(Protocol):
+    """How a stage reports: percent (0-100 within this stage), a short message for people, and
+    the seconds it expects to have left when it can tell (training can; most stages cannot)."""
+
+    def __call__(self, percent: float, message: str, eta_seconds: float | None = None) -> None: ...
 
 
 @dataclass(frozen=True)

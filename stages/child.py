@@ -1,7 +1,8 @@
 """Entry point of a stage's child process: ``python -m stages.child CONTEXT_JSON STAGE_ENTRY``.
 
 Talks to the supervising daemon through three channels only:
-- stdout: one JSON object per line, ``{"percent": float, "message": str}``;
+- stdout: one JSON object per line, ``{"percent": float, "message": str}``, with
+  ``"eta_seconds": float`` when the stage can estimate the time it has left;
 - stderr: log lines, each starting with a syslog priority such as ``<6>``;
 - the exit code (0 finished, 3 failed for a reason in ``error.json``, else a crash),
   with ``result.json`` or ``error.json`` written atomically into the output folder.
@@ -41,9 +42,11 @@ class _PriorityFormatter(logging.Formatter):
         return f"<{priority}>{super().format(record)}"
 
 
-def _report_progress(percent: float, message: str = "") -> None:
-    percent = min(100.0, max(0.0, float(percent)))
-    sys.stdout.write(json.dumps({"percent": round(percent, 2), "message": message}) + "\n")
+def _report_progress(percent: float, message: str = "", eta_seconds: float | None = None) -> None:
+    update = {"percent": round(min(100.0, max(0.0, float(percent))), 2), "message": message}
+    if eta_seconds is not None:
+        update["eta_seconds"] = round(max(0.0, float(eta_seconds)), 1)
+    sys.stdout.write(json.dumps(update) + "\n")
     sys.stdout.flush()
 
 

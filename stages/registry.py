@@ -22,12 +22,17 @@ class StageSpec:
     resumable: bool = False  # keep the output folder across interrupted runs (checkpoints)
 
 
-# Stages land one issue at a time (train, evaluate, publish follow); the pipeline runs
-# those present, in this order. Progress weights follow typical durations: SfM takes
-# minutes where ingest takes seconds.
+# The pipeline runs these, in this order. Progress weights follow typical durations: training
+# takes the most, then SfM; ingest, evaluation and publishing take seconds to a few minutes.
 PIPELINE: tuple[StageSpec, ...] = (
-    StageSpec("ingest", "stages.ingest:IngestStage", ("PIL",), 3600, progress_weight=5.0),
-    StageSpec("sfm", "stages.sfm:SfmStage", ("pycolmap",), 6 * 3600, progress_weight=25.0),
+    StageSpec("ingest", "stages.ingest:IngestStage", ("PIL",), 3600, progress_weight=2.0),
+    StageSpec("sfm", "stages.sfm:SfmStage", ("pycolmap",), 6 * 3600, progress_weight=15.0),
+    StageSpec("train", "stages.train:TrainStage", ("torch", "numba", "plyfile", "sklearn", "gaussian_splatting"),
+              24 * 3600, progress_weight=80.0, resumable=True),
+    StageSpec("evaluate", "stages.evaluate:EvaluateStage", ("torch", "gaussian_splatting"), 2 * 3600,
+              progress_weight=3.0),
+    StageSpec("publish", "stages.publish:PublishStage", ("torch", "sklearn", "plyfile", "gaussian_splatting", "PIL"),
+              3600, progress_weight=2.0),
 )
 
 

@@ -131,6 +131,20 @@ class DaemonProcess:
         return self.log_path.read_text(errors="replace")
 
 
+def processes_of(layout: Layout, program: bytes) -> list[int]:
+    """Ids of running processes whose command line names ``program`` (a module such as
+    b"stages.child") and this layout's state folder: the ones working for this test's daemon."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if program in command and any(str(layout.state).encode() in part for part in command):
+            pids.append(int(entry.name))
+    return pids
+
+
 def wait_for(probe: Callable[[], T], timeout: float = 30.0, what: str = "condition", interval: float = 0.05) -> T:
     """Poll ``probe`` until it returns something truthy; fail with ``what`` otherwise."""
     deadline = time.monotonic() + timeout

@@ -40,6 +40,10 @@ def folders(tmp_path):
         ("[stage_timeouts]\nmesh = 10\n", "unknown stage 'stage_timeouts.mesh'"),
         ("inbox = [1]\n", "setting 'inbox' must be a folder path"),
         ("settle_seconds = \n", "is not valid TOML"),
+        ("train_backend = 'gpu'\n", "setting 'train_backend' must be one of auto, cpu, cuda, got 'gpu'"),
+        ("trainer_command = 'python3 train.py'\n", "setting 'trainer_command' must be a list of strings"),
+        ("train_cpu_iterations = 0\n", "setting 'train_cpu_iterations' must be a positive whole number, got 0"),
+        ("publish_min_cluster_fraction = 1.5\n", "setting 'publish_min_cluster_fraction' must be between 0 and 1, got 1.5"),
     ],
 )
 def test_bad_settings_stop_the_daemon_with_one_line(folders, toml, expected):

@@ -60,6 +60,10 @@ def test_sigkill_mid_stage_then_restart_resumes_without_redoing_finished_stages(
     first.kill()
     job_dir = layout.state / "jobs" / "kermit-1"
     ingest_result = (job_dir / "ingest" / "result.json").stat().st_mtime_ns
+    # what a kill between a status write and its rename leaves (atomic_write_bytes's names)
+    leftovers = [layout.inbox / "kermit" / ".status.json.k1ll3d.tmp", layout.outbox / "kermit-1" / ".status.json.x9.tmp"]
+    for leftover in leftovers:
+        leftover.write_text('{"half": ')
 
     with DaemonProcess(layout, until_idle=True, paced=True) as second:
         assert second.wait(120) == 0, second.log()
@@ -71,6 +75,7 @@ def test_sigkill_mid_stage_then_restart_resumes_without_redoing_finished_stages(
     assert (job_dir / "ingest" / "result.json").stat().st_mtime_ns == ingest_result
     assert (job_dir / "paced-runs.txt").read_text().count("run") == 2
     assert "resum" in second.log()
+    assert not any(leftover.exists() for leftover in leftovers), "half-written status files left in place"
 
 
 def test_sigterm_stops_cleanly_and_the_job_resumes_at_the_next_start(tmp_path):
@@ -115,7 +120,10 @@ def test_instarecon_cancel_stops_a_running_job_and_retry_runs_it_again(tmp_path)
         document = wait_for(state_is(layout, "slow", "cancelled"), 20, "the job to be cancelled")
         assert "instarecon cancel" in document["message"]
 
-        (layout.inbox / "slow" / "job.toml").write_bytes(b"iterations = 600\n")  # same content, new mtime
+        # same content, new mtime; written aside and renamed, as editors save, so that the daemon
+        # never sees a truncated job.toml (a rewrite in place can be seen half done: two attempts)
+        (layout.inbox / "slow" / "job.toml.tmp").write_bytes(b"iterations = 600\n")
+        os.replace(layout.inbox / "slow" / "job.toml.tmp", layout.inbox / "slow" / "job.toml")
         # a changed set becomes a new attempt
         wait_for(lambda: (layout.status("slow") or {}).get("job_id") == "slow-2", 20, "a second attempt")
         assert run_cli(layout, "cancel", "slow-2").returncode == 0

@@ -9,22 +9,13 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from daemon.demo_set import write_demo_set
-from tests.daemon_harness import DaemonProcess, Layout, make_layout, state_is, wait_for
+from tests.daemon_harness import DaemonProcess, Layout, make_layout, processes_of, state_is, wait_for
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
 def _stage_processes(layout: Layout) -> list[int]:
-    """Process ids of stage children working for this test's daemon."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            continue
-        if b"stages.child" in command and any(str(layout.state).encode() in part for part in command):
-            pids.append(int(entry.name))
-    return pids
+    return processes_of(layout, b"stages.child")
 
 
 def test_stop_after_sfm_ends_the_job_done_with_the_sfm_metrics_and_outputs(tmp_path):

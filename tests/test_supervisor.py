@@ -24,7 +24,7 @@ class Recorder:
     def watch(self) -> ChildWatch:
         elapsed = lambda: time.monotonic() - self.started  # noqa: E731
         return ChildWatch(
-            on_progress=lambda p, m: self.progress.append((p, m)),
+            on_progress=lambda p, m, eta: self.progress.append((p, m)),
             on_log_line=lambda prio, text: self.log.append((prio, text)),
             on_tick=lambda: None,
             should_cancel=lambda: self.cancel_after is not None and elapsed() > self.cancel_after,

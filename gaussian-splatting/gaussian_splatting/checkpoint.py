@@ -43,14 +43,27 @@ def save_checkpoint(model_dir: Path, checkpoint: Checkpoint) -> Path:
     return path
 
 
-def latest_checkpoint(model_dir: Path) -> Path | None:
-    """The checkpoint with the highest iteration in ``model_dir``, or None."""
+def _saved(model_dir: Path) -> list[tuple[int, Path]]:
+    """(iteration, path) of every checkpoint in ``model_dir``, oldest first."""
     found = []
     for path in (model_dir / CHECKPOINT_DIR).glob("chkpnt*.pt"):
         match = _NAME.match(path.name)
         if match:
             found.append((int(match.group(1)), path))
-    return max(found)[1] if found else None
+    return sorted(found)
+
+
+def latest_checkpoint(model_dir: Path) -> Path | None:
+    """The checkpoint with the highest iteration in ``model_dir``, or None."""
+    found = _saved(model_dir)
+    return found[-1][1] if found else None
+
+
+def remove_older_checkpoints(model_dir: Path, keep: int) -> None:
+    """Keep the ``keep`` newest checkpoints: each holds the whole model and Adam's moments
+    (about 0.75 KB per Gaussian), and only the newest is needed to resume."""
+    for _, path in _saved(model_dir)[:-keep]:
+        path.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

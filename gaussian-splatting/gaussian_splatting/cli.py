@@ -3,7 +3,9 @@
     python -m gaussian_splatting -s SOURCE -m MODEL_DIR --iterations N --eval [--resume]
         [--backend auto|cpu|cuda] [--sh-degree 3] [--resolution-scale K] [--preset NAME] ...
 
-Progress lines go to stdout (one JSON object each), logs to stderr. Exit status 0 on success.
+Progress lines go to stdout (one JSON object each), logs to stderr. Exit status 0 on success,
+4 when the GPU ran out of memory (the caller may retry at a lower resolution: ``-r``), 1 on other
+errors.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import logging
 import sys
 from pathlib import Path
 
+import torch
+
 from gaussian_splatting.config import PRESETS, TrainConfig
 from gaussian_splatting.train import train
 
 log = logging.getLogger(__name__)
+
+EXIT_OUT_OF_MEMORY = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     config = config_from_args(args)
-    result = train(config, progress=sys.stdout, resume=args.resume)
+    try:
+        result = train(config, progress=sys.stdout, resume=args.resume)
+    except torch.cuda.OutOfMemoryError as error:
+        log.error("out of GPU memory at 1/%d resolution: %s", config.resolution_scale, str(error).splitlines()[0])
+        return EXIT_OUT_OF_MEMORY
     log.info("done: %d iterations, %d Gaussians, %s", result.iterations, result.gaussians, result.ply_path)
     return 0

@@ -36,6 +36,7 @@ class TrainConfig:
     initial_opacity: float = 0.1  # opacity of every Gaussian made from an SfM point
     densify: DensifySettings = field(default_factory=DensifySettings)
     checkpoint_every: int = 1000  # iterations between checkpoints (and one at the end)
+    checkpoints_kept: int = 1  # newest checkpoints kept; older ones are removed
     progress_every_s: float = 1.0  # seconds between JSON progress lines on stdout
     seed: int = 0  # seeds the camera order and the split samples
 

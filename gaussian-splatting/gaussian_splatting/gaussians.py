@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from plyfile import PlyData
+from sklearn.neighbors import NearestNeighbors
 from torch import Tensor, nn
 
 from gaussian_splatting.spherical_harmonics import SH_C0, coefficient_count
@@ -76,25 +77,21 @@ def read_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return xyz, rgb
 
 
-def mean_neighbour_distance_sq(points: Tensor, k: int = 3, budget: int = 1 << 24) -> Tensor:
+def mean_neighbour_distance_sq(points: Tensor, k: int = 3) -> Tensor:
     """[P] mean squared distance of each point to its k nearest other points.
 
-    torch.cdist in row chunks, so memory stays under ``budget`` distances at a time; O(P^2)
-    work, which is seconds for the 10^5 points SfM gives.
+    A k-d tree (scikit-learn): O(P log P), under a second for the 10^5 points SfM gives, where
+    all pairwise distances took 12 s for 23,000 points on 2 cores.
     """
     count = points.shape[0]
     k_used = min(k, count - 1)
     if k_used < 1:
         return torch.ones(count, dtype=points.dtype)
-    rows = max(1, budget // count)
-    result = torch.empty(count, dtype=points.dtype)
-    for start in range(0, count, rows):
-        chunk = points[start : start + rows]
-        distances = torch.cdist(chunk, points)
-        distances[torch.arange(chunk.shape[0]), torch.arange(start, start + chunk.shape[0])] = float("inf")
-        nearest = distances.topk(k_used, dim=1, largest=False).values
-        result[start : start + rows] = (nearest**2).mean(dim=1)
-    return result
+    xyz = points.detach().cpu().double().numpy()
+    # each point's nearest is itself (distance 0), unless it has duplicates: then one of them,
+    # also at distance 0, which is just as right
+    distances, _ = NearestNeighbors(n_neighbors=k_used + 1).fit(xyz).kneighbors(xyz)
+    return torch.from_numpy((distances[:, 1:] ** 2).mean(axis=1)).to(points.dtype)
 
 
 def gaussians_from_points(xyz: np.ndarray, rgb: np.ndarray, sh_degree: int, initial_opacity: float) -> Gaussians:

@@ -11,23 +11,26 @@ from gaussian_splatting.config import TrainConfig
 from gaussian_splatting.scene import TrainingView
 
 
+def camera_entries(views: list[TrainingView]) -> list[dict]:
+    """cameras.json entries as the reference writes them: camera centre and camera-to-world
+    rotation, with the image size and focal lengths."""
+    return [
+        {
+            "id": index,
+            "img_name": Path(view.name).stem,
+            "width": view.width,
+            "height": view.height,
+            "position": view.centre.tolist(),
+            "rotation": view.viewmat[:3, :3].T.tolist(),
+            "fy": float(view.K[1, 1]),
+            "fx": float(view.K[0, 0]),
+        }
+        for index, view in enumerate(views)
+    ]
+
+
 def write_cameras_json(model_dir: Path, views: list[TrainingView]) -> None:
-    """cameras.json as the reference writes it: camera centre and camera-to-world rotation."""
-    entries = []
-    for index, view in enumerate(views):
-        entries.append(
-            {
-                "id": index,
-                "img_name": Path(view.name).stem,
-                "width": view.width,
-                "height": view.height,
-                "position": view.centre.tolist(),
-                "rotation": view.viewmat[:3, :3].T.tolist(),
-                "fy": float(view.K[1, 1]),
-                "fx": float(view.K[0, 0]),
-            }
-        )
-    write_text_atomically(model_dir / "cameras.json", json.dumps(entries))
+    write_text_atomically(model_dir / "cameras.json", json.dumps(camera_entries(views)))
 
 
 def write_run_config(model_dir: Path, config: TrainConfig) -> None:

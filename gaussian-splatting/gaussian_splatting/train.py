@@ -16,7 +16,13 @@ from typing import TextIO
 
 import torch
 
-from gaussian_splatting.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from gaussian_splatting.checkpoint import (
+    Checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    remove_older_checkpoints,
+    save_checkpoint,
+)
 from gaussian_splatting.config import TrainConfig
 from gaussian_splatting.densify import DensifyState, densify_and_prune, reset_opacity
 from gaussian_splatting.gaussians import Gaussians, gaussians_from_points, read_points
@@ -157,8 +163,9 @@ def train(config: TrainConfig, progress: TextIO, resume: bool = False) -> TrainR
             optimizer.zero_grad(set_to_none=True)
             if schedule.densifies_at(iteration):
                 state = densify_and_prune(
-                    gaussians, optimizer, state, config.densify, extent, prune_large=iteration > schedule.reset_every
-                )
+                    gaussians, optimizer, state, config.densify, extent,
+                    prune_large=iteration > schedule.reset_every, grad_threshold=schedule.grad_threshold,
+                )  # fmt: skip
             if schedule.resets_at(iteration):
                 reset_opacity(gaussians, optimizer, config.densify)
         reporter.update(iteration, loss.item(), len(gaussians))
@@ -174,6 +181,7 @@ def train(config: TrainConfig, progress: TextIO, resume: bool = False) -> TrainR
                     config=config.to_json(),
                 ),
             )
+            remove_older_checkpoints(config.model_dir, keep=config.checkpoints_kept)
             log.info("checkpoint %s", saved_to)
 
     output = ply_path(config.model_dir, config.iterations)

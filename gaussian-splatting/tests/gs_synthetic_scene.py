@@ -32,15 +32,31 @@ def look_at(position: np.ndarray) -> np.ndarray:
     return np.hstack([rotation, (-rotation @ position)[:, None]])
 
 
-def write_synthetic_source(source: Path, seed: int = 0, n_gaussians: int = 120, n_views: int = 16) -> None:
-    """Write the SfM layout into ``source``; every 4th view goes to test.txt."""
+def scene_gaussians(seed: int = 0, n_gaussians: int = 120) -> dict[str, torch.Tensor]:
+    """The scene the photos show, as raw parameters (the trainer's and the PLY's form):
+    means, log_scales, quats, opacity_logits, sh_dc [N, 1, 3] and sh_rest (zeros, degree 3)."""
     generator = torch.Generator().manual_seed(seed)
     means = (torch.rand(n_gaussians, 3, generator=generator) * 2 - 1) * torch.tensor([1.0, 1.0, 0.6])
     scales = 0.08 + 0.12 * torch.rand(n_gaussians, 3, generator=generator)
     quats = torch.randn(n_gaussians, 4, generator=generator)
     opacities = 0.6 + 0.35 * torch.rand(n_gaussians, generator=generator)
     colours = torch.rand(n_gaussians, 3, generator=generator)
-    sh = ((colours - 0.5) / SH_C0)[:, None, :]
+    return {
+        "means": means,
+        "log_scales": scales.log(),
+        "quats": quats,
+        "opacity_logits": torch.logit(opacities),
+        "sh_dc": ((colours - 0.5) / SH_C0)[:, None, :],
+        "sh_rest": torch.zeros(n_gaussians, 15, 3),
+    }
+
+
+def write_synthetic_source(source: Path, seed: int = 0, n_gaussians: int = 120, n_views: int = 16) -> None:
+    """Write the SfM layout into ``source``; every 4th view goes to test.txt."""
+    scene = scene_gaussians(seed, n_gaussians)
+    means, quats, sh = scene["means"], scene["quats"], scene["sh_dc"]
+    scales, opacities = scene["log_scales"].exp(), torch.sigmoid(scene["opacity_logits"])
+    colours = sh[:, 0] * SH_C0 + 0.5
 
     (source / "images").mkdir(parents=True)
     model = pycolmap.Reconstruction()
@@ -63,7 +79,7 @@ def write_synthetic_source(source: Path, seed: int = 0, n_gaussians: int = 120, 
             pycolmap.Image(name=name, camera_id=1, image_id=index + 1), pycolmap.Rigid3d(pose)
         )
         names.append(name)
-    jitter = 0.03 * torch.randn(n_gaussians, 3, generator=generator)
+    jitter = 0.03 * torch.randn(n_gaussians, 3, generator=torch.Generator().manual_seed(seed + 1))
     for point, colour in zip((means + jitter).double().numpy(), (colours * 255).round().numpy()):
         model.add_point3D(point, pycolmap.Track(), colour.astype(np.uint8))
     (source / "sparse" / "0").mkdir(parents=True)

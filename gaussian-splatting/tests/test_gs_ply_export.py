@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
-from plyfile import PlyData
+from plyfile import PlyData, PlyElement
 
 from gaussian_splatting.ply_export import write_ply
+from gaussian_splatting.ply_import import read_ply, sh_degree_of
 
 # Written out here, not imported, so that a change of order in the exporter fails this test.
 STANDARD_PROPERTIES = (
@@ -63,3 +65,23 @@ def test_lower_sh_degree_still_writes_45_rest_values(tmp_path):
         for k in range(15):
             expected = 100 * channel + k + 1 if k < 3 else 0.0
             assert np.all(vertex[f"f_rest_{15 * channel + k}"] == expected)
+
+
+def test_reads_back_the_parameters_it_wrote(tmp_path):
+    """Evaluation and export read models from the PLY: a round trip must be exact."""
+    state = _state(6, rest_coefficients=15)
+    path = tmp_path / "model.ply"
+    write_ply(path, state)
+    back = read_ply(path)
+    assert set(back) == set(state)
+    for name, tensor in state.items():
+        torch.testing.assert_close(back[name], tensor, rtol=0, atol=0, msg=name)
+    assert sh_degree_of(back) == 3
+
+
+def test_a_ply_without_gaussian_properties_is_refused_by_name(tmp_path):
+    path = tmp_path / "points.ply"
+    vertices = np.zeros(3, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
+    PlyData([PlyElement.describe(vertices, "vertex")]).write(str(path))
+    with pytest.raises(ValueError, match="not a 3DGS PLY, it lacks scale_0"):
+        read_ply(path)

@@ -48,7 +48,7 @@ def source(tmp_path_factory):
 def test_resume_after_kill_continues_from_the_checkpoint(source, tmp_path):
     model = tmp_path / "model"
     checkpoints = model / "checkpoints"
-    # First run: OMP_WAIT_POLICY already set, as the daemon sets it (no restart).
+    # First run: OMP_WAIT_POLICY already set, as the daemon sets it.
     first = subprocess.Popen(
         _command(source, model), env=_environment(OMP_WAIT_POLICY="PASSIVE"),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -62,7 +62,7 @@ def test_resume_after_kill_continues_from_the_checkpoint(source, tmp_path):
     saved = sorted(int(p.stem.removeprefix("chkpnt")) for p in checkpoints.glob("chkpnt*.pt"))
     assert saved and saved[-1] < ITERATIONS, saved
 
-    # Second run: the entry point sets OMP_WAIT_POLICY itself.
+    # Second run: the package sets OMP_WAIT_POLICY itself (before PyTorch loads).
     second = subprocess.run(
         _command(source, model, "--resume"), env=_environment(), capture_output=True, text=True, timeout=180
     )
@@ -80,7 +80,7 @@ def test_resumed_run_ends_where_the_uninterrupted_one_does(source, tmp_path):
     (densification runs at 75 to 200: split samples, statistics and Adam moments all matter)
     gives the uninterrupted run's parameters."""
     whole = TrainConfig(source=source, model_dir=tmp_path / "whole", iterations=400, eval=True,
-                        backend="cpu", checkpoint_every=110)  # fmt: skip
+                        backend="cpu", checkpoint_every=110, checkpoints_kept=4)  # fmt: skip
     train(whole, io.StringIO())
     shutil.copytree(whole.model_dir / "checkpoints", tmp_path / "resumed" / "checkpoints")
     for iteration in (220, 330, 400):

@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from gs_synthetic_scene import write_synthetic_source
+from PIL import Image
 from plyfile import PlyData
 
 from gaussian_splatting import rasterize
 from gaussian_splatting.checkpoint import latest_checkpoint, load_checkpoint
 from gaussian_splatting.config import TrainConfig
+from gaussian_splatting.evaluate import NothingToEvaluate, evaluate
 from gaussian_splatting.gaussians import Gaussians
 from gaussian_splatting.losses import psnr
 from gaussian_splatting.scene import load_views, read_split
@@ -89,5 +93,42 @@ def test_outputs_are_where_the_reference_puts_them(run):
     assert len(cameras) == 12 and {"img_name", "position", "rotation", "fx", "fy"} <= set(cameras[0])
     assert "sh_degree=3" in (model / "cfg_args").read_text()
     assert json.loads((model / "config.json").read_text())["iterations"] == ITERATIONS
-    names = sorted(p.name for p in (model / "checkpoints").iterdir())
-    assert names == ["chkpnt100.pt", "chkpnt200.pt", "chkpnt300.pt"]
+    # checkpoints every 100 iterations; only the newest is kept
+    assert sorted(p.name for p in (model / "checkpoints").iterdir()) == ["chkpnt300.pt"]
+
+
+def test_evaluation_scores_the_held_out_images_and_keeps_the_renders(run, tmp_path, monkeypatch):
+    """results.json: the held-out scores the daemon publishes, with renders beside ground truth;
+    LPIPS is null with the reason when its weights are not on the machine (never downloaded)."""
+    config, result, _ = run
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    evaluation = evaluate(config.source, config.model_dir, backend="cpu")
+
+    saved = json.loads((config.model_dir / "results.json").read_text())
+    assert saved["iteration"] == ITERATIONS and saved["gaussians"] == result.gaussians
+    held_out = read_split(config.source, "test.txt")
+    assert [image["name"] for image in saved["images"]] == held_out
+    assert saved["lpips"] is None and all(image["lpips"] is None for image in saved["images"])
+    assert "alexnet-owt-7be5be79.pth" in saved["lpips_unavailable"]
+    assert saved["psnr"] >= saved["mean_colour_psnr"] + 5.0, saved
+    assert 0.0 < saved["ssim"] <= 1.0
+
+    # The PSNR is the mean of per-image scores of what was saved, recomputed here from the PNGs.
+    folder = config.model_dir / "test" / f"ours_{ITERATIONS}"
+    recomputed = []
+    for name in held_out:
+        stem = Path(name).stem
+        render = torch.from_numpy(np.asarray(Image.open(folder / "renders" / f"{stem}.png"), dtype=np.float32) / 255)
+        truth = torch.from_numpy(np.asarray(Image.open(folder / "gt" / f"{stem}.png"), dtype=np.float32) / 255)
+        assert render.shape == truth.shape == (48, 64, 3)
+        recomputed.append(psnr(render, truth))
+    assert abs(sum(recomputed) / len(recomputed) - evaluation.psnr) < 0.1  # PNG rounding only
+
+
+def test_evaluation_without_held_out_images_says_so(run, tmp_path):
+    config, _, _ = run
+    source = tmp_path / "source"
+    shutil.copytree(config.source, source)
+    (source / "test.txt").write_text("")
+    with pytest.raises(NothingToEvaluate, match="lists no held-out images"):
+        evaluate(source, config.model_dir, backend="cpu")

@@ -1,0 +1,144 @@
+"""The publish stage: the trained model cleaned up and exported for viewers, with its pictures.
+
+From the train stage's PLY: floaters removed (``gaussian_splatting.outliers``; settings
+``publish_outlier_k``, ``publish_outlier_std_ratio``, ``publish_min_cluster_fraction``), then
+the scene moved so that the mean of the Gaussians' centres is the origin (a translation only:
+web viewers work in float32 and lose precision far from it). Written here, each file
+atomically: ``scene.ply`` (the standard 3DGS PLY), ``scene.splat`` (antimatter15's format),
+``cameras.json`` (the training cameras in the published frame, in the trainer's format, so a
+viewer can start at one of them), ``poster.jpg`` and ``thumb.jpg`` (see ``publish_views`` for
+the camera they are rendered from). The daemon publishes this folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from gaussian_splatting.atomic_write import write_atomically, write_text_atomically
+from gaussian_splatting.outliers import OutlierSettings, filter_gaussians, find_outliers
+from gaussian_splatting.ply_export import write_ply
+from gaussian_splatting.ply_import import read_ply
+from gaussian_splatting.scene import TRAIN_FILE, read_split
+from gaussian_splatting.splat_export import write_splat
+
+from stages.base import RESULT_FILE, ProgressReporter, Stage, StageContext, StageFailed, StageResult
+from stages.publish_views import (
+    choose_camera,
+    jpeg_bytes,
+    read_camera_entries,
+    recentred_entries,
+    render_camera,
+    render_stills,
+)
+
+log = logging.getLogger("stages.publish")
+
+SCENE_PLY = "scene.ply"
+SCENE_SPLAT = "scene.splat"
+CAMERAS = "cameras.json"
+THUMBNAIL = "thumb.jpg"
+POSTER = "poster.jpg"
+
+# A filter that would keep less than this share of the Gaussians has misjudged the scene (one
+# dense cluster in a sparse capture, say): the model is published unfiltered, with a warning.
+MIN_KEPT_FRACTION = 0.01
+
+
+class PublishStage(Stage):
+    name = "publish"
+
+    def run(self, context: StageContext, report: ProgressReporter) -> StageResult:
+        started = time.monotonic()
+        settings, output, sfm_dir = context.settings, context.output_dir, context.stage_dir("sfm")
+        trained = json.loads((context.stage_dir("train") / RESULT_FILE).read_text())
+        report(0.0, "reading the trained model")
+        state = read_ply(context.job_dir / trained["outputs"]["ply"])
+        before = int(state["means"].shape[0])
+        if before == 0:
+            raise StageFailed("the trained model holds no Gaussians: there is nothing to publish",
+                              hint="check that the photos overlap and show one scene, then drop the set again")
+
+        report(10.0, f"removing outliers from {before:,} Gaussians")
+        state, removed, warnings = _without_outliers(state, settings)
+        kept = int(state["means"].shape[0])
+
+        report(30.0, "recentring the scene")
+        offset = state["means"].double().mean(dim=0).numpy()
+        state["means"] = (state["means"].double() - torch.from_numpy(offset)).float()
+        training_names = (read_split(sfm_dir, TRAIN_FILE) or None) if context.options.get("eval", True) else None
+        scale = int(trained.get("metrics", {}).get("resolution_scale", 1))
+        entries = read_camera_entries(context.job_dir / trained["outputs"]["model"], sfm_dir, training_names, scale)
+        cameras = recentred_entries(entries, offset)
+
+        report(40.0, f"writing {SCENE_PLY}")
+        write_ply(output / SCENE_PLY, state)
+        report(55.0, f"writing {SCENE_SPLAT}")
+        write_splat(output / SCENE_SPLAT, state)
+        write_text_atomically(output / CAMERAS, json.dumps(cameras))
+
+        report(65.0, "rendering the poster and the thumbnail")
+        camera = render_camera(cameras[choose_camera(cameras, state["means"].numpy())], sfm_dir, offset)
+        poster, thumbnail = render_stills(state, camera, str(settings.get("train_backend", "auto")))
+        _write_jpeg(output / POSTER, poster)
+        _write_jpeg(output / THUMBNAIL, thumbnail)
+        log.info("poster %dx%d and thumbnail rendered from %s", poster.width, poster.height, camera.name)
+        report(100.0, f"published {kept:,} Gaussians")
+
+        metrics: dict[str, Any] = {
+            "gaussians": kept,
+            "gaussians_before": before,
+            **removed,
+            "recentred_by": [float(value) for value in offset],
+            "splat_bytes": (output / SCENE_SPLAT).stat().st_size,
+            "ply_bytes": (output / SCENE_PLY).stat().st_size,
+            "view": camera.name,  # the photo whose camera the poster and thumbnail show
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        folder = output.relative_to(context.job_dir).as_posix()
+        outputs = {
+            "scene_ply": f"{folder}/{SCENE_PLY}",
+            "scene_splat": f"{folder}/{SCENE_SPLAT}",
+            "cameras": f"{folder}/{CAMERAS}",
+            "thumbnail": f"{folder}/{THUMBNAIL}",
+            "poster": f"{folder}/{POSTER}",
+        }
+        return StageResult(metrics=metrics, outputs=outputs, warnings=tuple(warnings))
+
+
+def _without_outliers(state: dict[str, Tensor], settings: Mapping[str, Any]
+                      ) -> tuple[dict[str, Tensor], dict[str, int], list[str]]:
+    """The Gaussians the outlier filter keeps, the counts it removed, and a warning when it
+    would keep (nearly) nothing: then every Gaussian with a finite centre stays."""
+    before = int(state["means"].shape[0])
+    found = find_outliers(state["means"], OutlierSettings(
+        k=int(settings.get("publish_outlier_k", 20)),
+        std_ratio=float(settings.get("publish_outlier_std_ratio", 2.0)),
+        min_cluster_fraction=float(settings.get("publish_min_cluster_fraction", 0.05)),
+    ))
+    keep, warnings = found.keep, []
+    removed = {"removed_statistical": found.removed_statistical, "removed_clusters": found.removed_clusters}
+    if found.kept < max(1, MIN_KEPT_FRACTION * before):
+        keep = np.all(np.isfinite(state["means"].numpy()), axis=1)
+        if not keep.any():
+            raise RuntimeError("the trained model holds no Gaussian with a finite position")
+        removed = {"removed_statistical": before - int(keep.sum()), "removed_clusters": 0}
+        warnings.append(f"the outlier filter would have kept only {found.kept:,} of {before:,} Gaussians; "
+                        "published the model unfiltered")
+        log.warning("%s", warnings[-1])
+    log.info("kept %d of %d Gaussians (removed: %d statistical outliers, %d in small clusters)",
+             int(keep.sum()), before, removed["removed_statistical"], removed["removed_clusters"])
+    return filter_gaussians(state, keep), removed, warnings
+
+
+def _write_jpeg(path: Path, picture: Image.Image) -> None:
+    data = jpeg_bytes(picture)
+    write_atomically(path, lambda handle: handle.write(data))

@@ -1,0 +1,170 @@
+"""The publish stage's pictures: which training camera to show the scene from, and the poster
+and thumbnail rendered from it.
+
+The camera is the training camera that sees the most of the published Gaussians' centres (in
+front of it and inside its picture), counted on a fixed sample of at most ``COUNT_SAMPLE``
+centres; ties go to the first in cameras.json's order (the trainer's: by image name). So a view
+of the whole scene wins over a close-up of one part, whatever the capture's layout: an orbit
+around an object, a walk through a room, a facade. Cameras come from cameras.json, in the frame
+the scene is published in.
+
+The pictures are rendered from the photo's own SfM camera (its exact intrinsics, principal
+point included) at the photo's aspect: the poster at most ``POSTER_LONG_SIDE`` pixels on its
+long side and never larger than the photo; the thumbnail exactly ``THUMBNAIL_LONG_SIDE``, scaled
+down from the poster when that is larger, else rendered at that size. JPEG, no metadata.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from gaussian_splatting.gaussians import Gaussians
+from gaussian_splatting.outputs import camera_entries
+from gaussian_splatting.ply_import import sh_degree_of
+from gaussian_splatting.projection import ProjectionSettings
+from gaussian_splatting.rasterize import rasterize
+from gaussian_splatting.scene import IMAGES_DIR, TRAIN_FILE, load_views, read_split
+
+POSTER_LONG_SIDE = 1280
+THUMBNAIL_LONG_SIDE = 320
+JPEG_QUALITY = 85
+COUNT_SAMPLE = 20_000  # centres sampled to score the cameras: plenty to rank them
+SEED = 0
+
+
+@dataclass(frozen=True)
+class RenderCamera:
+    """A pinhole camera at the photo's size: ``viewmat`` [4, 4] world to camera (OpenCV axes),
+    ``K`` [3, 3] for ``width`` x ``height`` pixels."""
+
+    name: str
+    viewmat: Tensor
+    K: Tensor
+    width: int
+    height: int
+
+
+def read_camera_entries(model_dir: Path, sfm_dir: Path, training_names: list[str] | None,
+                        resolution_scale: int) -> list[dict[str, Any]]:
+    """The trainer's cameras.json, or the same made from the SfM training views when it wrote none."""
+    path = model_dir / "cameras.json"
+    if path.exists():
+        return list(json.loads(path.read_text()))
+    return camera_entries(load_views(sfm_dir, training_names, resolution_scale))
+
+
+def recentred_entries(entries: Sequence[Mapping[str, Any]], offset: np.ndarray) -> list[dict[str, Any]]:
+    """The entries with their camera centres moved by ``-offset`` (rotations stay)."""
+    return [
+        {**entry, "position": (np.asarray(entry["position"], dtype=np.float64) - offset).tolist()}
+        for entry in entries
+    ]
+
+
+def visible_centres(entry: Mapping[str, Any], points: np.ndarray) -> int:
+    """How many of ``points`` [N, 3] lie in front of the cameras.json camera and inside its picture."""
+    # world to camera: R^T (x - position), R the camera-to-world rotation; rows: (x - p) @ R
+    local = (points - np.asarray(entry["position"], dtype=np.float64)) @ np.asarray(entry["rotation"], dtype=np.float64)
+    depth = local[:, 2]
+    front = depth > ProjectionSettings().near_plane
+    u = entry["fx"] * local[front, 0] / depth[front] + entry["width"] / 2
+    v = entry["fy"] * local[front, 1] / depth[front] + entry["height"] / 2
+    return int(np.count_nonzero((u >= 0) & (u < entry["width"]) & (v >= 0) & (v < entry["height"])))
+
+
+def choose_camera(entries: Sequence[Mapping[str, Any]], means: np.ndarray) -> int:
+    """Index of the camera that sees the most centres (see the module's docstring)."""
+    if not entries:
+        raise ValueError("no training cameras to render the poster from")
+    points = np.asarray(means, dtype=np.float64)
+    if points.shape[0] > COUNT_SAMPLE:
+        rng = np.random.default_rng(SEED)
+        points = points[np.sort(rng.choice(points.shape[0], COUNT_SAMPLE, replace=False))]
+    counts = [visible_centres(entry, points) for entry in entries]
+    return int(np.argmax(counts))  # the first of equals
+
+
+def render_camera(entry: Mapping[str, Any], sfm_dir: Path, offset: np.ndarray) -> RenderCamera:
+    """The full-size SfM camera of the photo that ``entry`` (a cameras.json entry in the recentred
+    frame) names, moved into that frame; when no such photo is in the SfM model, the entry itself
+    with its principal point at the centre."""
+    for name in _photo_names(sfm_dir, str(entry["img_name"])):
+        views = load_views(sfm_dir, [name])
+        if views:
+            view = views[0]
+            viewmat = view.viewmat.double().clone()
+            # x_world = x_recentred + offset, so t' = t + R offset
+            viewmat[:3, 3] += viewmat[:3, :3] @ torch.as_tensor(offset, dtype=torch.float64)
+            return RenderCamera(view.name, viewmat.float(), view.K, view.width, view.height)
+    rotation = torch.tensor(entry["rotation"], dtype=torch.float64).T  # world to camera
+    viewmat = torch.eye(4, dtype=torch.float64)
+    viewmat[:3, :3] = rotation
+    viewmat[:3, 3] = -rotation @ torch.tensor(entry["position"], dtype=torch.float64)
+    width, height = int(entry["width"]), int(entry["height"])
+    K = torch.tensor([[entry["fx"], 0.0, width / 2], [0.0, entry["fy"], height / 2], [0.0, 0.0, 1.0]])
+    return RenderCamera(str(entry["img_name"]), viewmat.float(), K.float(), width, height)
+
+
+def _photo_names(sfm_dir: Path, img_name: str) -> list[str]:
+    """Photo file names that cameras.json's ``img_name`` (the stem, as the reference writes it, or
+    the whole name) can mean: the training split's first, then any in images/."""
+    def matches(name: str) -> bool:
+        return name == img_name or Path(name).stem == img_name
+
+    listed = [name for name in read_split(sfm_dir, TRAIN_FILE) if matches(name)]
+    images = sfm_dir / IMAGES_DIR
+    found = sorted(path.name for path in images.iterdir() if matches(path.name)) if images.is_dir() else []
+    return listed + [name for name in found if name not in listed]
+
+
+def scaled_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """``width`` x ``height`` scaled so that the long side is ``long_side``, aspect kept."""
+    scale = long_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def render_stills(state: Mapping[str, Tensor], camera: RenderCamera, backend: str) -> tuple[Image.Image, Image.Image]:
+    """The poster and the thumbnail of the Gaussians (raw parameters, as ``read_ply`` gives
+    them) seen by ``camera``, on a black background as they were trained."""
+    poster_size = camera.width, camera.height
+    if max(poster_size) > POSTER_LONG_SIDE:
+        poster_size = scaled_size(camera.width, camera.height, POSTER_LONG_SIDE)
+    thumbnail_size = scaled_size(camera.width, camera.height, THUMBNAIL_LONG_SIDE)
+    device = torch.device("cuda" if backend == "cuda" or (backend == "auto" and torch.cuda.is_available()) else "cpu")
+    inputs = Gaussians.from_state(dict(state), device).render_inputs()
+    sh_degree = sh_degree_of(dict(state))
+
+    def render(size: tuple[int, int]) -> Image.Image:
+        K = camera.K.clone()
+        K[0] *= size[0] / camera.width
+        K[1] *= size[1] / camera.height
+        with torch.no_grad():
+            image, _, _ = rasterize(
+                **inputs, viewmat=camera.viewmat.to(device), K=K.to(device), width=size[0], height=size[1],
+                sh_degree=sh_degree, backend=backend,
+            )  # fmt: skip
+        pixels = (image.clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+        return Image.fromarray(pixels)
+
+    poster = render(poster_size)
+    if max(poster_size) >= THUMBNAIL_LONG_SIDE:
+        thumbnail = poster.resize(thumbnail_size, Image.Resampling.LANCZOS)
+    else:
+        thumbnail = render(thumbnail_size)  # a photo smaller than the thumbnail: render it at that size
+    return poster, thumbnail
+
+
+def jpeg_bytes(image: Image.Image) -> bytes:
+    """JPEG at ``JPEG_QUALITY``; Pillow writes no EXIF, ICC profile or comment unless asked."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    return buffer.getvalue()

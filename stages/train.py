@@ -1,0 +1,145 @@
+"""The training stage: a 3D Gaussian Splatting model from the SfM stage's cameras and points.
+
+Runs the trainer as a subprocess through the reference trainer's command line (``-s -m
+--iterations --eval --resume``), so that another trainer can be named in the settings. Its
+folder is kept across interrupted runs (the registry marks the stage resumable): when it holds
+a checkpoint, the trainer continues from it with ``--resume``. On the CPU the photos are read
+downsized (``train_cpu_max_image_size``) and fewer iterations run by default, because a CPU
+iteration costs a hundred GPU ones. When the GPU runs out of memory, training restarts once
+at half the resolution and the job says so in its warnings.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from PIL import Image
+
+from stages.base import ProgressReporter, Stage, StageContext, StageResult
+from stages.trainer_process import TrainerProgress, TrainerRun, run_trainer
+
+log = logging.getLogger("stages.train")
+
+MODEL_DIR = "model"
+OUR_TRAINER = (sys.executable, "-m", "gaussian_splatting")
+EXIT_OUT_OF_MEMORY = 4  # our trainer's exit status for CUDA out-of-memory (gaussian_splatting.cli)
+_OOM_TEXT = ("CUDA out of memory", "OutOfMemoryError")
+
+
+def choose_backend(setting: str) -> str:
+    """'cuda' or 'cpu': the setting, or for 'auto' whether PyTorch sees a GPU (checked here, in
+    the stage's child process: the daemon never imports PyTorch)."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolution_scale(images_dir: Path, max_image_size: int | None) -> int:
+    """The trainer's ``-r K`` that brings the photos' long side to at most ``max_image_size``."""
+    if not max_image_size:
+        return 1
+    first = next(iter(sorted(path for path in images_dir.iterdir() if path.is_file())), None)
+    if first is None:
+        return 1
+    with Image.open(first) as image:
+        long_side = max(image.size)
+    return max(1, math.ceil(long_side / max_image_size))
+
+
+def checkpoint_interval(iterations: int) -> int:
+    """Ten checkpoints a run, at most 1000 iterations apart: what a crash can cost."""
+    return max(1, min(1000, iterations // 10))
+
+
+class TrainStage(Stage):
+    name = "train"
+
+    def run(self, context: StageContext, report: ProgressReporter) -> StageResult:
+        started = time.monotonic()
+        settings = context.settings
+        sfm_dir = context.stage_dir("sfm")
+        model_dir = context.output_dir / MODEL_DIR
+        backend = choose_backend(settings["train_backend"])
+        on_cpu = backend == "cpu"
+        options = context.options
+        iterations = options.get("iterations") or int(
+            settings["train_cpu_iterations"] if on_cpu else settings["train_iterations"]
+        )
+        max_size = options.get("train_max_image_size") or (int(settings["train_cpu_max_image_size"]) if on_cpu else None)
+        scale = resolution_scale(sfm_dir / "images", max_size)
+        max_gaussians = options.get("max_gaussians") or int(
+            settings["train_cpu_max_gaussians"] if on_cpu else settings["train_max_gaussians"]
+        )
+        evaluate = bool(context.options.get("eval", True))
+        log.info("training %d iterations on %s at 1/%d resolution", iterations, backend, scale)
+
+        def forward(progress: TrainerProgress) -> None:
+            report(progress.percent, progress.describe(), progress.eta_seconds)
+
+        warnings: list[str] = []
+        command = self._command(settings, sfm_dir, model_dir, iterations, evaluate, backend, scale, max_gaussians)
+        run = run_trainer(command, forward, {"OMP_WAIT_POLICY": "PASSIVE"})
+        if backend == "cuda" and _out_of_memory(run):
+            scale *= 2
+            warnings.append(f"the GPU ran out of memory; trained at half the resolution instead (1/{scale} of the photos' size)")
+            log.warning("%s", warnings[-1])
+            command = self._command(settings, sfm_dir, model_dir, iterations, evaluate, backend, scale, max_gaussians)
+            run = run_trainer(command, forward, {"OMP_WAIT_POLICY": "PASSIVE"})
+        if run.returncode != 0:
+            raise RuntimeError(_describe_failure(run))
+
+        ply = model_dir / "point_cloud" / f"iteration_{iterations}" / "point_cloud.ply"
+        if not ply.exists():
+            raise RuntimeError(f"the trainer finished but wrote no {ply.relative_to(context.job_dir)}")
+        folder = context.output_dir.relative_to(context.job_dir).as_posix()
+        metrics: dict[str, Any] = {
+            "iterations": iterations,
+            "gaussians": run.last_progress.gaussians if run.last_progress else None,
+            "final_loss": round(run.last_progress.loss, 5) if run.last_progress else None,
+            "backend": backend,
+            "resolution_scale": scale,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        outputs = {
+            "model": f"{folder}/{MODEL_DIR}",
+            "ply": ply.relative_to(context.job_dir).as_posix(),
+        }
+        return StageResult(metrics=metrics, outputs=outputs, warnings=tuple(warnings))
+
+    @staticmethod
+    def _command(settings: Mapping[str, Any], sfm_dir: Path, model_dir: Path, iterations: int, evaluate: bool,
+                 backend: str, scale: int, max_gaussians: int) -> list[str]:
+        """The reference trainer's flags; ours also takes the backend and the Gaussian cap."""
+        custom = list(settings.get("trainer_command") or [])
+        command = custom or list(OUR_TRAINER)
+        command += ["-s", str(sfm_dir), "-m", str(model_dir), "--iterations", str(iterations)]
+        if evaluate:
+            command.append("--eval")
+        if scale > 1:
+            command += ["-r", str(scale)]
+        if (model_dir / "checkpoints").is_dir() and any((model_dir / "checkpoints").iterdir()):
+            command.append("--resume")
+        if not custom:
+            command += ["--backend", backend, "--max-gaussians", str(max_gaussians),
+                        "--checkpoint-every", str(checkpoint_interval(iterations))]
+        return command
+
+
+def _describe_failure(run: TrainerRun) -> str:
+    if run.returncode < 0:
+        signal_number = -run.returncode
+        cause = " (SIGKILL: most likely the out-of-memory killer)" if signal_number == 9 else ""
+        return f"the trainer was killed by signal {signal_number}{cause}"
+    last = run.log_tail[-1] if run.log_tail else "no output"
+    return f"the trainer exited with status {run.returncode}: {last}"
+
+
+def _out_of_memory(run: TrainerRun) -> bool:
+    return run.returncode == EXIT_OUT_OF_MEMORY or any(text in line for line in run.log_tail for text in _OOM_TEXT)

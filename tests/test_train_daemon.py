@@ -1,0 +1,109 @@
+"""Training and evaluation under the real daemon: progress with an ETA in status.json, a
+daemon killed mid-training that resumes from the trainer's checkpoint, the held-out scores and
+the standard PLY at the end, then the published scene."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+from plyfile import PlyData
+
+from daemon.demo_set import write_demo_set
+from tests.daemon_harness import DaemonProcess, Layout, make_layout, processes_of, state_is, wait_for
+
+STANDARD_PROPERTIES = (
+    ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    + [f"f_rest_{i}" for i in range(45)]
+    + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+)
+ITERATIONS = 400
+
+
+def _trainer_processes(layout: Layout) -> list[int]:
+    return processes_of(layout, b"gaussian_splatting")
+
+
+def _training_with_an_estimate(layout: Layout):
+    def probe():
+        document = layout.status("ring") or {}
+        if document.get("stage") == "train" and document.get("eta_seconds") is not None:
+            return document
+        return None
+
+    return probe
+
+
+def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(tmp_path):
+    layout = make_layout(tmp_path)
+    folder = layout.inbox / "ring"
+    write_demo_set(folder, views=8, width=160, height=120, ready_marker=False, spacing_degrees=15)
+    (folder / "job.toml").write_text(f"iterations = {ITERATIONS}\n")
+    (folder / "READY").touch()
+
+    no_lpips_weights = {"TORCH_HOME": str(tmp_path / "torch-home")}  # whatever this machine caches
+    daemon = DaemonProcess(layout, env=no_lpips_weights).start()
+    try:
+        training = wait_for(_training_with_an_estimate(layout), 180, "training progress with an ETA")
+        assert training["state"] == "running" and training["stages"]["train"]["state"] == "running"
+        assert training["message"].startswith("train: iteration ") and "Gaussians" in training["message"]
+        assert training["eta_seconds"] > 0
+        job_id = training["job_id"]
+        checkpoints = layout.state / "jobs" / job_id / "train" / "model" / "checkpoints"
+        wait_for(lambda: list(checkpoints.glob("chkpnt*.pt")), 120, "a training checkpoint")
+        assert _trainer_processes(layout), daemon.log()
+    finally:
+        daemon.kill()
+    # the trainer dies with the stage process, which dies with the daemon: nothing writes on
+    wait_for(lambda: not _trainer_processes(layout), 10, "the trainer to die with the daemon")
+    saved = int(sorted(checkpoints.glob("chkpnt*.pt"))[-1].stem.removeprefix("chkpnt"))
+    assert saved < ITERATIONS
+
+    with DaemonProcess(layout, until_idle=True, env=no_lpips_weights) as restarted:
+        assert restarted.wait(300) == 0, restarted.log()
+    document = wait_for(state_is(layout, "ring", "done"), 5, "the job to be done")
+    assert document["message"] == "done after publish" and document["eta_seconds"] is None
+    job_log = (layout.state / "jobs" / job_id / "job.log").read_text()
+    assert f"at iteration {saved} with" in job_log, job_log[-3000:]
+
+    trained = document["metrics"]["train"]
+    assert (trained["iterations"], trained["backend"]) == (ITERATIONS, "cpu") and trained["gaussians"] > 0
+    ply = PlyData.read(document["outputs"]["train.ply"])
+    assert [p.name for p in ply["vertex"].properties] == STANDARD_PROPERTIES
+    assert ply["vertex"].count == trained["gaussians"]
+
+    scores = document["metrics"]["evaluate"]
+    assert scores["images"] == 1 and scores["psnr"] > scores["mean_colour_psnr"] + 1.0, scores
+    assert scores["lpips"] is None and "alexnet-owt-7be5be79.pth" in scores["lpips_unavailable"]
+    results = json.loads(Path(document["outputs"]["evaluate.results"]).read_text())
+    assert results["psnr"] == scores["psnr"] and [image["name"] for image in results["images"]] == ["view_000.jpg"]
+    assert (Path(document["outputs"]["evaluate.renders"]) / "view_000.png").exists()
+    assert any(warning.startswith("LPIPS not computed") for warning in document["warnings"])
+
+    # published: the cleaned, recentred scene as PLY and .splat, the cameras, the pictures
+    published = document["metrics"]["publish"]
+    assert published["gaussians_before"] == trained["gaussians"]
+    removed = published["removed_statistical"] + published["removed_clusters"]
+    assert 0 < published["gaussians"] == trained["gaussians"] - removed, published
+    scene = PlyData.read(document["outputs"]["publish.scene_ply"])
+    assert [p.name for p in scene["vertex"].properties] == STANDARD_PROPERTIES
+    assert scene["vertex"].count == published["gaussians"]
+    centre = [float(scene["vertex"][axis].mean()) for axis in ("x", "y", "z")]
+    assert max(abs(value) for value in centre) < 1e-4, centre
+    assert Path(document["outputs"]["publish.scene_splat"]).stat().st_size == 32 * published["gaussians"]
+    cameras = json.loads(Path(document["outputs"]["publish.cameras"]).read_text())
+    trainer_cameras = json.loads((Path(document["outputs"]["train.model"]) / "cameras.json").read_text())
+    assert [camera["img_name"] for camera in cameras] == [camera["img_name"] for camera in trainer_cameras]
+    for ours, theirs in zip(cameras, trainer_cameras):  # moved with the scene
+        moved = [a - b for a, b in zip(theirs["position"], published["recentred_by"])]
+        assert max(abs(a - b) for a, b in zip(ours["position"], moved)) < 1e-9
+    photo = layout.state / "jobs" / job_id / "sfm" / "images" / published["view"]
+    with Image.open(photo) as image:
+        photo_size = image.size
+    with Image.open(document["outputs"]["publish.poster"]) as poster:
+        assert poster.format == "JPEG" and poster.size == photo_size and not poster.getexif()
+    with Image.open(document["outputs"]["publish.thumbnail"]) as thumbnail:
+        assert thumbnail.format == "JPEG" and max(thumbnail.size) == 320 and not thumbnail.getexif()
+    assert sorted(path.name for path in Path(document["outputs"]["publish.poster"]).parent.iterdir()) == [
+        "cameras.json", "poster.jpg", "result.json", "scene.ply", "scene.splat", "thumb.jpg"]

@@ -1,0 +1,77 @@
+"""The train stage's contract with a trainer command: the reference trainer's flags only for a
+trainer named in the settings, progress and ETA from its JSON lines, one retry at half the
+resolution when the GPU runs out of memory, and a clear error when it fails.
+
+A stand-in trainer script plays the GPU that this machine does not have: it runs out of memory
+at full resolution, as a real one does on a small card."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from stages.base import StageContext
+from stages.train import TrainStage
+
+STAND_IN = textwrap.dedent('''
+    import json, sys
+    from pathlib import Path
+    args = sys.argv[1:]
+    with open(Path(__file__).with_name("calls.jsonl"), "a") as calls:
+        calls.write(json.dumps(args) + "\\n")
+    model, iterations = Path(args[args.index("-m") + 1]), int(args[args.index("--iterations") + 1])
+    if "-r" not in args:
+        print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr)
+        sys.exit(1)
+    if "--fail" in Path(args[args.index("-s") + 1], "mode").read_text():
+        print("2026-01-01 00:00:00,000 ERROR trainer: points.ply has no points", file=sys.stderr)
+        sys.exit(1)
+    for iteration in (iterations // 2, iterations):
+        print(json.dumps({"iteration": iteration, "iterations": iterations, "loss": 0.1, "gaussians": 7,
+                          "iterations_per_second": 50.0}), flush=True)
+    ply = model / "point_cloud" / f"iteration_{iterations}" / "point_cloud.ply"
+    ply.parent.mkdir(parents=True)
+    ply.write_text("ply")
+''')
+
+
+def _context(tmp_path: Path, mode: str = "") -> StageContext:
+    job_dir = tmp_path / "jobs" / "set-1"
+    (job_dir / "sfm" / "images").mkdir(parents=True)
+    (job_dir / "sfm" / "mode").write_text(mode)
+    trainer = tmp_path / "trainer.py"
+    trainer.write_text(STAND_IN)
+    return StageContext(
+        job_id="set-1", set_name="set", source=tmp_path / "inbox" / "set", inbox=tmp_path / "inbox",
+        job_dir=job_dir, output_dir=job_dir / "train", options={"iterations": 100, "eval": True},
+        settings={"train_backend": "cuda", "train_iterations": 30000, "train_cpu_iterations": 3000,
+                  "train_cpu_max_image_size": 800, "train_max_gaussians": 10, "train_cpu_max_gaussians": 10,
+                  "trainer_command": [sys.executable, str(trainer)], "lpips_weights": ""},
+    )  # fmt: skip
+
+
+def test_out_of_gpu_memory_retries_once_at_half_resolution_and_warns(tmp_path):
+    context = _context(tmp_path)
+    reports = []
+    result = TrainStage().run(context, lambda percent, message, eta=None: reports.append((percent, message, eta)))
+
+    calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert len(calls) == 2
+    sfm, model = str(context.job_dir / "sfm"), str(context.output_dir / "model")
+    assert calls[0] == ["-s", sfm, "-m", model, "--iterations", "100", "--eval"]  # the reference's flags only
+    assert calls[1] == calls[0] + ["-r", "2"]
+    assert result.metrics["resolution_scale"] == 2 and result.metrics["gaussians"] == 7
+    assert result.warnings == ("the GPU ran out of memory; trained at half the resolution instead (1/2 of the photos' size)",)
+    assert result.outputs["ply"] == "train/model/point_cloud/iteration_100/point_cloud.ply"
+    assert reports[0] == (50.0, "iteration 50/100, 7 Gaussians, loss 0.1000", 1.0)  # 50 left at 50 per second
+    assert reports[-1][0] == 100.0 and reports[-1][2] == 0.0
+
+
+def test_a_failing_trainer_fails_the_stage_with_its_last_words(tmp_path):
+    context = _context(tmp_path, mode="--fail")
+    with pytest.raises(RuntimeError, match="the trainer exited with status 1: .*points.ply has no points"):
+        TrainStage().run(context, lambda *args: None)
