@@ -1,5 +1,5 @@
 # make demo: set up .venv, write a synthetic photo set into inbox/demo/, run the daemon until idle
-# (ingest, structure from motion, training and evaluation on the CPU: about 7 minutes on 2 cores;
+# (ingest, structure from motion, training, evaluation and publishing on the CPU: about 7 minutes on 2 cores;
 # the demo's job.toml trains 2000 iterations at 200x150 with at most 50,000 Gaussians).
 # make test: set up .venv and run the test suite.
 PYTHON ?= python3
@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(BIN)/instarecon run --until-idle --inbox inbox --outbox outbox --state state
 	@echo
 	@$(BIN)/instarecon status --state state $$($(BIN)/python -c "import json; print(json.load(open('inbox/demo/status.json'))['job_id'])")
-	@echo "status.json: inbox/demo/status.json and outbox/<job>/status.json"
+	@echo "status.json: inbox/demo/status.json; the scene (scene.ply, scene.splat, poster.jpg): outbox/<job>/"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -23,7 +23,7 @@ from daemon.progress_writer import ProgressWriter
 from daemon.status_document import iso
 from daemon.store import JobRecord, JobState, JobStore
 from daemon.supervisor import ChildOutcome, ChildWatch, Ending, describe_exit, run_child
-from stages.atomic_files import atomic_write_json
+from stages.atomic_files import atomic_copy, atomic_write_json, remove_temporaries
 from stages.base import ERROR_FILE, RESULT_FILE, StageContext, StageResult
 from stages.registry import StageSpec
 
@@ -65,7 +65,9 @@ class JobRunner:
             if result_path.exists():
                 if stage_states.get(spec.name, {}).get("state") != "done":
                     # the stage finished, but the daemon died before recording it
-                    self._record_result(job, spec, plan, stage_states, result_path, seconds=None)
+                    ending = self._record_result(job, spec, plan, stage_states, result_path, seconds=None)
+                    if ending is not JobState.RUNNING:
+                        return ending
                 continue
             ending = self._run_stage(job, spec, plan, options, stage_states, job_dir)
             if ending is not JobState.RUNNING:
@@ -147,8 +149,7 @@ class JobRunner:
     ) -> JobState:
         name = spec.name
         if outcome.ending is Ending.FINISHED:
-            self._record_result(job, spec, plan, stage_states, stage_dir / RESULT_FILE, seconds)
-            return JobState.RUNNING
+            return self._record_result(job, spec, plan, stage_states, stage_dir / RESULT_FILE, seconds)
         ended_state = {Ending.CANCELLED: "cancelled", Ending.INTERRUPTED: "interrupted"}.get(outcome.ending, "failed")
         stage_states[name] = {
             "state": ended_state,
@@ -202,8 +203,24 @@ class JobRunner:
         stage_states: dict[str, dict[str, Any]],
         result_path: Path,
         seconds: float | None,
-    ) -> None:
+    ) -> JobState:
+        """Record a finished stage (RUNNING: the job goes on), after copying the files it hands
+        to the outbox; FAILED when they cannot be written there."""
         result = StageResult.from_json(json.loads(result_path.read_text()))
+        outbox_dir = self._settings.outbox / job.id
+        try:
+            for name in result.to_outbox:
+                source = self._settings.jobs_dir / job.id / result.outputs[name]
+                outbox_dir.mkdir(parents=True, exist_ok=True)
+                remove_temporaries(outbox_dir / source.name)  # of a copy cut short by a crash
+                atomic_copy(source, outbox_dir / source.name)
+        except OSError as error:
+            entry = stage_states.get(spec.name, {})
+            stage_states[spec.name] = {"state": "failed", "started_at": entry.get("started_at"),
+                                       "finished_at": iso(datetime.now(timezone.utc)), "seconds": seconds}
+            self._store.set_stage(job.id, spec.name, stage_states[spec.name], f"{spec.name}: failed")
+            return self._fail(job, spec.name, f"{spec.name}: cannot write {error.filename} into the outbox: {error.strerror}",
+                              "check that the outbox folder is writable by the daemon's user and has free space")
         current = self._store.get(job.id)
         entry = stage_states.get(spec.name, {"started_at": None})
         stage_states[spec.name] = {
@@ -223,6 +240,7 @@ class JobRunner:
         self._store.set_stage(job.id, spec.name, stage_states[spec.name], f"{spec.name}: done", **fields)
         log.info("%s: %s done in %s s", job.set_name, spec.name, seconds, extra=job_fields(job, spec.name))
         self._on_change()
+        return JobState.RUNNING
 
     def _fail(self, job: JobRecord, stage: str, message: str, hint: str | None, images: Any = None) -> JobState:
         fields: dict[str, Any] = {"error": {"stage": stage, "message": message, "hint": hint}, "stage": stage}

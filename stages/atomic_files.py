@@ -5,18 +5,34 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix."""
-    path = Path(path)
+    _replace(Path(path), lambda handle: handle.write(data), mode)
+
+
+def atomic_copy(source: Path, destination: Path, mode: int = 0o644) -> None:
+    """Copy ``source`` over ``destination`` so that readers (a web server) see the old file or the
+    whole new one; streamed, so a model of gigabytes never sits in memory."""
+
+    def copy(handle: BinaryIO) -> None:
+        with open(source, "rb") as original:
+            shutil.copyfileobj(original, handle, 1 << 20)
+
+    _replace(Path(destination), copy, mode)
+
+
+def _replace(path: Path, write: Callable[[BinaryIO], Any], mode: int) -> None:
+    """``write`` into a temporary file beside ``path``, fsync, rename over ``path``."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, mode)

@@ -86,6 +86,9 @@ class StageResult:
     outputs: Mapping[str, str] = field(default_factory=dict)  # name -> path relative to job_dir
     warnings: tuple[str, ...] = ()
     images: Mapping[str, Any] | None = None  # ingest: {found, accepted, rejected: [{file, reason}]}
+    # names in ``outputs`` whose files the daemon copies into <outbox>/<job_id>/ (same file
+    # name, atomically) before it records the stage as done: what web servers and users fetch
+    to_outbox: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,6 +96,7 @@ class StageResult:
             "outputs": dict(self.outputs),
             "warnings": list(self.warnings),
             "images": None if self.images is None else dict(self.images),
+            "to_outbox": list(self.to_outbox),
         }
 
     @classmethod
@@ -102,6 +106,7 @@ class StageResult:
             outputs=data.get("outputs", {}),
             warnings=tuple(data.get("warnings", ())),
             images=data.get("images"),
+            to_outbox=tuple(data.get("to_outbox", ())),
         )
 
 

@@ -7,7 +7,7 @@ web viewers work in float32 and lose precision far from it). Written here, each 
 atomically: ``scene.ply`` (the standard 3DGS PLY), ``scene.splat`` (antimatter15's format),
 ``cameras.json`` (the training cameras in the published frame, in the trainer's format, so a
 viewer can start at one of them), ``poster.jpg`` and ``thumb.jpg`` (see ``publish_views`` for
-the camera they are rendered from). The daemon publishes this folder.
+the camera they are rendered from). The daemon copies them into ``<outbox>/<job_id>/``.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class PublishStage(Stage):
 
         report(65.0, "rendering the poster and the thumbnail")
         camera = render_camera(cameras[choose_camera(cameras, state["means"].numpy())], sfm_dir, offset)
-        poster, thumbnail = render_stills(state, camera, str(settings.get("train_backend", "auto")))
+        poster, thumbnail = render_stills(state, camera, str(settings.get("train_backend", "auto")), scale)
         _write_jpeg(output / POSTER, poster)
         _write_jpeg(output / THUMBNAIL, thumbnail)
         log.info("poster %dx%d and thumbnail rendered from %s", poster.width, poster.height, camera.name)
@@ -111,7 +111,7 @@ class PublishStage(Stage):
             "thumbnail": f"{folder}/{THUMBNAIL}",
             "poster": f"{folder}/{POSTER}",
         }
-        return StageResult(metrics=metrics, outputs=outputs, warnings=tuple(warnings))
+        return StageResult(metrics=metrics, outputs=outputs, warnings=tuple(warnings), to_outbox=tuple(outputs))
 
 
 def _without_outliers(state: dict[str, Tensor], settings: Mapping[str, Any]

@@ -10,7 +10,8 @@ the scene is published in.
 
 The pictures are rendered from the photo's own SfM camera (its exact intrinsics, principal
 point included) at the photo's aspect: the poster at most ``POSTER_LONG_SIDE`` pixels on its
-long side and never larger than the photo; the thumbnail exactly ``THUMBNAIL_LONG_SIDE``, scaled
+long side and never larger than the images the model was trained on (a model fit to 200 px
+images shows needles and gaps at 800); the thumbnail exactly ``THUMBNAIL_LONG_SIDE``, scaled
 down from the poster when that is larger, else rendered at that size. JPEG, no metadata.
 """
 
@@ -132,12 +133,15 @@ def scaled_size(width: int, height: int, long_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def render_stills(state: Mapping[str, Tensor], camera: RenderCamera, backend: str) -> tuple[Image.Image, Image.Image]:
+def render_stills(state: Mapping[str, Tensor], camera: RenderCamera, backend: str,
+                  resolution_scale: int = 1) -> tuple[Image.Image, Image.Image]:
     """The poster and the thumbnail of the Gaussians (raw parameters, as ``read_ply`` gives
-    them) seen by ``camera``, on a black background as they were trained."""
+    them) seen by ``camera``, on a black background as they were trained; the model was trained
+    on the photos at 1/``resolution_scale`` of their size."""
     poster_size = camera.width, camera.height
-    if max(poster_size) > POSTER_LONG_SIDE:
-        poster_size = scaled_size(camera.width, camera.height, POSTER_LONG_SIDE)
+    longest = min(POSTER_LONG_SIDE, max(camera.width, camera.height) // max(1, resolution_scale))
+    if max(poster_size) > longest:
+        poster_size = scaled_size(camera.width, camera.height, longest)
     thumbnail_size = scaled_size(camera.width, camera.height, THUMBNAIL_LONG_SIDE)
     device = torch.device("cuda" if backend == "cuda" or (backend == "auto" and torch.cuda.is_available()) else "cpu")
     inputs = Gaussians.from_state(dict(state), device).render_inputs()

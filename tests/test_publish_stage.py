@@ -242,9 +242,13 @@ def test_a_large_photo_gives_a_1280_poster_and_a_320_thumbnail():
     viewmat = torch.eye(4)
     viewmat[2, 3] = 3.0  # looking down +z at the origin from 3 units away
     K = torch.tensor([[2000.0, 0.0, 1000.0], [0.0, 2000.0, 750.0], [0.0, 0.0, 1.0]])
-    poster, thumbnail = render_stills(state, RenderCamera("big.jpg", viewmat, K, 2000, 1500), "cpu")
+    camera = RenderCamera("big.jpg", viewmat, K, 2000, 1500)
+    poster, thumbnail = render_stills(state, camera, "cpu")
     assert (poster.size, thumbnail.size) == ((1280, 960), (320, 240))
     assert np.asarray(thumbnail).std() > 5  # something drawn, not a blank picture
+    # a model trained on the photos at a quarter size: the poster is no larger than that
+    poster, thumbnail = render_stills(state, camera, "cpu", resolution_scale=4)
+    assert (poster.size, thumbnail.size) == ((500, 375), (320, 240))
 
 
 def test_the_poster_camera_is_the_one_that_sees_most_of_the_scene():
