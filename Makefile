@@ -1,5 +1,5 @@
 # make demo: set up .venv, write a synthetic photo set into inbox/demo/, run the daemon until idle
-# (ingest, structure from motion, training, evaluation and publishing on the CPU: about 7 minutes on 2 cores;
+# (ingest, structure from motion, training, evaluation and publishing on the CPU: about 6 minutes on 2 cores;
 # the demo's job.toml trains 2000 iterations at 200x150 with at most 50,000 Gaussians).
 # make test: set up .venv and run the test suite.
 PYTHON ?= python3
