@@ -10,22 +10,20 @@ Talks to the supervising daemon through three channels only:
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
-import signal
 import sys
 import traceback
 from pathlib import Path
 
 from stages.atomic_files import atomic_write_json
 from stages.base import ERROR_FILE, RESULT_FILE, StageContext, StageFailed
+from stages.parent_death import die_with_parent
 from stages.registry import load_stage
 
 EXIT_FAILED = 3
 PARENT_PID_ENV = "INSTARECON_SUPERVISOR_PID"
-_PR_SET_PDEATHSIG = 1
 
 _SYSLOG_PRIORITY = {
     logging.CRITICAL: 2,
@@ -57,11 +55,7 @@ def _die_with_supervisor() -> None:
     writing the same folder.
     """
     supervisor = os.environ.get(PARENT_PID_ENV)
-    if not supervisor or not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
+    if not supervisor or not die_with_parent():
         return
     if os.getppid() != int(supervisor):  # the supervisor died before prctl took effect
         os._exit(1)

@@ -19,7 +19,6 @@ from gaussian_splatting.evaluate import RESULTS_FILE, evaluate
 from gaussian_splatting.scene import TEST_FILE, read_split
 
 from stages.base import RESULT_FILE, ProgressReporter, Stage, StageContext, StageResult
-from stages.train import choose_backend
 
 log = logging.getLogger("stages.evaluate")
 
@@ -41,7 +40,7 @@ class EvaluateStage(Stage):
             sfm_dir,
             context.job_dir / trained["outputs"]["model"],
             iteration=int(trained["metrics"]["iterations"]),
-            backend=choose_backend(context.settings["train_backend"]),
+            backend=context.settings["train_backend"],
             resolution_scale=int(trained["metrics"].get("resolution_scale", 1)),
             lpips_weights=Path(weights) if weights else None,
             output_dir=context.output_dir,

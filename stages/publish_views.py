@@ -32,7 +32,7 @@ from gaussian_splatting.gaussians import Gaussians
 from gaussian_splatting.outputs import camera_entries
 from gaussian_splatting.ply_import import sh_degree_of
 from gaussian_splatting.projection import ProjectionSettings
-from gaussian_splatting.rasterize import rasterize
+from gaussian_splatting.rasterize import rasterize, resolve_backend
 from gaussian_splatting.scene import IMAGES_DIR, TRAIN_FILE, load_views, read_split
 
 POSTER_LONG_SIDE = 1280
@@ -143,7 +143,7 @@ def render_stills(state: Mapping[str, Tensor], camera: RenderCamera, backend: st
     if max(poster_size) > longest:
         poster_size = scaled_size(camera.width, camera.height, longest)
     thumbnail_size = scaled_size(camera.width, camera.height, THUMBNAIL_LONG_SIDE)
-    device = torch.device("cuda" if backend == "cuda" or (backend == "auto" and torch.cuda.is_available()) else "cpu")
+    device = torch.device(resolve_backend(backend))
     inputs = Gaussians.from_state(dict(state), device).render_inputs()
     sh_degree = sh_degree_of(dict(state))
 

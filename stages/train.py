@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from gaussian_splatting.rasterize import resolve_backend
 from PIL import Image
 
 from stages.base import ProgressReporter, Stage, StageContext, StageResult
@@ -29,16 +30,6 @@ MODEL_DIR = "model"
 OUR_TRAINER = (sys.executable, "-m", "gaussian_splatting")
 EXIT_OUT_OF_MEMORY = 4  # our trainer's exit status for CUDA out-of-memory (gaussian_splatting.cli)
 _OOM_TEXT = ("CUDA out of memory", "OutOfMemoryError")
-
-
-def choose_backend(setting: str) -> str:
-    """'cuda' or 'cpu': the setting, or for 'auto' whether PyTorch sees a GPU (checked here, in
-    the stage's child process: the daemon never imports PyTorch)."""
-    if setting != "auto":
-        return setting
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def resolution_scale(images_dir: Path, max_image_size: int | None) -> int:
@@ -66,7 +57,7 @@ class TrainStage(Stage):
         settings = context.settings
         sfm_dir = context.stage_dir("sfm")
         model_dir = context.output_dir / MODEL_DIR
-        backend = choose_backend(settings["train_backend"])
+        backend = resolve_backend(settings["train_backend"])  # here, in the stage's process: never the daemon's
         on_cpu = backend == "cpu"
         options = context.options
         iterations = options.get("iterations") or int(

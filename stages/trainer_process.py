@@ -9,23 +9,21 @@ cancel or timeout of the stage stops it too.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
-import signal
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
+
+from stages.parent_death import die_with_parent
 
 log = logging.getLogger("stages.train")
 
 # How a progress line's rate is smoothed for the ETA: later iterations are slower (the model
 # grows), so recent rates count most.
 RATE_SMOOTHING = 0.3
-_PR_SET_PDEATHSIG = 1
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR,
            "CRITICAL": logging.CRITICAL}
 
@@ -81,9 +79,10 @@ def run_trainer(
     """Run ``command`` to the end, passing its progress on and its log lines to our log."""
     env = {**os.environ, **(environment or {}), "PYTHONUNBUFFERED": "1"}
     log.info("trainer: %s", " ".join(command))
+    # the trainer dies with this stage process, which dies with the daemon (parent_death)
     process = subprocess.Popen(
         list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, errors="replace", env=env, bufsize=1, preexec_fn=_die_with_parent,
+        text=True, errors="replace", env=env, bufsize=1, preexec_fn=die_with_parent,
     )  # fmt: skip
     tail: list[str] = []
     tail_lock = threading.Lock()
@@ -115,14 +114,6 @@ def run_trainer(
     stderr_thread.join(timeout=5)
     with tail_lock:
         return TrainerRun(returncode, reader.last, tuple(tail))
-
-
-def _die_with_parent() -> None:
-    """In the trainer, before it starts: SIGKILL it when this stage process dies. The stage
-    process dies with the daemon the same way, so a killed daemon leaves no trainer behind to
-    write into the model folder beside the one a restarted daemon starts (Linux only)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _level_of(line: str) -> int:

@@ -126,6 +126,14 @@ def balance_tiles(work, pixels_per_tile, n_chunks):
     return chunk_offsets, chunk_tiles
 
 
+@njit(inline="always", cache=True)
+def tile_bounds(tile, tiles_x, tile_size, width, height):
+    """First and last pixel column and row of ``tile`` (row-major tile index), clipped to the image."""
+    x0 = (tile % tiles_x) * tile_size
+    y0 = (tile // tiles_x) * tile_size
+    return x0, y0, min(x0 + tile_size, width) - 1, min(y0 + tile_size, height) - 1
+
+
 @njit(parallel=True, cache=True)
 def composite_forward(
     means2d, conics, colours, opacities, background, boxes,
@@ -151,10 +159,7 @@ def composite_forward(
         done = np.empty(pixels_per_tile, np.bool_)
         for k in range(chunk_offsets[chunk], chunk_offsets[chunk + 1]):
             tile = chunk_tiles[k]
-            tile_x0 = (tile % tiles_x) * tile_size
-            tile_y0 = (tile // tiles_x) * tile_size
-            tile_x1 = min(tile_x0 + tile_size, width) - 1
-            tile_y1 = min(tile_y0 + tile_size, height) - 1
+            tile_x0, tile_y0, tile_x1, tile_y1 = tile_bounds(tile, tiles_x, tile_size, width, height)
             transmittance[:] = 1.0
             colour_sum[:, :] = 0.0
             count[:] = 0
@@ -229,10 +234,7 @@ def composite_backward(
         grads = gradients[chunk]
         for k in range(chunk_offsets[chunk], chunk_offsets[chunk + 1]):
             tile = chunk_tiles[k]
-            tile_x0 = (tile % tiles_x) * tile_size
-            tile_y0 = (tile // tiles_x) * tile_size
-            tile_x1 = min(tile_x0 + tile_size, width) - 1
-            tile_y1 = min(tile_y0 + tile_size, height) - 1
+            tile_x0, tile_y0, tile_x1, tile_y1 = tile_bounds(tile, tiles_x, tile_size, width, height)
             longest = 0
             for py in range(tile_y0, tile_y1 + 1):
                 for px in range(tile_x0, tile_x1 + 1):

@@ -36,7 +36,7 @@ from gaussian_splatting.gaussians import Gaussians
 from gaussian_splatting.losses import psnr, ssim
 from gaussian_splatting.lpips import Lpips, load_lpips
 from gaussian_splatting.ply_import import read_ply, sh_degree_of
-from gaussian_splatting.rasterize import rasterize
+from gaussian_splatting.rasterize import rasterize, resolve_backend
 from gaussian_splatting.scene import TEST_FILE, TRAIN_FILE, TrainingView, load_views, read_split
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def evaluate(
     if not views:
         raise NothingToEvaluate(f"none of the {len(held_out)} held-out images is in the SfM model")
 
-    device = torch.device("cuda" if backend == "cuda" or (backend == "auto" and torch.cuda.is_available()) else "cpu")
+    device = torch.device(resolve_backend(backend))
     state = read_ply(ply)
     gaussians = Gaussians.from_state(state, device)
     sh_degree = sh_degree_of(state)

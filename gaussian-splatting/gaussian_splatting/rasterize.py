@@ -44,6 +44,14 @@ class RenderMeta:
     depths: Tensor  # [N] camera-space z
 
 
+def resolve_backend(backend: Backend) -> Literal["cpu", "cuda"]:
+    """The backend that runs: "auto" is "cuda" where PyTorch sees a GPU, else "cpu". Parameters
+    and images belong on that device (``torch.device(resolve_backend(backend))``)."""
+    if backend == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return backend
+
+
 def rasterize(
     means: Tensor,
     quats: Tensor,
@@ -67,8 +75,7 @@ def rasterize(
     (OpenCV axes); K [3, 3]; background [3] or None (black). All on one device, float32.
     Returns image [H, W, 3], alpha [H, W] and a ``RenderMeta``.
     """
-    if backend == "auto":
-        backend = "cuda" if torch.cuda.is_available() else "cpu"
+    backend = resolve_backend(backend)
     renderers = {"cpu": _rasterize_cpu, "cuda": _rasterize_cuda}
     if backend not in renderers:
         raise ValueError(f"backend must be 'auto', 'cpu' or 'cuda', got {backend!r}")

@@ -30,7 +30,7 @@ from gaussian_splatting.losses import training_loss
 from gaussian_splatting.optimizer import make_optimizer, position_lr, set_position_lr
 from gaussian_splatting.outputs import write_cameras_json, write_run_config
 from gaussian_splatting.ply_export import write_ply
-from gaussian_splatting.rasterize import rasterize
+from gaussian_splatting.rasterize import rasterize, resolve_backend
 from gaussian_splatting.scene import TRAIN_FILE, load_views, read_split, scene_extent
 
 log = logging.getLogger(__name__)
@@ -51,14 +51,6 @@ class TrainResult:
 def ply_path(model_dir: Path, iteration: int) -> Path:
     """Where the reference puts the model after ``iteration`` iterations."""
     return model_dir / "point_cloud" / f"iteration_{iteration}" / "point_cloud.ply"
-
-
-def training_device(backend: str) -> torch.device:
-    """Where parameters and images live: the GPU for the cuda backend (and for auto when one is
-    there, as rasterize() decides), else the CPU."""
-    if backend == "cuda" or (backend == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def view_order(seed: int, iteration: int, count: int) -> int:
@@ -106,7 +98,7 @@ def train(config: TrainConfig, progress: TextIO, resume: bool = False) -> TrainR
     views = load_views(config.source, names, config.resolution_scale)
     if not views:
         raise ValueError(f"no training images in {config.source}")
-    device = training_device(config.backend)
+    device = torch.device(resolve_backend(config.backend))
     views = [view.to(device) for view in views]
     extent = scene_extent(views)
     log.info(

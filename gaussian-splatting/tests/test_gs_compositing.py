@@ -44,6 +44,17 @@ def backpropagate(image, alpha, seed: int) -> None:
 GRADIENT_NAMES = ("means2d", "conics", "colours", "opacities", "background")
 
 
+def assert_same_as_reference(ours, reference, seed: int) -> None:
+    """Images, alphas and every gradient equal to float64 rounding (``render``'s two results)."""
+    (image, alpha, leaves), (reference_image, reference_alpha, reference_leaves, _) = ours, reference
+    torch.testing.assert_close(image, reference_image, rtol=0, atol=1e-12)
+    torch.testing.assert_close(alpha, reference_alpha, rtol=0, atol=1e-12)
+    backpropagate(image, alpha, seed)
+    backpropagate(reference_image, reference_alpha, seed)
+    for name, leaf, reference_leaf in zip(GRADIENT_NAMES, leaves, reference_leaves, strict=True):
+        torch.testing.assert_close(leaf.grad, reference_leaf.grad, rtol=1e-9, atol=1e-12, msg=name)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_forward_matches_brute_force_float32(seed: int):
     scene = random_scene_2d(seed, n=40, width=WIDTH, height=HEIGHT, dtype=torch.float32)
@@ -131,29 +142,20 @@ def test_an_opaque_wall_finishes_whole_tiles():
     scene.opacities[wall] = 1.0
     scene.depths[wall] = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
     scene.visible[wall] = True
-    (image, alpha, ours), (reference_image, reference_alpha, reference, stopped) = render(scene)
+    ours, reference = render(scene)
+    stopped, means2d = reference[3], ours[2][0]
     assert stopped.all()
-    torch.testing.assert_close(image, reference_image, rtol=0, atol=1e-12)
-    torch.testing.assert_close(alpha, reference_alpha, rtol=0, atol=1e-12)
-    backpropagate(image, alpha, 8)
-    backpropagate(reference_image, reference_alpha, 8)
-    for name, leaf, reference_leaf in zip(GRADIENT_NAMES, ours, reference, strict=True):
-        torch.testing.assert_close(leaf.grad, reference_leaf.grad, rtol=1e-9, atol=1e-12, msg=name)
-    assert torch.equal(ours[0].grad[3:], torch.zeros(27, 2, dtype=torch.float64))
+    assert_same_as_reference(ours, reference, seed=8)
+    assert torch.equal(means2d.grad[3:], torch.zeros(27, 2, dtype=torch.float64))
 
 
 def test_other_rules_tile_sizes_and_channel_counts():
     """Four channels (as a depth channel will be), 8-pixel tiles and gsplat's 0.999 cap."""
     rules = CompositingRules(tile_size=8, max_alpha=0.999)
     scene = random_scene_2d(4, n=30, width=WIDTH, height=HEIGHT, dtype=torch.float64, channels=4)
-    (image, alpha, ours), (reference_image, reference_alpha, reference, _) = render(scene, rules)
-    assert image.shape == (HEIGHT, WIDTH, 4)
-    torch.testing.assert_close(image, reference_image, rtol=0, atol=1e-12)
-    torch.testing.assert_close(alpha, reference_alpha, rtol=0, atol=1e-12)
-    backpropagate(image, alpha, 4)
-    backpropagate(reference_image, reference_alpha, 4)
-    for name, leaf, reference_leaf in zip(GRADIENT_NAMES, ours, reference, strict=True):
-        torch.testing.assert_close(leaf.grad, reference_leaf.grad, rtol=1e-9, atol=1e-12, msg=name)
+    ours, reference = render(scene, rules)
+    assert ours[0].shape == (HEIGHT, WIDTH, 4)
+    assert_same_as_reference(ours, reference, seed=4)
 
 
 def test_gradcheck_against_finite_differences():
