@@ -1,13 +1,14 @@
 # make demo: set up .venv, write a synthetic photo set into inbox/demo/, run the daemon until idle
 # (ingest, structure from motion, training, evaluation and publishing on the CPU: about 6 minutes on 2 cores;
 # the demo's job.toml trains 2000 iterations at 200x150 with at most 50,000 Gaussians).
+# make serve: serve the outbox (gallery and viewer pages) on http://127.0.0.1:8000/.
 # make test: set up .venv and run the test suite.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv clean-demo
+.PHONY: demo serve test venv clean-demo
 
 venv: $(STAMP)
 
@@ -29,6 +30,11 @@ demo: $(STAMP)
 	@echo
 	@$(BIN)/instarecon status --state state $$($(BIN)/python -c "import json; print(json.load(open('inbox/demo/status.json'))['job_id'])")
 	@echo "status.json: inbox/demo/status.json; the scene (scene.ply, scene.splat, poster.jpg): outbox/<job>/"
+	@echo "the site: outbox/index.html (gallery) and outbox/<job>/index.html (viewer); to look at it: make serve"
+
+serve:
+	@echo "serving outbox/ on http://127.0.0.1:8000/ (Ctrl-C stops)"
+	$(PYTHON) -m http.server --bind 127.0.0.1 --directory outbox 8000
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -51,6 +51,7 @@ class Settings:
     zip_max_files: int = 10_000
     stage_timeouts: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS))
     cancel_grace_seconds: float = 10.0  # SIGTERM, then SIGKILL after this long
+    heartbeat_seconds: float = 30.0  # how often the daemon rewrites <outbox>/health.json
     log_level: str = "info"
     sfm_exhaustive_max_images: int = 100  # above: sequential matching with loop detection
     sfm_mapper: str = "incremental"  # or "global" (pycolmap's GLOMAP port)
@@ -142,7 +143,8 @@ def _validated(key: str, value: Any) -> Any:
         if value <= 0:
             raise ConfigError(f"setting '{key}' must be greater than 0, got {value!r}")
         return float(value)
-    if key in ("poll_interval_seconds", "settle_seconds", "rescan_interval_seconds", "cancel_grace_seconds"):
+    if key in ("poll_interval_seconds", "settle_seconds", "rescan_interval_seconds", "cancel_grace_seconds",
+               "heartbeat_seconds"):
         _expect(key, value, (int, float), "a number of seconds")
         if value <= 0:
             raise ConfigError(f"setting '{key}' must be greater than 0, got {value!r}")

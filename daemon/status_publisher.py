@@ -44,19 +44,23 @@ class StatusPublisher:
         self._unwritable_sets: dict[str, str] = {}
         self._swept: set[Path] = set()  # status files whose crash leftovers this run removed
 
-    def sync(self) -> int:
-        """Write every job changed since the last pass; returns how many documents were written."""
+    def sync(self) -> list[dict[str, Any]]:
+        """Write every job changed since the last pass (the first pass: every job); returns the
+        documents written."""
         since = None if self._watermark is None else self._watermark - _OVERLAP
-        written = 0
+        written = []
         for job in self._store.changed_since(since):
             self._watermark = max(self._watermark or job.updated_at, job.updated_at)
-            written += self.publish(job)
+            document = self.publish(job)
+            if document is not None:
+                written.append(document)
         return written
 
-    def publish(self, job: JobRecord) -> bool:
+    def publish(self, job: JobRecord) -> dict[str, Any] | None:
+        """Write the job's status.json documents; returns the document, or None if unchanged."""
         document = build_status(job, self._pipeline, self._settings.jobs_dir)
         if self._last_written.get(job.id) == document:
-            return False
+            return None
         latest = self._store.latest_for_set(job.set_name)
         if latest is not None and latest.id == job.id:
             self._write_beside_set(job, document)
@@ -68,7 +72,7 @@ class StatusPublisher:
         job_outbox.mkdir(parents=True, exist_ok=True)
         self._write(job_outbox / STATUS_FILE, outbox_document)
         self._last_written[job.id] = document
-        return True
+        return outbox_document
 
     def _write(self, path: Path, document: dict[str, Any]) -> None:
         """Atomically; the first time in this run, after removing the temporary files a daemon

@@ -1,4 +1,5 @@
-"""Shared fixtures: every status.json a test leaves behind must validate against the schema."""
+"""Shared fixtures: every status.json a test leaves behind must validate against the schema; real
+Chromium for the browser tests (tests/browser_harness.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser_harness import chromium, open_page, serve_folder  # noqa: F401  (fixtures for the browser tests)
 from tests.daemon_harness import validate_status
 
 

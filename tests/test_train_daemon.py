@@ -1,12 +1,14 @@
 """Training and evaluation under the real daemon: progress with an ETA in status.json, a
 daemon killed mid-training that resumes from the trainer's checkpoint, the held-out scores and
-the standard PLY at the end, then the published scene."""
+the standard PLY at the end, then the published scene, shown by the viewer in Chromium."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from plyfile import PlyData
 
@@ -35,7 +37,7 @@ def _training_with_an_estimate(layout: Layout):
     return probe
 
 
-def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(tmp_path):
+def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(tmp_path, serve_folder, open_page):
     layout = make_layout(tmp_path)
     folder = layout.inbox / "ring"
     # 16 views on a 240 degree arc: view_000 (held out, at the arc's end) and view_008 (inside it)
@@ -113,6 +115,24 @@ def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(t
     publish_dir = layout.state / "jobs" / job_id / "publish"
     outbox_dir = layout.outbox / job_id
     assert sorted(path.name for path in outbox_dir.iterdir()) == [
-        "cameras.json", "poster.jpg", "scene.ply", "scene.splat", "status.json", "thumb.jpg"]
+        "cameras.json", "index.html", "poster.jpg", "scene.ply", "scene.splat", "status.json", "thumb.jpg"]
     for name in ("cameras.json", "poster.jpg", "scene.ply", "scene.splat", "thumb.jpg"):
         assert (outbox_dir / name).read_bytes() == (publish_dir / name).read_bytes(), name
+
+    # on the website: the viewer shows what the trainer rendered for the poster, from the same camera
+    base = serve_folder(layout.outbox)
+    page = open_page(viewport=photo_size)
+    page.goto(base + "index.html")
+    card = page.locator(f'.card[data-job-id="{job_id}"]')
+    assert card.locator(".badge").text_content() == "done" and card.locator("img.thumb").count() == 1
+    card.locator("a.card-link").click()
+    page.wait_for_selector('#viewer[data-state="ready"]', state="attached", timeout=60_000)
+    (layout.outbox / "hide-ui.css").write_text(".viewer-ui, .job-panel { display: none !important; }\n")
+    page.add_style_tag(url=base + "hide-ui.css")  # from 'self': the page's CSP refuses inline styles
+    shot = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"), dtype=np.float64)
+    with Image.open(outbox_dir / "poster.jpg") as poster:
+        trainer = np.asarray(poster.convert("RGB"), dtype=np.float64)
+    viewer_psnr = -10 * np.log10(np.mean((shot / 255 - trainer / 255) ** 2))
+    print(f"viewer vs the trainer's poster: {viewer_psnr:.2f} dB")
+    assert viewer_psnr >= 30.0
+    page.assert_clean()

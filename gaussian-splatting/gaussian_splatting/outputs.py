@@ -13,7 +13,8 @@ from gaussian_splatting.scene import TrainingView
 
 def camera_entries(views: list[TrainingView]) -> list[dict]:
     """cameras.json entries as the reference writes them: camera centre and camera-to-world
-    rotation, with the image size and focal lengths."""
+    rotation, with the image size and focal lengths; plus the principal point (cx, cy), which
+    the reference leaves out and web viewers need to start exactly on a photo's view."""
     return [
         {
             "id": index,
@@ -24,6 +25,8 @@ def camera_entries(views: list[TrainingView]) -> list[dict]:
             "rotation": view.viewmat[:3, :3].T.tolist(),
             "fy": float(view.K[1, 1]),
             "fx": float(view.K[0, 0]),
+            "cx": float(view.K[0, 2]),
+            "cy": float(view.K[1, 2]),
         }
         for index, view in enumerate(views)
     ]

@@ -90,7 +90,7 @@ def test_outputs_are_where_the_reference_puts_them(run):
     ply = PlyData.read(str(result.ply_path))
     assert ply["vertex"].count == result.gaussians
     cameras = json.loads((model / "cameras.json").read_text())
-    assert len(cameras) == 12 and {"img_name", "position", "rotation", "fx", "fy"} <= set(cameras[0])
+    assert len(cameras) == 12 and {"img_name", "position", "rotation", "fx", "fy", "cx", "cy"} <= set(cameras[0])
     assert "sh_degree=3" in (model / "cfg_args").read_text()
     assert json.loads((model / "config.json").read_text())["iterations"] == ITERATIONS
     # checkpoints every 100 iterations; only the newest is kept

@@ -1,0 +1,407 @@
+"""The splat viewer (site_builder/assets/viewer/) in real headless Chromium, WebGL on SwiftShader.
+
+A small synthetic scene is written as the pipeline publishes one (scene.splat, cameras.json, poster.jpg), with the
+job page the site builder makes for it, served from 127.0.0.1: the viewer's frames must match the trainer's
+own renderer (PSNR against ``rasterize(..., backend="cpu")``), load progressively, keep to the splat budget,
+round-trip the view through the URL fragment, degrade without WebGL2, log no console error and fetch nothing
+from another host. The page carries its strict Content-Security-Policy, so an inline style or script would show
+up as a console error.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gaussian_splatting import rasterize
+from gaussian_splatting.spherical_harmonics import SH_C0
+from gaussian_splatting.splat_export import read_splat, write_splat
+from site_builder import build_site, job_view
+from tests.browser_harness import ServerOptions, Throttle
+from tests.site_documents import status_document
+
+# the trainer's test scene: a plain folder beside its tests, not a package like ours
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gaussian-splatting" / "tests"))
+from gs_synthetic_scene import FOCAL, HEIGHT, WIDTH, look_at, scene_gaussians  # noqa: E402  # isort: skip
+
+SCALE = 2.5  # 160 x 120: big enough for the splats to cover several pixels, small enough for SwiftShader
+W, H, F = int(WIDTH * SCALE), int(HEIGHT * SCALE), FOCAL * SCALE
+N_CAMERAS = 6
+START = "view02"
+READY = '#viewer[data-state="ready"]'  # the viewer's readiness signal (wait_for_function would need eval)
+# Logs every change of the viewer's data attributes and of the poster's visibility (an init script: Playwright
+# injects it past the page's CSP).
+WATCH_VIEWER = """
+window.__viewerLog = [];
+new MutationObserver(() => {
+  const viewer = document.getElementById('viewer');
+  if (!viewer) return;
+  const poster = viewer.querySelector('.viewer-poster');
+  const progress = viewer.querySelector('.viewer-progress');
+  const entry = { state: viewer.dataset.state, loaded: Number(viewer.dataset.loadedSplats || 0),
+    posterHidden: !!poster && poster.hidden, progress: progress ? Number(progress.getAttribute('aria-valuenow')) : null };
+  const last = window.__viewerLog[window.__viewerLog.length - 1];
+  if (!last || JSON.stringify(last) !== JSON.stringify(entry)) window.__viewerLog.push(entry);
+}).observe(document, { subtree: true, attributes: true, childList: true });
+"""
+
+
+def camera_entries(n: int = N_CAMERAS) -> list[dict]:
+    """cameras.json entries (as the trainer writes them) for cameras on a ring round the origin."""
+    entries = []
+    for index in range(n):
+        angle = 2 * math.pi * index / n + 0.3
+        position = np.array([4.0 * math.cos(angle), 4.0 * math.sin(angle), 0.8 * (-1) ** index])
+        world_to_camera = look_at(position)
+        entries.append({
+            "id": index, "img_name": f"view{index:02d}", "width": W, "height": H,
+            "position": position.tolist(), "rotation": world_to_camera[:, :3].T.tolist(), "fx": F, "fy": F,
+        })  # fmt: skip
+    return entries
+
+
+def reference_render(splat_path: Path, entry: dict) -> np.ndarray:
+    """[H, W, 3] uint8: the trainer's CPU renderer on the Gaussians as the .splat file holds them."""
+    data = read_splat(splat_path)
+    rgba = torch.from_numpy(data["rgba"].astype(np.float32) / 255.0)
+    rotation = torch.tensor(entry["rotation"], dtype=torch.float64).T
+    viewmat = torch.eye(4, dtype=torch.float64)
+    viewmat[:3, :3], viewmat[:3, 3] = rotation, -rotation @ torch.tensor(entry["position"], dtype=torch.float64)
+    K = torch.tensor([[entry["fx"], 0, entry["width"] / 2], [0, entry["fy"], entry["height"] / 2], [0, 0, 1]])
+    with torch.no_grad():
+        image, _, _ = rasterize(
+            torch.from_numpy(data["positions"]),
+            torch.from_numpy(data["rotations"].astype(np.float32) - 128.0) / 128.0,
+            torch.from_numpy(data["scales"]),
+            rgba[:, 3],
+            ((rgba[:, :3] - 0.5) / SH_C0)[:, None, :],
+            viewmat.float(),
+            K.float(),
+            entry["width"],
+            entry["height"],
+            0,
+            backend="cpu",
+        )
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def psnr(image: np.ndarray, reference: np.ndarray) -> float:
+    mse = np.mean((image.astype(np.float64) / 255.0 - reference.astype(np.float64) / 255.0) ** 2)
+    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+
+
+def write_site(root: Path, state: dict) -> Path:
+    """The outbox as the daemon leaves it for a finished job: job-1/ with the scene files and a poster, and the
+    site builder's pages and assets. Returns the job folder."""
+    job = root / "job-1"
+    job.mkdir(parents=True, exist_ok=True)
+    write_splat(job / "scene.splat", state)
+    cameras = camera_entries()
+    (job / "cameras.json").write_text(json.dumps(cameras))
+    count = (job / "scene.splat").stat().st_size // 32
+    start = next(entry for entry in cameras if entry["img_name"] == START)
+    Image.fromarray(reference_render(job / "scene.splat", start)).save(job / "poster.jpg", quality=90)
+    document = status_document("job-1", "synthetic scene", "done", published={"gaussians": count, "view": f"{START}.png"})
+    build_site(root, [job_view(document, job)], "test")
+    (root / "hide-ui.css").write_text(".viewer-ui, .job-panel { display: none !important; }\n")
+    return job
+
+
+def screenshot(page) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"))
+
+
+def wait_ready(page, timeout: float = 30_000) -> None:
+    page.wait_for_selector(READY, state="attached", timeout=timeout)
+
+
+def hide_ui(page, base: str) -> None:
+    page.add_style_tag(url=base + "hide-ui.css")  # a file from 'self': an inline <style> would break the CSP
+
+
+def show_ui(page) -> None:
+    page.evaluate("document.querySelectorAll('link[href$=\"hide-ui.css\"]').forEach((link) => link.remove())")
+
+
+def viewer_data(page) -> dict:
+    return page.evaluate("({ ...document.getElementById('viewer').dataset })")
+
+
+def status_count(page) -> list[int]:
+    """The numbers in the viewer's status line (thousands separators dropped)."""
+    text = page.locator(".viewer-status").text_content()
+    return [int("".join(ch for ch in word if ch.isdigit())) for word in text.split() if any(ch.isdigit() for ch in word)]
+
+
+def big_scene(n_visible: int, n_invisible: int = 0, seed: int = 1) -> dict:
+    """scene_gaussians with smaller splats (so thousands stay cheap to draw on the CPU), plus ``n_invisible``
+    transparent ones (alpha byte 0: the shader drops them at once; the file stores them last)."""
+    state = scene_gaussians(seed, n_visible + n_invisible)
+    state["log_scales"] = state["log_scales"] - math.log(4.0)
+    if n_invisible:
+        state["opacity_logits"][n_visible:] = -12.0
+    return state
+
+
+# ---- tests --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_site(tmp_path, serve_folder):
+    """A 300-splat scene and the URL of its page."""
+    job = write_site(tmp_path / "site", scene_gaussians(3, 300))
+    base = serve_folder(tmp_path / "site")
+    return job, base
+
+
+def test_frames_match_the_trainers_renderer(small_site, open_page):
+    job, base = small_site
+    cameras = camera_entries()
+    page = open_page(viewport=(W, H))
+    page.goto(base + "job-1/index.html")
+    wait_ready(page)
+    hide_ui(page, base)
+    names = [START]
+    shots = [screenshot(page)]
+    show_ui(page)
+    page.locator(".viewer-next").click()
+    wait_ready(page)
+    names.append(cameras[[c["img_name"] for c in cameras].index(START) + 1]["img_name"])
+    hide_ui(page, base)
+    shots.append(screenshot(page))
+    page.keyboard.press("PageUp")  # and back by keyboard: the previous camera, the start one
+    wait_ready(page)
+    names.append(START)
+    shots.append(screenshot(page))
+
+    scores = {}
+    for step, (name, shot) in enumerate(zip(names, shots)):
+        entry = next(c for c in cameras if c["img_name"] == name)
+        assert shot.shape == (H, W, 3)
+        scores[f"{step}:{name}"] = psnr(shot, reference_render(job / "scene.splat", entry))
+    print(f"viewer vs trainer PSNR: {scores}")
+    assert all(score >= 30.0 for score in scores.values()), scores
+    assert psnr(shots[0], shots[1]) < 25.0  # the second camera really shows another view
+
+    # README's picture (INSTARECON_SCREENSHOT_DIR=docs): the page as a user sees it, details unfolded
+    show_ui(page)
+    page.set_viewport_size({"width": 880, "height": 540})
+    page.locator("details.job-panel > summary").click()
+    wait_ready(page)
+    page.screenshot(path=job / "viewer.png")
+    if os.environ.get("INSTARECON_SCREENSHOT_DIR"):
+        shutil.copy(job / "viewer.png", Path(os.environ["INSTARECON_SCREENSHOT_DIR"]) / "viewer.png")
+    page.assert_clean()
+
+
+def test_scene_streams_in_coarse_to_fine_with_progress(tmp_path, serve_folder, open_page):
+    state = big_scene(24_000)
+    write_site(tmp_path / "site", state)
+    count = 24_000
+    # a slow network, and no Content-Length (as with compressed transfer): progress comes from data-splats
+    options = ServerOptions(throttle=Throttle(".splat", chunk=64 * 1024, delay=0.06), no_length=(".splat",))
+    base = serve_folder(tmp_path / "site", options)
+    page = open_page(viewport=(W, H))
+    page.add_init_script(WATCH_VIEWER)
+    page.goto(base + "job-1/index.html")
+    wait_ready(page)
+
+    log = page.evaluate("window.__viewerLog")
+    loading = [entry for entry in log if entry["state"] == "loading"]
+    partial = sorted({entry["loaded"] for entry in loading if 0 < entry["loaded"] < count})
+    assert len(partial) >= 3, log  # several uploads while the file streams in
+    assert any(entry["posterHidden"] for entry in loading), log  # a first frame long before the end
+    assert not log[0]["posterHidden"]  # the poster shows until then
+    progress = [entry["progress"] for entry in log if entry["progress"] is not None]
+    assert progress == sorted(progress) and 0 < min(p for p in progress if p > 0) < 100 and progress[-1] == 100
+    assert page.locator(".viewer-progress").get_attribute("aria-valuenow") == "100"
+    assert viewer_data(page)["loadedSplats"] == str(count)
+    assert status_count(page) == [count]
+    assert not page.locator(".viewer-poster").is_visible()
+    assert page.locator(".viewer-message").is_hidden()
+    page.assert_clean()
+
+
+def test_view_round_trips_through_the_url_fragment(small_site, open_page):
+    job, base = small_site
+    page = open_page(viewport=(W, H))
+    page.goto(base + "job-1/index.html")
+    wait_ready(page)
+    assert page.evaluate("location.hash") == ""  # the start camera writes no link
+    hide_ui(page, base)
+    start = screenshot(page)
+    for key in ("ArrowLeft", "ArrowLeft", "ArrowUp", "KeyW", "Shift+ArrowRight"):
+        page.keyboard.press(key)
+    page.wait_for_selector(READY, state="attached")
+    link = page.evaluate("location.href")
+    assert "#camera=" in link, link
+    moved = screenshot(page)
+    assert psnr(moved, start) < 30.0  # the keys did move the camera
+
+    again = open_page(viewport=(W, H))
+    again.goto(link)
+    wait_ready(again)
+    hide_ui(again, base)
+    np.testing.assert_array_equal(screenshot(again), moved)
+    assert again.evaluate("location.href") == link  # opening a link does not rewrite it
+
+    # an invalid fragment is ignored: the start camera
+    broken = open_page(viewport=(W, H))
+    broken.goto(base + "job-1/index.html#camera=1,2,3,nope")
+    wait_ready(broken)
+    hide_ui(broken, base)
+    np.testing.assert_array_equal(screenshot(broken), start)
+    for p in (page, again, broken):
+        p.assert_clean()
+
+
+def test_missing_webgl2_keeps_the_poster_and_says_so(small_site, open_page):
+    job, base = small_site
+    page = open_page(viewport=(W, H))
+    page.add_init_script("""
+      const original = HTMLCanvasElement.prototype.getContext;
+      HTMLCanvasElement.prototype.getContext = function (type, ...rest) {
+        return type === 'webgl2' ? null : original.call(this, type, ...rest);
+      };
+    """)
+    page.goto(base + "job-1/index.html")
+    page.wait_for_selector('#viewer[data-state="error"][data-error="webgl2"]', state="attached")
+    message = page.locator(".viewer-message")
+    assert message.is_visible() and "WebGL 2" in message.text_content()
+    assert page.locator(".viewer-poster").is_visible()
+    assert page.locator("canvas").count() == 0
+    assert not any(url.endswith(".splat") for url in page.requests)  # nothing downloaded for nothing
+    page.assert_clean()
+
+
+def test_user_budget_from_the_url(small_site, open_page):
+    job, base = small_site
+    page = open_page(viewport=(W, H))
+    page.goto(base + "job-1/index.html?max-splats=100")
+    wait_ready(page)
+    assert status_count(page) == [100, 300]
+    assert "showing 100 of 300 splats" in page.locator(".viewer-status").text_content()
+    assert viewer_data(page)["truncated"] == "true"
+    page.assert_clean()
+
+
+def test_phones_stop_at_their_splat_budget(tmp_path, serve_folder, open_page):
+    visible, invisible = 200, 620_000
+    write_site(tmp_path / "site", big_scene(visible, invisible))
+    base = serve_folder(tmp_path / "site")
+    page = open_page(viewport=(W, H), is_mobile=True, has_touch=True, device_scale_factor=3)
+    page.goto(base + "job-1/index.html")
+    wait_ready(page, timeout=60_000)
+    assert page.evaluate("matchMedia('(pointer: coarse)').matches")
+    # the drawing buffer follows the device pixel ratio, capped at 1.5 on phones
+    assert page.evaluate("[document.querySelector('canvas').width, document.querySelector('canvas').height]") == [
+        round(W * 1.5), round(H * 1.5)]
+    assert status_count(page) == [600_000, visible + invisible]
+    assert viewer_data(page)["loadedSplats"] == "600000"
+    page.assert_clean()
+
+
+def test_desktop_pixel_ratio_is_capped_at_two(small_site, open_page):
+    job, base = small_site
+    page = open_page(viewport=(W, H), device_scale_factor=3)
+    page.goto(base + "job-1/index.html")
+    wait_ready(page)
+    assert page.evaluate("[document.querySelector('canvas').width, document.querySelector('canvas').height]") == [
+        2 * W, 2 * H]
+    page.assert_clean()
+
+
+def _link_view(page) -> tuple[np.ndarray, np.ndarray]:
+    """(position, target) from the page's #camera= fragment."""
+    values = [float(v) for v in page.evaluate("location.hash").split("camera=")[1].split("&")[0].split(",")]
+    return np.array(values[:3]), np.array(values[3:6])
+
+
+def test_mouse_touch_and_reset(small_site, open_page):
+    job, base = small_site
+    page = open_page(viewport=(W, H), has_touch=True)
+    page.goto(base + "job-1/index.html")
+    wait_ready(page)
+    hide_ui(page, base)
+    start = screenshot(page)
+    start_camera = camera_entries()[2]
+    assert start_camera["img_name"] == START
+
+    # left drag orbits about the target: the distance to it stays, the camera moves
+    page.mouse.move(60, 60)
+    page.mouse.down()
+    page.mouse.move(100, 70, steps=4)
+    page.mouse.up()
+    wait_ready(page)
+    position, target = _link_view(page)
+    first_distance = np.linalg.norm(position - target)
+    assert np.linalg.norm(position - np.array(start_camera["position"])) > 0.3
+    # the wheel dollies out
+    page.mouse.wheel(0, 300)
+    wait_ready(page)
+    position, target = _link_view(page)
+    assert np.linalg.norm(position - target) > 1.3 * first_distance
+    # two fingers spreading apart pinch-zoom in
+    cdp = page.context.new_cdp_session(page.page)
+    before = np.linalg.norm(np.subtract(*_link_view(page)))
+    touches = lambda spread: [{"x": 80 - spread, "y": 60, "id": 1}, {"x": 80 + spread, "y": 60, "id": 2}]  # noqa: E731
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": touches(10)})
+    for spread in (20, 30, 40):
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": touches(spread)})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    wait_ready(page)
+    after = np.linalg.norm(np.subtract(*_link_view(page)))
+    assert after < 0.5 * before, (before, after)
+
+    # reset: back on the start camera, and the link goes
+    show_ui(page)
+    page.locator(".viewer-reset").click()
+    wait_ready(page)
+    assert page.evaluate("location.hash") == ""
+    hide_ui(page, base)
+    np.testing.assert_array_equal(screenshot(page), start)
+
+    # the fullscreen button puts the viewer's box in full screen, and takes it out again
+    show_ui(page)
+    page.locator(".viewer-fullscreen").click()
+    page.wait_for_selector("#viewer:fullscreen", state="attached", timeout=5_000)
+    page.locator(".viewer-fullscreen").click()
+    page.wait_for_selector("#viewer:fullscreen", state="detached", timeout=5_000)
+    page.assert_clean()
+
+
+def test_resize_pixel_ratio_and_lost_context(small_site, open_page):
+    job, base = small_site
+    page = open_page(viewport=(W, H))
+    page.goto(base + "job-1/index.html")
+    wait_ready(page)
+    page.set_viewport_size({"width": 200, "height": 100})
+    page.wait_for_selector('canvas[width="200"][height="100"]', state="attached")
+    wait_ready(page)
+    page.set_viewport_size({"width": W, "height": H})
+    page.wait_for_selector(f'canvas[width="{W}"][height="{H}"]', state="attached")
+    wait_ready(page)
+    hide_ui(page, base)
+    before = screenshot(page)
+
+    page.evaluate("window.__lose = document.querySelector('canvas').getContext('webgl2').getExtension('WEBGL_lose_context')")
+    page.evaluate("window.__lose.loseContext()")
+    page.wait_for_selector('#viewer[data-state="error"][data-error="context"]', state="attached")
+    show_ui(page)
+    assert page.locator(".viewer-message").is_visible()
+    page.evaluate("window.__lose.restoreContext()")
+    wait_ready(page)
+    assert page.locator(".viewer-message").is_hidden()
+    hide_ui(page, base)
+    np.testing.assert_array_equal(screenshot(page), before)
+    page.assert_clean()
