@@ -6,12 +6,15 @@ an operator reads it in ``systemctl status`` where only the last line shows.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tempfile
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from stages.base import STAGE_NAMES
 
@@ -20,6 +23,8 @@ WATCH_MODES = ("native", "polling")
 SFM_MAPPERS = ("incremental", "global")
 TRAIN_BACKENDS = ("auto", "cpu", "cuda")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+NOTIFY_EVENTS = ("done", "failed", "cancelled")  # job states a notification can be sent for
+SMTP_SECURITY = ("starttls", "ssl", "none")
 
 DEFAULT_STAGE_TIMEOUTS = {
     "ingest": 3600.0,
@@ -52,6 +57,7 @@ class Settings:
     stage_timeouts: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS))
     cancel_grace_seconds: float = 10.0  # SIGTERM, then SIGKILL after this long
     heartbeat_seconds: float = 30.0  # how often the daemon rewrites <outbox>/health.json
+    metrics_textfile: str = ""  # a .prom file for node_exporter's textfile collector; empty: none
     log_level: str = "info"
     sfm_exhaustive_max_images: int = 100  # above: sequential matching with loop detection
     sfm_mapper: str = "incremental"  # or "global" (pycolmap's GLOMAP port)
@@ -68,6 +74,17 @@ class Settings:
     publish_outlier_k: int = 20  # neighbours per Gaussian when judging floaters before publishing
     publish_outlier_std_ratio: float = 2.0  # floaters: mean neighbour distance beyond mean + this x std
     publish_min_cluster_fraction: float = 0.05  # smaller separate groups of Gaussians are removed
+    public_url: str = ""  # the outbox's address as users reach it; links in notifications when set
+    notify_on: tuple[str, ...] = ("done", "failed")  # job states that send a notification
+    notify_webhook_url: str = ""  # empty: no webhook; else a JSON POST per event
+    notify_webhook_headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold a token
+    notify_email_to: tuple[str, ...] = ()  # empty: no e-mail
+    notify_email_from: str = ""  # empty: instarecon@<this host's name>
+    smtp_host: str = ""  # the mail server; needed when notify_email_to is set
+    smtp_port: int = 587
+    smtp_security: str = "starttls"  # or "ssl" (implicit TLS, usually port 465) or "none"
+    smtp_username: str = ""  # empty: no login
+    smtp_password_file: str = ""  # a file holding the SMTP password (never the TOML itself)
 
     @property
     def resolved_database_url(self) -> str:
@@ -104,7 +121,9 @@ class Settings:
 
 
 _PATH_KEYS = ("inbox", "outbox", "state")
-_CHOICES = {"watch_mode": WATCH_MODES, "sfm_mapper": SFM_MAPPERS, "train_backend": TRAIN_BACKENDS, "log_level": LOG_LEVELS}
+_CHOICES = {"watch_mode": WATCH_MODES, "sfm_mapper": SFM_MAPPERS, "train_backend": TRAIN_BACKENDS, "log_level": LOG_LEVELS,
+            "smtp_security": SMTP_SECURITY}
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110)
 
 
 def _expect(key: str, value: Any, kind: type | tuple[type, ...], description: str) -> None:
@@ -122,7 +141,7 @@ def _validated(key: str, value: Any) -> Any:
     if key in ("database_url",):
         _expect(key, value, str, "a string such as 'postgresql://user@host/db'")
         return value
-    if key in ("sfm_vocab_tree_path", "lpips_weights"):
+    if key in ("sfm_vocab_tree_path", "lpips_weights", "metrics_textfile"):
         _expect(key, value, str, "a path (string), or empty")
         return value
     if key in _CHOICES:
@@ -174,8 +193,106 @@ def _validated(key: str, value: Any) -> Any:
                 raise ConfigError(f"setting 'stage_timeouts.{stage}' must be greater than 0, got {seconds!r}")
             timeouts[stage] = float(seconds)
         return timeouts
+    if key in _NOTIFY_KEYS:
+        return _validated_notify(key, value)
     known = ", ".join(f.name for f in fields(Settings))
     raise ConfigError(f"unknown setting '{key}' (known settings: {known})")
+
+
+_NOTIFY_KEYS = ("public_url", "notify_on", "notify_webhook_url", "notify_webhook_headers", "notify_email_to",
+                "notify_email_from", "smtp_host", "smtp_port", "smtp_username", "smtp_password_file")
+
+
+def _web_address(key: str, value: Any, example: str) -> str:
+    """Empty, or an absolute http(s) URL."""
+    if not isinstance(value, str) or (value and not _is_http_url(value)):
+        raise ConfigError(f"setting '{key}' must be an http:// or https:// address such as '{example}', or empty, got {value!r}")
+    return value
+
+
+def _is_http_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:
+        return False
+    # ASCII only (http.client sends nothing else): an international name in its xn-- form
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and value.isascii() and value.isprintable() \
+        and " " not in value
+
+
+def _is_mail_address(value: Any) -> bool:
+    """user@domain, or 'Name <user@domain>'; one address, nothing that could break a header."""
+    if not isinstance(value, str) or any(c in value for c in "\r\n,;"):
+        return False
+    address = value.rsplit("<", 1)[1].rstrip() if value.rstrip().endswith(">") and "<" in value else value
+    address = address.removesuffix(">").strip()
+    user, at, domain = address.rpartition("@")
+    return bool(at and user and domain) and not any(c.isspace() or c in "<>" for c in address)
+
+
+def _is_ipv6(value: str) -> bool:
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _validated_notify(key: str, value: Any) -> Any:
+    if key == "public_url":
+        value = _web_address(key, value, "https://splats.example.org/")
+        return value if not value or value.endswith("/") else value + "/"
+    if key == "notify_webhook_url":
+        return _web_address(key, value, "https://hooks.example.org/instarecon")
+    if key == "notify_on":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v in NOTIFY_EVENTS for v in value):
+            raise ConfigError(f"setting 'notify_on' must be a list of job states out of {', '.join(NOTIFY_EVENTS)}, got {value!r}")
+        return tuple(dict.fromkeys(value))
+    if key == "notify_webhook_headers":
+        if not isinstance(value, dict):
+            raise ConfigError(f"setting 'notify_webhook_headers' must be a table of header = value, got a {type(value).__name__}")
+        for name, text in value.items():
+            if not _HEADER_NAME.match(name):
+                raise ConfigError(f"setting 'notify_webhook_headers' has a bad header name {name!r}")
+            if not isinstance(text, str) or not text.isascii() or not text.isprintable():
+                # the value may be a secret: name the header, never show the value
+                raise ConfigError(f"setting 'notify_webhook_headers.{name}' must be one line of ASCII text")
+        return dict(value)
+    if key == "notify_email_to":
+        if not isinstance(value, list) or not all(_is_mail_address(v) for v in value):
+            raise ConfigError(f"setting 'notify_email_to' must be a list of e-mail addresses such as ['ops@example.org'], got {value!r}")
+        return tuple(value)
+    if key == "notify_email_from":
+        if not (value == "" or _is_mail_address(value)):
+            raise ConfigError(f"setting 'notify_email_from' must be an e-mail address such as 'InstaRecon3D <instarecon@example.org>', or empty, got {value!r}")
+        return value
+    if key == "smtp_host":
+        if not isinstance(value, str) or any(c.isspace() or c in "/@" for c in value) or (":" in value and not _is_ipv6(value)):
+            raise ConfigError(f"setting 'smtp_host' must be a host name or address such as 'mail.example.org', got {value!r}")
+        return value
+    if key == "smtp_port":
+        _expect(key, value, int, "a port number")
+        if not 1 <= value <= 65535:
+            raise ConfigError(f"setting 'smtp_port' must be a port number from 1 to 65535, got {value!r}")
+        return value
+    if key == "smtp_username":
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise ConfigError(f"setting 'smtp_username' must be a string on one line, got {value!r}")
+        return value
+    # smtp_password_file
+    _expect(key, value, str, "a path (string) to a file holding the password, or empty")
+    return value
+
+
+def _check_combinations(settings: Settings) -> None:
+    """Settings that only make sense together."""
+    if settings.notify_email_to and not settings.smtp_host:
+        raise ConfigError("setting 'smtp_host' must be set when 'notify_email_to' is (the mail server to send through)")
+    if settings.smtp_username and not settings.smtp_password_file:
+        raise ConfigError("setting 'smtp_password_file' must be set when 'smtp_username' is (a file holding the password)")
+    if settings.smtp_password_file and not settings.smtp_username:
+        raise ConfigError("setting 'smtp_username' must be set when 'smtp_password_file' is")
 
 
 def load_settings(
@@ -206,20 +323,27 @@ def load_settings(
             values[key] = _validated(key, value)
             if key in _PATH_KEYS and not values[key].is_absolute():
                 values[key] = config_path.parent / values[key]
+            if key == "smtp_password_file" and values[key] and not Path(values[key]).is_absolute():
+                values[key] = str(config_path.parent / values[key])
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = _validated(key, value)
     settings = Settings(**values)
+    _check_combinations(settings)
+    password_file = settings.smtp_password_file
     return Settings(
         **{
             **{f.name: getattr(settings, f.name) for f in fields(Settings)},
             **{key: Path(os.path.abspath(getattr(settings, key))) for key in _PATH_KEYS},
+            "smtp_password_file": os.path.abspath(password_file) if password_file else "",
         }
     )
 
 
 def check_folders(settings: Settings) -> None:
-    """The inbox must be readable; outbox and state writable. The state folder is ours: made if missing."""
+    """The inbox must be readable; outbox and state writable. The state folder is ours: made if missing.
+    The SMTP password file, when set, must be readable (checked here, where only ``run`` looks,
+    because other commands may run as users who must not read it)."""
     inbox = settings.inbox
     if not inbox.is_dir():
         raise ConfigError(f"inbox folder {inbox} does not exist (create it or set 'inbox')")
@@ -236,6 +360,14 @@ def check_folders(settings: Settings) -> None:
     if not settings.state.is_dir():
         raise ConfigError(f"state folder {settings.state} is not a folder")
     _check_writable("state", settings.state)
+    if settings.smtp_password_file:
+        try:
+            with open(settings.smtp_password_file, "rb"):
+                pass
+        except OSError as error:
+            raise ConfigError(
+                f"setting 'smtp_password_file': {settings.smtp_password_file} cannot be read: {error.strerror}"
+            ) from None
 
 
 def _check_writable(name: str, folder: Path) -> None:

@@ -17,14 +17,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from daemon import __version__
 from daemon.config import Settings
-from daemon.heartbeat import Heartbeat
 from daemon.inbox_watcher import InboxWatcher
 from daemon.job_runner import JobRunner
 from daemon.set_intake import CANCEL_FILE_REASON, SetIntake, list_set_names
 from daemon.settle_clock import SettleClock
-from daemon.site_publisher import SitePublisher
-from daemon.status_publisher import StatusPublisher
-from daemon.store import ACTIVE_STATES, JobRecord, JobState, JobStore, open_store
+from daemon.reporting import Reporting
+from daemon.store import ACTIVE_STATES, JobStore, open_store
 from daemon.systemd_notify import SystemdNotifier
 from daemon.worker import JobWorker
 from stages.registry import PIPELINE, StageSpec
@@ -52,7 +50,6 @@ class Daemon:
         self._rescan_requested = True
         self._deadlines: dict[str, float] = {}  # set name -> when to look again (settling)
         self._watcher: InboxWatcher | None = None
-        self._queue: dict[str, int] = {}  # the last counts read, for a heartbeat when the store fails
 
     def request_stop(self, *_signal_args) -> None:
         self._stop_requested.set()
@@ -67,9 +64,7 @@ class Daemon:
         store = open_store(settings.resolved_database_url)
         for job in store.requeue_interrupted():
             log.info("%s: job %s was interrupted; it resumes at %s", job.set_name, job.id, job.stage or "its start")
-        publisher = StatusPublisher(settings, store, self._pipeline)
-        site = SitePublisher(settings.outbox, __version__)
-        heartbeat = Heartbeat(settings.outbox, settings.heartbeat_seconds, __version__, store.host, self._clock)
+        reporting = Reporting(settings, store, self._pipeline, __version__, self._clock)
         intake = SetIntake(settings, store, SettleClock(settings.settle_seconds, self._clock))
         runner = JobRunner(settings, store, self._pipeline, self._stop_requested, self._wake.set)
         worker = JobWorker(store, runner, self._stop_requested)
@@ -88,7 +83,7 @@ class Daemon:
         scheduler.start()
         worker.start()
         self._tick(store, intake, worker)
-        self._notifier.ready(self._report(store, worker, publisher, site, heartbeat))
+        self._notifier.ready(reporting.report(worker.current_job))
         last_ping = self._clock()
         exit_code = 0
         try:
@@ -99,14 +94,12 @@ class Daemon:
                     break
                 try:
                     self._tick(store, intake, worker)
-                    self._notifier.status(self._report(store, worker, publisher, site, heartbeat))
+                    self._notifier.status(reporting.report(worker.current_job))
                     healthy = True
                 except Exception:  # a database hiccup must not end the service; the watchdog catches a lasting one
                     log.exception("inbox pass failed; trying again")
                     healthy = False
-                    # health.json is public: the details stay in the journal
-                    problem = "the inbox pass failed and is being retried; details in the journal"
-                    heartbeat.beat("running" if worker.current_job else "idle", self._queue, None, (problem,))
+                    reporting.trouble(worker.current_job is not None)
                 if healthy and until_idle and self._idle(store, worker):
                     log.info("nothing left waiting, queued or running; exiting (--until-idle)")
                     break
@@ -124,8 +117,7 @@ class Daemon:
             worker.join()
             watcher.stop()
             scheduler.shutdown(wait=False)
-            site.update(publisher.sync())
-            heartbeat.beat("stopped", self._queue, None)
+            reporting.stopped()
             self._notifier.close()
             store.engine.dispose()
         return exit_code
@@ -153,19 +145,6 @@ class Daemon:
         if names:
             worker.nudge()
 
-    def _report(self, store: JobStore, worker: JobWorker, publisher: StatusPublisher, site: SitePublisher,
-                heartbeat: Heartbeat) -> str:
-        """Tell everyone who watches: status.json, the site, health.json; returns the line for systemd."""
-        site.update(publisher.sync())
-        counts = store.count_by_state()
-        self._queue = {str(state): counts[state] for state in (JobState.WAITING, JobState.QUEUED, JobState.RUNNING)}
-        current = worker.current_job
-        job = (store.get(current.id) or current) if current is not None else None
-        running = None if job is None else {"job_id": job.id, "name": job.set_name, "stage": job.stage,
-                                             "progress": round(float(job.progress), 1)}
-        heartbeat.beat("running" if running else "idle", self._queue, running)
-        return _summary(counts, job)
-
     def _tick_timeout(self, worker: JobWorker, ping_every: float | None) -> float:
         timeout = BUSY_TICK_SECONDS if worker.current_job is not None else IDLE_TICK_SECONDS
         if self._deadlines:
@@ -179,14 +158,6 @@ class Daemon:
             return False
         counts = store.count_by_state()
         return not any(counts[state] for state in ACTIVE_STATES)
-
-
-def _summary(counts: dict[JobState, int], job: JobRecord | None) -> str:
-    """One line for `systemctl status`: "running kermit: ingest 40%, 2 queued"."""
-    tail = f"{counts[JobState.QUEUED]} queued" + (f", {counts[JobState.WAITING]} waiting" if counts[JobState.WAITING] else "")
-    if job is None:
-        return f"idle, {tail}"
-    return f"running {job.set_name}: {job.stage or 'starting'} {job.progress:.0f}%, {tail}"
 
 
 def install_signal_handlers(daemon: Daemon) -> None:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 STATUS_FILE = "status.json"
 JOB_OPTIONS_FILE = "job.toml"
-READY_MARKERS = ("ready", ".ready")  # compared case-insensitively
+# Compared case-insensitively. READY.txt: what Windows Explorer's "New Text Document" becomes
+# when a user renames it to READY with file extensions hidden.
+READY_MARKERS = ("ready", ".ready", "ready.txt")
 CANCEL_MARKER = "cancel"
 RETRY_MARKER = "retry"
 
@@ -152,7 +154,10 @@ def walk_set(set_root: Path, inbox_root: Path, rules: FileRules) -> SetListing:
                 symlinks.append(SymlinkEntry(rel, target, escapes_inbox=not inside))
                 continue
             if entry.is_dir(follow_symlinks=False):
-                visit(Path(entry.path), rel)
+                # Hidden folders belong to tools, never hold photos: rsync's .~tmp~ and
+                # --partial-dir keep unfinished files there under their real names.
+                if not entry.name.startswith("."):
+                    visit(Path(entry.path), rel)
                 continue
             if not entry.is_file(follow_symlinks=False):
                 continue  # sockets, fifos, devices: never photos

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
-import shutil
 import sys
 import threading
 import time
@@ -30,6 +28,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.required_tools import missing, require_program
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -156,26 +156,14 @@ def serve_folder() -> Iterator[Callable[..., str]]:
 # ---- Chromium -----------------------------------------------------------------------------------------------
 
 
-def _require_chromium() -> None:
-    if CHROMIUM.exists() and shutil.which(str(CHROMIUM)):
-        return
-    message = f"{CHROMIUM} is missing: the browser tests need Debian's Chromium (apt-get install chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def chromium():
     """One headless Chromium for the session (SwiftShader WebGL, no network services of its own)."""
-    _require_chromium()
+    require_program(str(CHROMIUM), "chromium", "the browser tests need Debian's Chromium")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:  # the test extra not installed
-        message = "Python playwright is missing: pip install playwright (never `playwright install`)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("Python playwright is missing: pip install playwright (never `playwright install`)")
     playwright = sync_playwright().start()
     try:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.required_tools import require_program
+
 SPLAT_TRANSFORM = "@playcanvas/splat-transform"
 # The newest release whose package.json still allows Node 18 (engines: node >=18.0.0), the nodejs
 # of Debian 12, which CI installs with apt; 3.x requires Node >= 22.
@@ -50,14 +52,7 @@ def cache_root() -> Path:
 
 
 def require_tool(name: str) -> str:
-    """The path of ``name`` on PATH; skip the test without it, or fail it under CI."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"`{name}` is not on PATH: install Node.js and npm ({APT_HINT})"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}; CI must install them", pytrace=False)
-        pytest.skip(message)
-    return path
+    return require_program(name, "nodejs npm", "the interoperability test installs splat-transform with npm")
 
 
 def npm_package(package: str, version: str) -> Path:

@@ -51,7 +51,7 @@ def test_ready_marker_completes_a_set_at_once(tmp_path, watch_mode):
         time.sleep(1.0)
         assert layout.status("porch")["state"] == "waiting"  # no marker, 600 s settle: still waiting
         dropped = time.monotonic()
-        (layout.inbox / "porch" / "ready").touch()  # any case
+        (layout.inbox / "porch" / "Ready.txt").touch()  # any case; .txt as Windows Explorer names it
         wait_for(state_is(layout, "porch", "done"), 15, "the job to run after READY")
         assert time.monotonic() - dropped < 10
 
@@ -91,7 +91,7 @@ def test_junk_files_are_ignored(tmp_path, watch_mode):
         for junk in (".DS_Store", "Thumbs.db", "desktop.ini", "._view_000.jpg", "view_001.xmp",
                      "upload.jpg.part", "~$notes.docx", "clip.crdownload"):
             (folder / junk).write_bytes(b"junk")
-        for junk_folder in ("@eaDir", ".stversions", "#recycle"):
+        for junk_folder in ("@eaDir", ".stversions", "#recycle", ".rsync-partial", ".~tmp~"):
             (folder / junk_folder).mkdir()
             (folder / junk_folder / "thumb.jpg").write_bytes(b"junk")
         (folder / "READY").touch()

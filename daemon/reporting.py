@@ -1,0 +1,82 @@
+"""Everyone who watches the daemon, told after every pass of its main loop: status.json (beside
+the set and in the outbox), the website, health.json, the Prometheus text file, notifications
+of jobs that end, and the line systemd shows. They all follow the job store, so a job changed by ``instarecon cancel`` from
+another process reaches them too.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from daemon.config import Settings
+from daemon.heartbeat import Heartbeat
+from daemon.metrics_textfile import MetricsTextfile
+from daemon.notify import Notifications
+from daemon.site_publisher import SitePublisher
+from daemon.status_publisher import StatusPublisher
+from daemon.store import JobRecord, JobState, JobStore
+from stages.registry import StageSpec
+
+QUEUE_STATES = (JobState.WAITING, JobState.QUEUED, JobState.RUNNING)
+# health.json is public: what went wrong stays in the journal
+TROUBLE = "the inbox pass failed and is being retried; details in the journal"
+NOTIFY_CLOSE_SECONDS = 5.0  # at shutdown, pending notifications get this long; systemd allows 60 s
+
+
+class Reporting:
+    def __init__(self, settings: Settings, store: JobStore, pipeline: Sequence[StageSpec], version: str,
+                 clock: Callable[[], float] = time.monotonic):
+        self._store = store
+        self._publisher = StatusPublisher(settings, store, pipeline)
+        self._site = SitePublisher(settings.outbox, version)
+        self._heartbeat = Heartbeat(settings.outbox, settings.heartbeat_seconds, version, store.host, clock)
+        self._metrics = MetricsTextfile(Path(settings.metrics_textfile), version) if settings.metrics_textfile else None
+        # Built before the first pass: the jobs already stored are not news when it shows them ended.
+        self._notifications = Notifications(settings, clock, known_jobs={job.id for job in store.list_jobs()})
+        self._queue: dict[str, int] = {}  # the last counts read, for a heartbeat when the store fails
+
+    def report(self, current: JobRecord | None) -> str:
+        """Bring every view up to date; returns the one line for `systemctl status`."""
+        counts = self._follow_jobs()
+        job = (self._store.get(current.id) or current) if current is not None else None
+        running = None if job is None else {"job_id": job.id, "name": job.set_name, "stage": job.stage,
+                                             "progress": round(float(job.progress), 1)}
+        if self._heartbeat.beat("running" if running else "idle", self._queue, running):
+            self._write_metrics(counts)
+        return summary_line(counts, job)
+
+    def trouble(self, running: bool) -> None:
+        """A pass failed (the job store unreachable, say): health.json says so."""
+        self._heartbeat.beat("running" if running else "idle", self._queue, None, (TROUBLE,))
+
+    def stopped(self) -> None:
+        self._follow_jobs()
+        self._notifications.close(NOTIFY_CLOSE_SECONDS)
+        self._heartbeat.beat("stopped", self._queue, None)
+
+    def _follow_jobs(self) -> dict[JobState, int]:
+        """status.json of every job changed since the last pass, then everything built from it."""
+        documents = self._publisher.sync()
+        self._site.update(documents)
+        self._notifications.observe(documents)
+        counts = self._store.count_by_state()
+        self._queue = {str(state): counts[state] for state in QUEUE_STATES}
+        if self._metrics is not None:
+            self._metrics.observe(documents)
+            if documents:
+                self._write_metrics(counts)
+        return counts
+
+    def _write_metrics(self, counts: dict[JobState, int]) -> None:
+        if self._metrics is not None:
+            self._metrics.write({str(state): number for state, number in counts.items()}, time.time())
+
+
+def summary_line(counts: dict[JobState, int], job: JobRecord | None) -> str:
+    """"running kermit: ingest 40%, 2 queued"."""
+    tail = f"{counts[JobState.QUEUED]} queued" + (f", {counts[JobState.WAITING]} waiting" if counts[JobState.WAITING] else "")
+    if job is None:
+        return f"idle, {tail}"
+    return f"running {job.set_name}: {job.stage or 'starting'} {job.progress:.0f}%, {tail}"
