@@ -45,6 +45,8 @@ class Settings:
     outbox: Path = Path("outbox")
     state: Path = Path("state")  # job database and per-job work folders
     database_url: str = ""  # empty: SQLite in the state folder
+    host_name: str = ""  # this daemon's name in the jobs it runs; empty: the machine's host name
+    lease_seconds: float = 60.0  # a running job whose daemon stops renewing for this long is taken over
     watch_mode: str = "native"  # "polling" for network shares written by other hosts
     poll_interval_seconds: float = 2.0  # polling observer only
     settle_seconds: float = 60.0  # a set with no change for this long is complete
@@ -141,6 +143,9 @@ def _validated(key: str, value: Any) -> Any:
     if key in ("database_url",):
         _expect(key, value, str, "a string such as 'postgresql://user@host/db'")
         return value
+    if key == "host_name":
+        _expect(key, value, str, "a name such as 'gpu-1', or empty for the machine's host name")
+        return value
     if key in ("sfm_vocab_tree_path", "lpips_weights", "metrics_textfile"):
         _expect(key, value, str, "a path (string), or empty")
         return value
@@ -163,7 +168,7 @@ def _validated(key: str, value: Any) -> Any:
             raise ConfigError(f"setting '{key}' must be greater than 0, got {value!r}")
         return float(value)
     if key in ("poll_interval_seconds", "settle_seconds", "rescan_interval_seconds", "cancel_grace_seconds",
-               "heartbeat_seconds"):
+               "heartbeat_seconds", "lease_seconds"):
         _expect(key, value, (int, float), "a number of seconds")
         if value <= 0:
             raise ConfigError(f"setting '{key}' must be greater than 0, got {value!r}")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from daemon.config import Settings
+from daemon.job_lease import JobLease
 from daemon.job_options import JobOptionsError, read_job_options
 from daemon.journal import job_fields, level_for_priority
 from daemon.pipeline_plan import overall_progress, planned_stages
@@ -60,7 +61,11 @@ class JobRunner:
             self._store.update_fields(job.id, options=options)
         plan = planned_stages(self._pipeline, options["stop_after"])
         stage_states = {name: dict(entry) for name, entry in job.stages.items()}
+        lease = JobLease(self._store, job)
         for spec in plan:
+            lease.keep()
+            if lease.lost:
+                return JobState.RUNNING  # on another daemon now
             result_path = job_dir / spec.name / RESULT_FILE
             if result_path.exists():
                 if stage_states.get(spec.name, {}).get("state") != "done":
@@ -69,8 +74,8 @@ class JobRunner:
                     if ending is not JobState.RUNNING:
                         return ending
                 continue
-            ending = self._run_stage(job, spec, plan, options, stage_states, job_dir)
-            if ending is not JobState.RUNNING:
+            ending = self._run_stage(job, spec, plan, options, stage_states, job_dir, lease)
+            if lease.lost or ending is not JobState.RUNNING:
                 return ending
         last = plan[-1].name
         self._store.transition(job.id, JobState.DONE, f"done after {last}", progress=100.0, stage=last)
@@ -86,6 +91,7 @@ class JobRunner:
         options: Mapping[str, Any],
         stage_states: dict[str, dict[str, Any]],
         job_dir: Path,
+        lease: JobLease,
     ) -> JobState:
         stage_dir = job_dir / spec.name
         if not spec.resumable and stage_dir.exists():
@@ -122,6 +128,10 @@ class JobRunner:
                 job_log.flush()
                 log.log(level_for_priority(priority), "%s: %s", job.set_name, text, extra=fields)
 
+            def on_tick() -> None:
+                progress_writer.flush()
+                lease.keep()
+
             outcome = run_child(
                 [sys.executable, "-m", "stages.child", str(context_path), spec.entry],
                 timeout_seconds=self._settings.stage_timeouts.get(spec.name, spec.default_timeout_seconds),
@@ -129,11 +139,13 @@ class JobRunner:
                 watch=ChildWatch(
                     on_progress=progress_writer.update,
                     on_log_line=on_log_line,
-                    on_tick=progress_writer.flush,
+                    on_tick=on_tick,
                     should_cancel=lambda: self._cancel_requested(job.id),
-                    should_stop=self._stop_requested.is_set,
+                    should_stop=lambda: self._stop_requested.is_set() or lease.lost,
                 ),
             )
+        if lease.lost:
+            return JobState.RUNNING  # stopped: the job is another daemon's now, whose record it is
         seconds = round((datetime.now(timezone.utc) - started).total_seconds(), 3)
         return self._settle_outcome(job, spec, plan, stage_states, stage_dir, outcome, seconds)
 

@@ -50,5 +50,5 @@ class ProgressWriter:
             # the estimate lives in the running stage's entry: it ends with the stage
             self._stage_states[self._stage] = {**entry, "eta_seconds": eta_seconds}
             fields["stages"] = {name: dict(state) for name, state in self._stage_states.items()}
-        self._store.update_fields(self._job_id, **fields)
+        self._store.update_fields(self._job_id, owner_only=True, **fields)
         self._on_change()

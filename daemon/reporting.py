@@ -14,6 +14,7 @@ from daemon.config import Settings
 from daemon.heartbeat import Heartbeat
 from daemon.metrics_textfile import MetricsTextfile
 from daemon.notify import Notifications
+from daemon.site_lock import site_lock
 from daemon.site_publisher import SitePublisher
 from daemon.status_publisher import StatusPublisher
 from daemon.store import JobRecord, JobState, JobStore
@@ -30,7 +31,7 @@ class Reporting:
                  clock: Callable[[], float] = time.monotonic):
         self._store = store
         self._publisher = StatusPublisher(settings, store, pipeline)
-        self._site = SitePublisher(settings.outbox, version)
+        self._site = SitePublisher(settings.outbox, version, store.host, lambda: site_lock(store.engine, settings.state))
         self._heartbeat = Heartbeat(settings.outbox, settings.heartbeat_seconds, version, store.host, clock)
         self._metrics = MetricsTextfile(Path(settings.metrics_textfile), version) if settings.metrics_textfile else None
         # Built before the first pass: the jobs already stored are not news when it shows them ended.

@@ -61,7 +61,7 @@ class Daemon:
 
     def run(self, until_idle: bool = False) -> int:
         settings = self._settings
-        store = open_store(settings.resolved_database_url)
+        store = open_store(settings.resolved_database_url, settings.host_name or None, settings.lease_seconds)
         for job in store.requeue_interrupted():
             log.info("%s: job %s was interrupted; it resumes at %s", job.set_name, job.id, job.stage or "its start")
         reporting = Reporting(settings, store, self._pipeline, __version__, self._clock)

@@ -90,6 +90,7 @@ class SetIntake:
                 state=JobState.WAITING,
                 message=self._waiting_message(listing),
                 retry_token=listing.retry_mtime_ns,
+                attempt=(latest.attempt if latest is not None else 0) + 1,  # one job, however many daemons see the set
             )
             log.info("%s: %s, job %s (attempt %d)", name, why_new, latest.id, latest.attempt, extra=job_fields(latest))
         if latest.state not in (JobState.WAITING, JobState.QUEUED):

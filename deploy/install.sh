@@ -7,8 +7,8 @@
 #
 # What it does, each step only if needed (a second run changes nothing and says so):
 #   - apt: python3 (3.11 or newer) with venv and headers, gcc, pkg-config, libsystemd-dev
-#   - /opt/instarecon/venv      a virtual environment with this project and its heic, sfm and
-#                               train extras (and systemd-python for the journal fields)
+#   - /opt/instarecon/venv      a virtual environment with this project and its heic, sfm, train and
+#                               postgresql extras (and systemd-python for the journal fields)
 #   - /etc/instarecon/instarecon.toml   from deploy/instarecon.example.toml with the folders
 #                               below; an edited one is kept, and the new default written beside
 #                               it as instarecon.toml.new (an unedited earlier default is replaced)
@@ -236,7 +236,7 @@ install_venv() {
     mkdir "$stage/src"
     stage_source "$stage/src"
 
-    wanted_extras=heic,sfm,train
+    wanted_extras=heic,sfm,train,postgresql
     # systemd-python (journal fields) builds against libsystemd's headers
     if pkg-config --exists libsystemd 2>/dev/null && command -v gcc >/dev/null 2>&1 \
         && "$python" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then

@@ -20,10 +20,13 @@ from site_builder.job_view import JobView, job_view
 __all__ = ["HEALTH_JSON", "JobView", "build_site", "job_view", "write_gallery", "write_job_page"]
 
 
-def build_site(outbox: Path, jobs: Sequence[JobView], generator_version: str) -> int:
-    """Bring the whole site up to date; returns how many files changed."""
+def build_site(outbox: Path, jobs: Sequence[JobView], generator_version: str, pages_of: str | None = None) -> int:
+    """Bring the whole site up to date; returns how many files changed. ``pages_of``: write the
+    pages only of the jobs this host runs or ran (and of those no host has taken yet), where
+    several daemons share the outbox and each writes its own jobs' pages."""
     outbox.mkdir(parents=True, exist_ok=True)
     changed = install_assets(outbox) + write_health_page(outbox, generator_version)
-    changed += sum(write_job_page(outbox, job, generator_version) for job in jobs)
+    mine = [job for job in jobs if pages_of is None or job.host in (None, pages_of)]
+    changed += sum(write_job_page(outbox, job, generator_version) for job in mine)
     changed += write_gallery(outbox, jobs, generator_version)
     return changed + remove_other_releases(outbox)

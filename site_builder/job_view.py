@@ -43,6 +43,7 @@ class JobView:
     job_id: str
     name: str
     state: str
+    host: str | None  # the daemon that runs or ran it
     stage: str | None
     progress: float
     message: str
@@ -100,6 +101,7 @@ def job_view(status: Mapping[str, Any], job_folder: Path) -> JobView:
         job_id=str(status["job_id"]),
         name=str(status["name"]),
         state=str(status["state"]),
+        host=status.get("host"),
         stage=status.get("stage"),
         progress=float(status.get("progress") or 0.0),
         message=str(status.get("message") or ""),

@@ -1,5 +1,6 @@
 """Shared fixtures: every status.json a test leaves behind must validate against the schema; real
-Chromium for the browser tests (tests/browser_harness.py)."""
+Chromium for the browser tests (tests/browser_harness.py); a throwaway PostgreSQL cluster and a
+job store URL on SQLite or PostgreSQL (tests/postgres_server.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from tests.browser_harness import chromium, open_page, serve_folder  # noqa: F401  (fixtures for the browser tests)
 from tests.daemon_harness import validate_status
+from tests.postgres_server import database_url, postgres_database_url, postgres_server, postgres_url  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

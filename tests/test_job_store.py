@@ -1,20 +1,41 @@
-"""The job store on real SQLite: transitions, atomic claims, the event log, migrations."""
+"""The job store on real databases: transitions, atomic claims, the event log, migrations. Each
+test runs on SQLite (the single-host default) and on PostgreSQL (a throwaway cluster,
+tests/postgres_server.py) through the ``database_url`` fixture, except those about one database's
+specifics."""
 
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, insert, text
+from sqlalchemy.exc import IntegrityError
 
 from daemon.store import JobState, open_store
 from daemon.store.job_ids import job_id_for
+from daemon.store.job_store import make_engine
+from daemon.store.migrate import alembic_config
 from daemon.store.states import ALLOWED_FROM
+from daemon.store.tables import jobs
+from tests.postgres_server import require_psycopg
 
 
-def _store(tmp_path: Path, name: str = "jobs.sqlite3"):
-    return open_store(f"sqlite:///{tmp_path / name}")
+@pytest.fixture
+def opened(database_url):
+    """Opens stores on the test's database (each with its own engine, as another daemon would
+    have); their connections are closed at the end."""
+    stores = []
+
+    def open_one(**options):
+        stores.append(open_store(database_url, **options))
+        return stores[-1]
+
+    yield open_one
+    for store in stores:
+        store.engine.dispose()
 
 
 def _job(store, set_name="kermit", state=JobState.QUEUED):
@@ -22,8 +43,8 @@ def _job(store, set_name="kermit", state=JobState.QUEUED):
                             fingerprint="f" * 64, state=state, message="m")
 
 
-def test_attempts_count_up_per_set_and_ids_are_readable(tmp_path):
-    store = _store(tmp_path)
+def test_attempts_count_up_per_set_and_ids_are_readable(opened):
+    store = opened()
     assert _job(store).id == "kermit-1"
     assert _job(store).id == "kermit-2"
     assert _job(store, "et").id == "et-1"
@@ -31,8 +52,8 @@ def test_attempts_count_up_per_set_and_ids_are_readable(tmp_path):
     assert job_id_for("My Trip/Day 1", 1) != job_id_for("My_Trip_Day_1", 1)
 
 
-def test_only_allowed_transitions_happen_and_each_is_logged(tmp_path):
-    store = _store(tmp_path)
+def test_only_allowed_transitions_happen_and_each_is_logged(opened):
+    store = opened()
     job = _job(store, state=JobState.WAITING)
     assert not store.transition(job.id, JobState.DONE, "skip ahead")  # waiting -> done is not allowed
     assert store.transition(job.id, JobState.QUEUED, "complete")
@@ -47,8 +68,8 @@ def test_only_allowed_transitions_happen_and_each_is_logged(tmp_path):
     assert all(JobState.DONE not in sources for sources in [ALLOWED_FROM[s] for s in JobState])
 
 
-def test_claims_are_atomic_under_concurrency(tmp_path):
-    store = _store(tmp_path)
+def test_claims_are_atomic_under_concurrency(opened):
+    store = opened()
     created = {_job(store, f"set{i}").id for i in range(30)}
     claimed: list[str] = []
     lock = threading.Lock()
@@ -58,8 +79,8 @@ def test_claims_are_atomic_under_concurrency(tmp_path):
             with lock:
                 claimed.append(job.id)
 
-    # each with its own engine, as another process would have
-    threads = [threading.Thread(target=claimer, args=(_store(tmp_path),)) for _ in range(4)]
+    # each with its own engine, as another process would have (processes: test_job_store_concurrency.py)
+    threads = [threading.Thread(target=claimer, args=(opened(),)) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -67,8 +88,8 @@ def test_claims_are_atomic_under_concurrency(tmp_path):
     assert sorted(claimed) == sorted(created)  # each exactly once
 
 
-def test_claim_takes_the_oldest_queued_job_and_interrupted_jobs_keep_their_place(tmp_path):
-    store = _store(tmp_path)
+def test_claim_takes_the_oldest_queued_job_and_interrupted_jobs_keep_their_place(opened):
+    store = opened()
     first, second = _job(store, "a"), _job(store, "b")
     running = store.claim_next()
     assert running.id == first.id
@@ -78,8 +99,8 @@ def test_claim_takes_the_oldest_queued_job_and_interrupted_jobs_keep_their_place
     assert store.claim_next().id == second.id
 
 
-def test_cancel_is_immediate_when_not_running_and_requested_when_running(tmp_path):
-    store = _store(tmp_path)
+def test_cancel_is_immediate_when_not_running_and_requested_when_running(opened):
+    store = opened()
     waiting = _job(store, "w", state=JobState.WAITING)
     assert store.request_cancel(waiting.id, "stop").state == JobState.CANCELLED
     queued = _job(store, "r")
@@ -88,28 +109,83 @@ def test_cancel_is_immediate_when_not_running_and_requested_when_running(tmp_pat
     assert running.state == JobState.RUNNING and running.cancel_requested and running.cancel_reason == "stop please"
 
 
-def test_reopening_an_existing_database_keeps_its_jobs_at_the_newest_schema(tmp_path):
-    store = _store(tmp_path)
+def test_reopening_an_existing_database_keeps_its_jobs_at_the_newest_schema(opened):
+    store = opened()
     job = _job(store)
     store.engine.dispose()
-    again = _store(tmp_path)
+    again = opened()
     assert again.get(job.id).set_name == "kermit"
     with again.engine.connect() as connection:
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-        journal_mode = connection.execute(text("PRAGMA journal_mode")).scalar_one()
-    assert version == "0001"
-    assert journal_mode == "wal"
+    assert version == ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert {"jobs", "job_events", "alembic_version"} <= set(inspect(again.engine).get_table_names())
 
 
-def test_a_set_and_attempt_is_one_job(tmp_path):
-    store = _store(tmp_path)
+def test_a_set_and_attempt_is_one_job(opened):
+    store = opened()
     _job(store)
-    with pytest.raises(Exception):
+    now = datetime.now(timezone.utc)
+    duplicate = "uq_jobs_set_attempt|UNIQUE constraint failed: jobs.set_name, jobs.attempt"  # PostgreSQL | SQLite
+    with pytest.raises(IntegrityError, match=duplicate):
         with store.engine.begin() as connection:
-            connection.execute(text(
-                "INSERT INTO jobs (id, set_name, source_path, source_kind, fingerprint, attempt, state, progress, "
-                "message, metrics, outputs, warnings, stages, cancel_requested, created_at, updated_at) VALUES "
-                "('dup', 'kermit', '/x', 'folder', 'f', 1, 'queued', 0, '', '{}', '{}', '[]', '{}', 0, "
-                "'2026-01-01', '2026-01-01')"
+            connection.execute(insert(jobs).values(
+                id="dup", set_name="kermit", source_path="/x", source_kind="folder", fingerprint="f", attempt=1,
+                state="queued", progress=0.0, message="", metrics={}, outputs={}, warnings=[], stages={},
+                cancel_requested=False, created_at=now, updated_at=now,
             ))
+
+
+def test_times_come_back_as_the_same_instants_in_utc_and_json_fields_round_trip(opened, database_url):
+    if database_url.startswith("postgresql"):  # a session time zone far from UTC must not shift anything
+        engine = make_engine(database_url)
+        with engine.begin() as connection:
+            connection.execute(text(f'ALTER DATABASE "{engine.url.database}" SET timezone TO \'Asia/Kathmandu\''))
+        engine.dispose()
+    store = opened()
+    job = _job(store)
+    assert job.created_at.tzinfo == timezone.utc and job.queued_at == job.created_at
+    moment = datetime(2026, 3, 29, 0, 30, 0, 123456, tzinfo=timezone(timedelta(hours=-7)))
+    metrics = {"sfm": {"registered": 24, "mean_reprojection_error": 0.4375, "unregistered": ["ü.jpg", "日本.png"]}}
+    store.update_fields(job.id, finished_at=moment, metrics=metrics, warnings=["a \"quoted\" warning"],
+                        error={"stage": "sfm", "message": "x", "hint": None}, images=None)
+    again = store.get(job.id)
+    assert again.finished_at == moment and again.finished_at.tzinfo == timezone.utc
+    assert again.finished_at.hour == 7 and again.finished_at.microsecond == 123456
+    assert again.metrics == metrics and again.warnings == ('a "quoted" warning',)
+    assert again.error == {"stage": "sfm", "message": "x", "hint": None} and again.images is None
+    assert [job.id for job in store.changed_since(moment - timedelta(microseconds=1))] == [job.id]
+    assert store.changed_since(datetime.now(timezone.utc) + timedelta(seconds=5)) == []
+    with pytest.raises(Exception, match="naive datetime"):
+        store.update_fields(job.id, finished_at=datetime(2026, 1, 1))
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
+    """SQLite only: the pragmas make_engine sets on every connection."""
+    store = open_store(f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
+    with store.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
+    store.engine.dispose()
+
+
+@pytest.mark.parametrize("written, meant", [
+    ("postgresql://u:secret@db.example/instarecon", "postgresql+psycopg"),
+    ("postgres://u@db.example:5433/instarecon", "postgresql+psycopg"),
+    ("postgresql+psycopg://u@db.example/instarecon", "postgresql+psycopg"),
+])
+def test_a_plain_postgresql_url_means_psycopg_3_and_an_explicit_driver_is_kept(written, meant):
+    """No server needed: creating an engine does not connect."""
+    require_psycopg()
+    engine = make_engine(written)
+    assert engine.url.drivername == meant and engine.dialect.driver == "psycopg"
+    assert engine.url.database == "instarecon" and engine.url.password in (None, "secret")
+
+
+def test_an_explicit_driver_is_kept_even_when_it_is_not_installed():
+    try:
+        import pg8000  # noqa: F401
+    except ModuleNotFoundError:
+        with pytest.raises(ModuleNotFoundError, match="no database driver for postgresql\\+pg8000"):
+            make_engine("postgresql+pg8000://u@db.example/instarecon")
+    else:
+        assert make_engine("postgresql+pg8000://u@db.example/instarecon").dialect.driver == "pg8000"

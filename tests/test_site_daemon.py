@@ -6,11 +6,14 @@ import json
 import re
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+from daemon.site_publisher import SitePublisher
 from site_builder.assets import asset_version
 from tests.daemon_harness import DaemonProcess, make_layout, state_is, wait_for
 from tests.photo_sets import small_set
+from tests.site_documents import status_document
 
 
 def gallery_cards(outbox: Path) -> dict[str, str]:
@@ -75,3 +78,26 @@ def test_a_new_daemon_builds_the_whole_site_from_the_job_store(tmp_path):
     assert gallery_cards(layout.outbox) == {job_id: "done" for job_id in ids}
     assert all((layout.outbox / job_id / "index.html").is_file() for job_id in ids)
     assert (layout.outbox / "assets" / asset_version() / "site.css").is_file() and (layout.outbox / "health.html").is_file()
+
+
+def test_each_daemon_writes_its_own_jobs_pages_and_the_shared_files_under_the_lock(tmp_path):
+    held: list[str] = []
+
+    @contextmanager
+    def lock():
+        held.append("locked")
+        yield
+        held.append("released")
+
+    mine = {**status_document("garden-1", "garden", "done"), "host": "gpu-1"}
+    theirs = {**status_document("pond-1", "pond", "running"), "host": "gpu-2"}
+    waiting = {**status_document("shed-1", "shed", "waiting"), "host": None}  # no host yet: any daemon writes it
+    publisher = SitePublisher(tmp_path, "test", "gpu-1", lock)
+    publisher.update([mine, theirs, waiting])
+    assert (tmp_path / "garden-1" / "index.html").is_file() and (tmp_path / "shed-1" / "index.html").is_file()
+    assert not (tmp_path / "pond-1").exists()  # gpu-2 writes its own job's page
+    assert set(gallery_cards(tmp_path)) == {"garden-1", "pond-1", "shed-1"}  # the gallery lists them all
+    assert held == ["locked", "released"]
+    publisher.update([{**theirs, "state": "done", "progress": 100.0}])
+    assert not (tmp_path / "pond-1").exists() and gallery_cards(tmp_path)["pond-1"] == "done"
+    assert held == ["locked", "released"] * 2

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import Engine, and_, create_engine, event, func, insert, select, update
+from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, select, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
+
+from daemon.store.advisory_lock import advisory_lock
 
 from daemon.store.job_ids import job_id_for
 from daemon.store.migrate import upgrade_to_head
@@ -46,6 +49,7 @@ class JobRecord:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    lease_expires_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> "JobRecord":
@@ -56,6 +60,10 @@ class JobRecord:
         data["outputs"] = data["outputs"] or {}
         data["stages"] = data["stages"] or {}
         return cls(**data)
+
+
+DEFAULT_LEASE_SECONDS = 60.0
+MIGRATION_LOCK_KEY = 7_244_117_003  # any fixed number: the same in every daemon
 
 
 def make_engine(database_url: str) -> Engine:
@@ -71,20 +79,42 @@ def make_engine(database_url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(database_url, pool_pre_ping=True)
+    # The usual postgresql:// (or postgres://) URL means psycopg 3, the driver the `postgresql`
+    # extra installs (SQLAlchemy's own default is psycopg2); an explicit +driver is kept.
+    url = make_url(database_url)
+    backend, _, driver = url.drivername.partition("+")
+    if backend in ("postgresql", "postgres"):
+        url = url.set(drivername=f"postgresql+{driver or 'psycopg'}")
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as error:
+        hint = " (pip install 'instarecon3d[postgresql]')" if url.drivername == "postgresql+psycopg" else ""
+        raise ModuleNotFoundError(f"no database driver for {url.drivername}: {error}{hint}", name=error.name) from error
 
 
-def open_store(database_url: str) -> "JobStore":
-    """Connect and bring the schema up to date (Alembic), keeping existing jobs."""
+def open_store(database_url: str, host: str | None = None, lease_seconds: float | None = None) -> "JobStore":
+    """Connect and bring the schema up to date (Alembic), keeping existing jobs. On PostgreSQL
+    several daemons may start at once on one database: an advisory lock lets one of them migrate
+    while the others wait, then find the schema up to date."""
     engine = make_engine(database_url)
-    upgrade_to_head(engine)
-    return JobStore(engine)
+    if engine.dialect.name == "postgresql":
+        with advisory_lock(engine, MIGRATION_LOCK_KEY):
+            upgrade_to_head(engine)
+    else:
+        upgrade_to_head(engine)
+    return JobStore(engine, host=host, lease_seconds=lease_seconds or DEFAULT_LEASE_SECONDS)
+
+
 
 
 class JobStore:
-    def __init__(self, engine: Engine, host: str | None = None):
+    """``host`` names this daemon in the jobs it runs; ``lease_seconds`` is how long a running job
+    stays its own without a renewal (``renew_lease``), after which another daemon may take it over."""
+
+    def __init__(self, engine: Engine, host: str | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS):
         self.engine = engine
         self.host = host or socket.gethostname()
+        self.lease = timedelta(seconds=lease_seconds)
 
     # ---- reading
 
@@ -138,20 +168,20 @@ class JobStore:
         state: JobState,
         message: str,
         retry_token: int | None = None,
+        attempt: int | None = None,
     ) -> JobRecord:
-        """A new attempt for the set: attempt numbers count up, and the unique
-        (set_name, attempt) constraint makes two writers agree on one job."""
+        """A new attempt for the set. With ``attempt`` (the one after the latest the caller saw),
+        exactly that one: when another daemon, seeing the same set, created it first, the unique
+        (set_name, attempt) constraint refuses ours and its job is returned, so a set becomes one
+        job however many daemons see it. Without, the next free number (``instarecon retry``)."""
         for _ in range(5):
             now = utc_now()
-            with self.engine.begin() as connection:
-                attempt = (
-                    connection.execute(
+            try:
+                with self.engine.begin() as connection:
+                    next_free = connection.execute(
                         select(func.coalesce(func.max(jobs.c.attempt), 0)).where(jobs.c.set_name == set_name)
-                    ).scalar_one()
-                    + 1
-                )
-                job_id = job_id_for(set_name, attempt)
-                try:
+                    ).scalar_one() + 1
+                    job_id = job_id_for(set_name, attempt or next_free)
                     connection.execute(
                         insert(jobs).values(
                             id=job_id,
@@ -159,7 +189,7 @@ class JobStore:
                             source_path=str(source_path),
                             source_kind=source_kind,
                             fingerprint=fingerprint,
-                            attempt=attempt,
+                            attempt=attempt or next_free,
                             state=str(state),
                             progress=0.0,
                             message=message,
@@ -174,14 +204,19 @@ class JobStore:
                             updated_at=now,
                         )
                     )
-                except IntegrityError:
-                    continue  # another writer took this attempt number; count again
-                self._log_event(connection, job_id, "state", state=state, message=message)
+                    self._log_event(connection, job_id, "state", state=state, message=message)
+            except IntegrityError:  # the transaction is rolled back
+                if attempt is not None:
+                    made = self.get(job_id_for(set_name, attempt))
+                    if made is not None:
+                        return made  # another daemon made this very attempt: it is the one job
+                continue  # another writer took this attempt number; count again
             return self.get(job_id)
         raise RuntimeError(f"could not create a job for set {set_name!r}")
 
     def transition(self, job_id: str, to_state: JobState, message: str, **fields: Any) -> bool:
-        """Move a job to ``to_state`` if the table allows it from its current state.
+        """Move a job to ``to_state`` if the table allows it from its current state, and, for a
+        running job, only if this daemon runs it (a daemon whose job was taken over changes nothing).
 
         Returns False (and changes nothing) otherwise, e.g. a job cancelled a moment ago.
         """
@@ -191,10 +226,12 @@ class JobStore:
             values.setdefault("queued_at", now)
         if to_state in (JobState.DONE, JobState.FAILED, JobState.CANCELLED):
             values.setdefault("finished_at", now)
+        if to_state != JobState.RUNNING:
+            values.setdefault("lease_expires_at", None)
         allowed = [str(s) for s in ALLOWED_FROM[to_state]]
         with self.engine.begin() as connection:
             changed = connection.execute(
-                update(jobs).where(and_(jobs.c.id == job_id, jobs.c.state.in_(allowed))).values(**values)
+                update(jobs).where(and_(jobs.c.id == job_id, jobs.c.state.in_(allowed), self._ours())).values(**values)
             ).rowcount
             if changed:
                 stage = fields.get("stage")
@@ -202,51 +239,76 @@ class JobStore:
         return bool(changed)
 
     def claim_next(self) -> JobRecord | None:
-        """Take the oldest queued job in one statement, so two daemons never take the same one."""
-        now = utc_now()
-        oldest = (
-            select(jobs.c.id)
-            .where(jobs.c.state == str(JobState.QUEUED))
-            .order_by(jobs.c.queued_at, jobs.c.id)
-            .limit(1)
-        )
-        if self.engine.dialect.name == "postgresql":
-            oldest = oldest.with_for_update(skip_locked=True)
-        statement = (
-            update(jobs)
-            .where(and_(jobs.c.id == oldest.scalar_subquery(), jobs.c.state == str(JobState.QUEUED)))
-            .values(
-                state=str(JobState.RUNNING),
-                host=self.host,
-                started_at=func.coalesce(jobs.c.started_at, now),
-                updated_at=now,
-                message="started",
+        """Take the oldest queued job, or a running one whose host let its lease pass (it died or
+        lost the database): it resumes here from its last finished stage. The candidate is locked
+        (SKIP LOCKED on PostgreSQL) and the update checks the condition again, so two daemons never
+        take the same job."""
+        for _ in range(5):
+            now = utc_now()
+            claimable = or_(
+                jobs.c.state == str(JobState.QUEUED),
+                and_(jobs.c.state == str(JobState.RUNNING), jobs.c.lease_expires_at < self._clock_now()),
             )
-            .returning(*jobs.c)
-        )
-        with self.engine.begin() as connection:
-            row = connection.execute(statement).first()
-            if row is None:
-                return None
-            self._log_event(connection, row.id, "state", state=JobState.RUNNING, stage=row.stage, message="started")
-        return JobRecord.from_row(row)
+            candidate = select(jobs.c.id, jobs.c.state, jobs.c.host).where(claimable)
+            candidate = candidate.order_by(jobs.c.queued_at, jobs.c.id).limit(1)
+            if self.engine.dialect.name == "postgresql":
+                candidate = candidate.with_for_update(skip_locked=True)
+            with self.engine.begin() as connection:
+                found = connection.execute(candidate).first()
+                if found is None:
+                    return None
+                taken_over = found.state == str(JobState.RUNNING)
+                message = f"taken over from {found.host}, whose lease ran out" if taken_over else "started"
+                row = connection.execute(
+                    update(jobs)
+                    .where(and_(jobs.c.id == found.id, claimable))
+                    .values(
+                        state=str(JobState.RUNNING),
+                        host=self.host,
+                        lease_expires_at=self._clock_now() + self.lease,
+                        started_at=func.coalesce(jobs.c.started_at, now),
+                        updated_at=now,
+                        message=message,
+                    )
+                    .returning(*jobs.c)
+                ).first()
+                if row is None:
+                    continue  # claimed by another daemon between the two statements: look again
+                self._log_event(connection, row.id, "state", state=JobState.RUNNING, stage=row.stage, message=message)
+            return JobRecord.from_row(row)
+        return None
 
-    def update_fields(self, job_id: str, **fields: Any) -> None:
-        """Progress, metrics and the like: no state change, so no transition check."""
+    def renew_lease(self, job_id: str) -> bool:
+        """Extend this daemon's hold on its running job; False when the job is no longer ours
+        (taken over after our lease ran out, or no longer running): the caller must stop."""
         with self.engine.begin() as connection:
-            connection.execute(update(jobs).where(jobs.c.id == job_id).values(updated_at=utc_now(), **fields))
+            renewed = connection.execute(
+                update(jobs)
+                .where(and_(jobs.c.id == job_id, jobs.c.state == str(JobState.RUNNING), jobs.c.host == self.host))
+                .values(lease_expires_at=self._clock_now() + self.lease)
+            ).rowcount
+        return bool(renewed)
+
+    def update_fields(self, job_id: str, *, owner_only: bool = False, **fields: Any) -> None:
+        """Progress, metrics and the like: no state change, so no transition check. ``owner_only``:
+        not if the job runs on another daemon (the runner's writes; ours may have been taken over)."""
+        where = and_(jobs.c.id == job_id, self._ours()) if owner_only else jobs.c.id == job_id
+        with self.engine.begin() as connection:
+            connection.execute(update(jobs).where(where).values(updated_at=utc_now(), **fields))
 
     def set_stage(self, job_id: str, stage: str, stage_entry: Mapping[str, Any], message: str, **fields: Any) -> None:
-        """Record a stage starting or ending: its entry in ``stages`` and an event."""
+        """Record a stage starting or ending: its entry in ``stages`` and an event (not if the job
+        runs on another daemon: ours was taken over)."""
         with self.engine.begin() as connection:
             current = connection.execute(select(jobs.c.stages).where(jobs.c.id == job_id)).scalar_one()
             stages = {**(current or {}), stage: dict(stage_entry)}
-            connection.execute(
+            changed = connection.execute(
                 update(jobs)
-                .where(jobs.c.id == job_id)
+                .where(and_(jobs.c.id == job_id, self._ours()))
                 .values(stage=stage, stages=stages, message=message, updated_at=utc_now(), **fields)
-            )
-            self._log_event(connection, job_id, "stage", stage=stage, state=stage_entry.get("state"), message=message)
+            ).rowcount
+            if changed:
+                self._log_event(connection, job_id, "stage", stage=stage, state=stage_entry.get("state"), message=message)
 
     def request_cancel(self, job_id: str, reason: str) -> JobRecord | None:
         """Cancel a job: at once when it is not running, else ask its supervisor to stop it."""
@@ -277,6 +339,17 @@ class JobStore:
                 job.id, JobState.QUEUED, f"resuming{where} after the daemon restarted", queued_at=job.queued_at
             )
         return interrupted
+
+    def _clock_now(self) -> Any:
+        """The time leases are measured by: PostgreSQL's own clock, so hosts whose clocks disagree
+        still agree on when a lease ran out; this host's clock for SQLite (one host)."""
+        if self.engine.dialect.name == "postgresql":
+            return func.now()
+        return utc_now()
+
+    def _ours(self):
+        """A job not running, or running here: the only ones this daemon may change as it runs them."""
+        return or_(jobs.c.state != str(JobState.RUNNING), jobs.c.host == self.host)
 
     def _log_event(self, connection, job_id: str, kind: str, *, state=None, stage=None, message: str = "") -> None:
         connection.execute(

@@ -65,7 +65,8 @@ jobs = Table(
     Column("warnings", JSON, nullable=False, default=list),
     Column("images", JSON),
     Column("stages", JSON, nullable=False, default=dict),
-    Column("host", String(255)),
+    Column("host", String(255)),  # the daemon running the job (its host_name)
+    Column("lease_expires_at", UtcDateTime),  # a running job whose lease passed may be taken over
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("cancel_reason", Text),
     Column("retry_token", BigInteger),  # mtime of the RETRY file this attempt answered
