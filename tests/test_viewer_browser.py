@@ -209,7 +209,7 @@ def test_scene_streams_in_coarse_to_fine_with_progress(tmp_path, serve_folder, o
     write_site(tmp_path / "site", state)
     count = 24_000
     # a slow network, and no Content-Length (as with compressed transfer): progress comes from data-splats
-    options = ServerOptions(throttle=Throttle(".splat", chunk=64 * 1024, delay=0.06), no_length=(".splat",))
+    options = ServerOptions(throttle=Throttle(".splat", chunk=64 * 1024, delay=0.15), no_length=(".splat",))
     base = serve_folder(tmp_path / "site", options)
     page = open_page(viewport=(W, H))
     page.add_init_script(WATCH_VIEWER)
