@@ -136,6 +136,13 @@ def _expect(key: str, value: Any, kind: type | tuple[type, ...], description: st
         raise ConfigError(f"setting '{key}' must be {description}, got {value!r}")
 
 
+def _positive_number(key: str, value: Any, description: str) -> float:
+    _expect(key, value, (int, float), description)
+    if value <= 0:
+        raise ConfigError(f"setting '{key}' must be greater than 0, got {value!r}")
+    return float(value)
+
+
 def _validated(key: str, value: Any) -> Any:
     if key in _PATH_KEYS:
         _expect(key, value, str, "a folder path (string)")
@@ -163,16 +170,10 @@ def _validated(key: str, value: Any) -> Any:
             raise ConfigError(f"setting '{key}' must be between 0 and 1, got {value!r}")
         return float(value)
     if key == "publish_outlier_std_ratio":
-        _expect(key, value, (int, float), "a number of standard deviations")
-        if value <= 0:
-            raise ConfigError(f"setting '{key}' must be greater than 0, got {value!r}")
-        return float(value)
+        return _positive_number(key, value, "a number of standard deviations")
     if key in ("poll_interval_seconds", "settle_seconds", "rescan_interval_seconds", "cancel_grace_seconds",
                "heartbeat_seconds", "lease_seconds"):
-        _expect(key, value, (int, float), "a number of seconds")
-        if value <= 0:
-            raise ConfigError(f"setting '{key}' must be greater than 0, got {value!r}")
-        return float(value)
+        return _positive_number(key, value, "a number of seconds")
     if key in ("threads", "max_image_pixels", "zip_max_bytes", "zip_max_files", "sfm_exhaustive_max_images",
                "train_iterations", "train_cpu_iterations", "train_cpu_max_image_size", "train_max_gaussians",
                "train_cpu_max_gaussians", "publish_outlier_k"):

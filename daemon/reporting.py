@@ -35,17 +35,17 @@ class Reporting:
         self._heartbeat = Heartbeat(settings.outbox, settings.heartbeat_seconds, version, store.host, clock)
         self._metrics = MetricsTextfile(Path(settings.metrics_textfile), version) if settings.metrics_textfile else None
         # Built before the first pass: the jobs already stored are not news when it shows them ended.
-        self._notifications = Notifications(settings, clock, known_jobs={job.id for job in store.list_jobs()})
+        self._notifications = Notifications(settings, clock, known_jobs=store.job_ids())
         self._queue: dict[str, int] = {}  # the last counts read, for a heartbeat when the store fails
 
     def report(self, current: JobRecord | None) -> str:
         """Bring every view up to date; returns the one line for `systemctl status`."""
-        counts = self._follow_jobs()
+        documents, counts = self._follow_jobs()
         job = (self._store.get(current.id) or current) if current is not None else None
         running = None if job is None else {"job_id": job.id, "name": job.set_name, "stage": job.stage,
                                              "progress": round(float(job.progress), 1)}
-        if self._heartbeat.beat("running" if running else "idle", self._queue, running):
-            self._write_metrics(counts)
+        beaten = self._heartbeat.beat("running" if running else "idle", self._queue, running)
+        self._write_metrics(counts, documents or beaten)
         return summary_line(counts, job)
 
     def trouble(self, running: bool) -> None:
@@ -53,25 +53,25 @@ class Reporting:
         self._heartbeat.beat("running" if running else "idle", self._queue, None, (TROUBLE,))
 
     def stopped(self) -> None:
-        self._follow_jobs()
+        documents, counts = self._follow_jobs()
+        self._write_metrics(counts, bool(documents))
         self._notifications.close(NOTIFY_CLOSE_SECONDS)
         self._heartbeat.beat("stopped", self._queue, None)
 
-    def _follow_jobs(self) -> dict[JobState, int]:
+    def _follow_jobs(self) -> tuple[list[dict], dict[JobState, int]]:
         """status.json of every job changed since the last pass, then everything built from it."""
         documents = self._publisher.sync()
         self._site.update(documents)
         self._notifications.observe(documents)
-        counts = self._store.count_by_state()
-        self._queue = {str(state): counts[state] for state in QUEUE_STATES}
         if self._metrics is not None:
             self._metrics.observe(documents)
-            if documents:
-                self._write_metrics(counts)
-        return counts
+        counts = self._store.count_by_state()
+        self._queue = {str(state): counts[state] for state in QUEUE_STATES}
+        return documents, counts
 
-    def _write_metrics(self, counts: dict[JobState, int]) -> None:
-        if self._metrics is not None:
+    def _write_metrics(self, counts: dict[JobState, int], changed: bool) -> None:
+        """Once a pass at most: when a job changed, or with the heartbeat."""
+        if self._metrics is not None and changed:
             self._metrics.write({str(state): number for state, number in counts.items()}, time.time())
 
 

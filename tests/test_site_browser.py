@@ -20,6 +20,13 @@ def watch_dialogs(page) -> list[str]:
     return opened
 
 
+def publish(outbox, document: dict) -> None:
+    """What the daemon does when a job changes: its status.json into the outbox, then the site."""
+    (outbox / document["job_id"]).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(outbox / document["job_id"] / "status.json", document)
+    build_site(outbox, [job_view(document, outbox / document["job_id"])], "test")
+
+
 def write_health(outbox, heartbeat_at: str) -> None:
     """health.json as a daemon with one running job writes it."""
     atomic_write_json(outbox / "health.json", {
@@ -69,9 +76,7 @@ def test_the_gallery_lists_every_job_and_a_hostile_set_name_stays_text(tmp_path,
 def test_pages_of_an_active_job_follow_status_json_and_reload_when_it_ends(tmp_path, serve_folder, open_page):
     outbox = tmp_path / "outbox"
     running = status_document("garden-1", "garden", "running", progress=20.0)
-    (outbox / "garden-1").mkdir(parents=True)
-    atomic_write_json(outbox / "garden-1" / "status.json", running)
-    build_site(outbox, [job_view(running, outbox / "garden-1")], "test")
+    publish(outbox, running)
     write_health(outbox, "2020-01-01T00:00:00Z")
 
     base = serve_folder(outbox)
@@ -92,9 +97,7 @@ def test_pages_of_an_active_job_follow_status_json_and_reload_when_it_ends(tmp_p
     gallery.wait_for_selector('.card progress[value="70"]', timeout=15_000)  # it polls every 5 s
 
     # the job ends: the daemon writes status.json, then rebuilds the pages; both pages load theirs again
-    done = status_document("garden-1", "garden", "done", published=True)
-    atomic_write_json(outbox / "garden-1" / "status.json", done)
-    build_site(outbox, [job_view(done, outbox / "garden-1")], "test")
+    publish(outbox, status_document("garden-1", "garden", "done", published=True))
     job_page.wait_for_selector('body[data-job-state="done"]', timeout=15_000)
     assert job_page.locator(".job-metrics").text_content().count("25.08 dB") == 1
     gallery.wait_for_selector('.card[data-job-state="done"]', timeout=20_000)
@@ -108,9 +111,7 @@ def test_the_site_works_from_a_sub_path_of_the_web_server(tmp_path, serve_folder
     outbox = root / "some" / "where"
     document = status_document("garden-1", "garden", "failed",
                                error={"stage": "sfm", "message": "too few photos", "hint": None})
-    (outbox / "garden-1").mkdir(parents=True)
-    atomic_write_json(outbox / "garden-1" / "status.json", document)
-    build_site(outbox, [job_view(document, outbox / "garden-1")], "test")
+    publish(outbox, document)
     write_health(outbox, "2026-11-27T10:00:00Z")
     base = serve_folder(root)
     page = open_page(viewport=(800, 600))

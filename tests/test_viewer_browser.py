@@ -125,6 +125,14 @@ def wait_ready(page, timeout: float = 30_000) -> None:
     page.wait_for_selector(READY, state="attached", timeout=timeout)
 
 
+def viewer_at(open_page, url: str, **options):
+    """A fresh page of ``options`` (camera-sized by default) on ``url``, once the viewer is ready."""
+    page = open_page(**{"viewport": (W, H), **options})
+    page.goto(url)
+    wait_ready(page)
+    return page
+
+
 def hide_ui(page, base: str) -> None:
     page.add_style_tag(url=base + "hide-ui.css")  # a file from 'self': an inline <style> would break the CSP
 
@@ -167,9 +175,7 @@ def small_site(tmp_path, serve_folder):
 def test_frames_match_the_trainers_renderer(small_site, open_page):
     job, base = small_site
     cameras = camera_entries()
-    page = open_page(viewport=(W, H))
-    page.goto(base + "job-1/index.html")
-    wait_ready(page)
+    page = viewer_at(open_page, base + "job-1/index.html")
     hide_ui(page, base)
     names = [START]
     shots = [screenshot(page)]
@@ -234,9 +240,7 @@ def test_scene_streams_in_coarse_to_fine_with_progress(tmp_path, serve_folder, o
 
 def test_view_round_trips_through_the_url_fragment(small_site, open_page):
     job, base = small_site
-    page = open_page(viewport=(W, H))
-    page.goto(base + "job-1/index.html")
-    wait_ready(page)
+    page = viewer_at(open_page, base + "job-1/index.html")
     assert page.evaluate("location.hash") == ""  # the start camera writes no link
     hide_ui(page, base)
     start = screenshot(page)
@@ -248,17 +252,13 @@ def test_view_round_trips_through_the_url_fragment(small_site, open_page):
     moved = screenshot(page)
     assert psnr(moved, start) < 30.0  # the keys did move the camera
 
-    again = open_page(viewport=(W, H))
-    again.goto(link)
-    wait_ready(again)
+    again = viewer_at(open_page, link)
     hide_ui(again, base)
     np.testing.assert_array_equal(screenshot(again), moved)
     assert again.evaluate("location.href") == link  # opening a link does not rewrite it
 
     # an invalid fragment is ignored: the start camera
-    broken = open_page(viewport=(W, H))
-    broken.goto(base + "job-1/index.html#camera=1,2,3,nope")
-    wait_ready(broken)
+    broken = viewer_at(open_page, base + "job-1/index.html#camera=1,2,3,nope")
     hide_ui(broken, base)
     np.testing.assert_array_equal(screenshot(broken), start)
     for p in (page, again, broken):
@@ -286,9 +286,7 @@ def test_missing_webgl2_keeps_the_poster_and_says_so(small_site, open_page):
 
 def test_user_budget_from_the_url(small_site, open_page):
     job, base = small_site
-    page = open_page(viewport=(W, H))
-    page.goto(base + "job-1/index.html?max-splats=100")
-    wait_ready(page)
+    page = viewer_at(open_page, base + "job-1/index.html?max-splats=100")
     assert status_count(page) == [100, 300]
     assert "showing 100 of 300 splats" in page.locator(".viewer-status").text_content()
     assert viewer_data(page)["truncated"] == "true"
@@ -313,9 +311,7 @@ def test_phones_stop_at_their_splat_budget(tmp_path, serve_folder, open_page):
 
 def test_desktop_pixel_ratio_is_capped_at_two(small_site, open_page):
     job, base = small_site
-    page = open_page(viewport=(W, H), device_scale_factor=3)
-    page.goto(base + "job-1/index.html")
-    wait_ready(page)
+    page = viewer_at(open_page, base + "job-1/index.html", device_scale_factor=3)
     assert page.evaluate("[document.querySelector('canvas').width, document.querySelector('canvas').height]") == [
         2 * W, 2 * H]
     page.assert_clean()
@@ -329,9 +325,7 @@ def _link_view(page) -> tuple[np.ndarray, np.ndarray]:
 
 def test_mouse_touch_and_reset(small_site, open_page):
     job, base = small_site
-    page = open_page(viewport=(W, H), has_touch=True)
-    page.goto(base + "job-1/index.html")
-    wait_ready(page)
+    page = viewer_at(open_page, base + "job-1/index.html", has_touch=True)
     hide_ui(page, base)
     start = screenshot(page)
     start_camera = camera_entries()[2]
@@ -382,9 +376,7 @@ def test_mouse_touch_and_reset(small_site, open_page):
 
 def test_resize_pixel_ratio_and_lost_context(small_site, open_page):
     job, base = small_site
-    page = open_page(viewport=(W, H))
-    page.goto(base + "job-1/index.html")
-    wait_ready(page)
+    page = viewer_at(open_page, base + "job-1/index.html")
     page.set_viewport_size({"width": 200, "height": 100})
     page.wait_for_selector('canvas[width="200"][height="100"]', state="attached")
     wait_ready(page)

@@ -138,6 +138,10 @@ class JobStore:
         with self.engine.connect() as connection:
             return [JobRecord.from_row(row) for row in connection.execute(query)]
 
+    def job_ids(self) -> set[str]:
+        with self.engine.connect() as connection:
+            return set(connection.execute(select(jobs.c.id)).scalars())
+
     def changed_since(self, moment: datetime | None) -> list[JobRecord]:
         query = select(jobs).order_by(jobs.c.updated_at)
         if moment is not None:
@@ -178,10 +182,10 @@ class JobStore:
             now = utc_now()
             try:
                 with self.engine.begin() as connection:
-                    next_free = connection.execute(
+                    number = attempt or connection.execute(
                         select(func.coalesce(func.max(jobs.c.attempt), 0)).where(jobs.c.set_name == set_name)
                     ).scalar_one() + 1
-                    job_id = job_id_for(set_name, attempt or next_free)
+                    job_id = job_id_for(set_name, number)
                     connection.execute(
                         insert(jobs).values(
                             id=job_id,
@@ -189,7 +193,7 @@ class JobStore:
                             source_path=str(source_path),
                             source_kind=source_kind,
                             fingerprint=fingerprint,
-                            attempt=attempt or next_free,
+                            attempt=number,
                             state=str(state),
                             progress=0.0,
                             message=message,
