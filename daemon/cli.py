@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common_options(run)
     run.add_argument("--until-idle", action="store_true", help="exit once no set is waiting, queued or running")
 
-    status = commands.add_parser("status", help="list jobs, newest first, or show one")
+    status = commands.add_parser("status", help="list the daemons and jobs, newest first, or show one job")
     _common_options(status)
     status.add_argument("job", nargs="?", help="job id")
     status.add_argument("--json", action="store_true", help="print status.json documents")
@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     retry = commands.add_parser("retry", help="run a done, failed or cancelled job's set again")
     _common_options(retry)
     retry.add_argument("job")
+
+    remove = commands.add_parser("remove", help="delete a job's published results and page, and mark it removed")
+    _common_options(remove)
+    remove.add_argument("job")
+    remove.add_argument("--yes", action="store_true", help="delete (without: only say what would be deleted)")
 
     doctor = commands.add_parser("doctor", help="check this machine and the configuration")
     _common_options(doctor)
@@ -83,12 +88,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"instarecon: no job database yet at {url} (has `instarecon run` started?)", file=sys.stderr)
         return 1
     from daemon.store import open_store
+    from daemon.store_outage import describe, is_outage
 
-    store = open_store(settings.resolved_database_url)
+    try:
+        store = open_store(settings.resolved_database_url)
+    except Exception as error:
+        if not is_outage(error):
+            raise
+        print(f"instarecon: the job store does not answer: {describe(error)}", file=sys.stderr)
+        return 1
     if args.command == "status":
         return _status(settings, store, args.job, args.json, args.limit)
     if args.command == "cancel":
         return _cancel(store, args.job)
+    if args.command == "remove":
+        return _remove(settings, store, args.job, args.yes)
     return _retry(settings, store, args.job)
 
 
@@ -104,6 +118,7 @@ def _run(settings, until_idle: bool) -> int:
 
 def _status(settings, store, job_id: str | None, as_json: bool, limit: int) -> int:
     from daemon.status_document import build_status
+    from daemon.store import DaemonRegistry
     from stages.registry import PIPELINE
 
     if job_id is not None:
@@ -111,7 +126,7 @@ def _status(settings, store, job_id: str | None, as_json: bool, limit: int) -> i
         if job is None:
             print(f"instarecon: no job {job_id!r}", file=sys.stderr)
             return 1
-        document = build_status(job, PIPELINE, settings.jobs_dir)
+        document = build_status(job, PIPELINE, settings.jobs_dir, _folder_names(settings))
         if as_json:
             print(json.dumps(document, indent=2, ensure_ascii=False))
         else:
@@ -119,17 +134,43 @@ def _status(settings, store, job_id: str | None, as_json: bool, limit: int) -> i
         return 0
     jobs = store.list_jobs(limit=limit)
     if as_json:
-        print(json.dumps([build_status(job, PIPELINE, settings.jobs_dir) for job in jobs], indent=2, ensure_ascii=False))
+        print(json.dumps([build_status(job, PIPELINE, settings.jobs_dir, _folder_names(settings)) for job in jobs], indent=2, ensure_ascii=False))
         return 0
+    print(_daemons_table(DaemonRegistry(store.engine).daemons()))
+    print()
     if not jobs:
         print("no jobs yet")
         return 0
-    rows = [("JOB", "STATE", "STAGE", "PROGRESS", "UPDATED", "MESSAGE")]
+    rows = [("JOB", "STATE", "STAGE", "PROGRESS", "HOST", "UPDATED", "MESSAGE")]
     for job in jobs:
         updated = job.updated_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-        rows.append((job.id, str(job.state), job.stage or "-", f"{job.progress:.0f}%", updated, job.message))
+        rows.append((job.id, str(job.state), job.stage or "-", f"{job.progress:.0f}%", job.host or "-", updated,
+                     job.message))
     print(_table(rows))
     return 0
+
+
+def _daemons_table(daemons) -> str:
+    """Every daemon sharing this job store: alive, stopped, or silent (no heartbeat for three
+    intervals: died, hung, or cut off from the database), by the database's clock."""
+    if not daemons:
+        return "no daemon has started on this job store yet"
+    rows = [("DAEMON", "CONDITION", "HEARTBEAT", "VERSION", "DOING")]
+    for daemon in daemons:
+        job = daemon.current_job
+        doing = f"{job['name']} ({job['job_id']}): {job.get('stage') or 'starting'} {job.get('progress', 0):.0f}%" \
+            if job and daemon.state == "running" else daemon.state
+        if daemon.problems:
+            doing += "; " + "; ".join(daemon.problems)
+        rows.append((daemon.host, daemon.condition, f"{_duration(daemon.seconds_since_seen)} ago", daemon.version, doing))
+    return _table(rows)
+
+
+def _folder_names(settings):
+    """The same short folder names in log lines as the daemon's status.json has."""
+    from daemon.job_log import FolderNames
+
+    return FolderNames.of(settings.inbox, settings.outbox, settings.state)
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -222,6 +263,61 @@ def _retry(settings, store, job_id: str) -> int:
         print(f"instarecon: {error}", file=sys.stderr)
         return 1
     print(f"{new_job.id}: queued (attempt {new_job.attempt} of set '{new_job.set_name}')")
+    return 0
+
+
+def _remove(settings, store, job_id: str, confirmed: bool) -> int:
+    """Delete the job's folder in the outbox (its page, results and status.json), mark the job
+    removed, and write the gallery without it: under the site lock the daemons write the site
+    under, so it holds with a daemon running or without one. Nothing else is deleted: not the
+    inbox, not the work folder, nothing in the outbox but that one folder."""
+    from daemon.site_lock import site_lock
+    from daemon.site_publisher import listed_views, unpublish
+    from daemon.status_document import build_status
+    from daemon.store import JobState
+    from site_builder import write_gallery
+    from site_builder.job_page import job_folder
+    from stages.registry import PIPELINE
+
+    job = store.get(job_id)
+    if job is None:
+        print(f"instarecon: no job {job_id!r}", file=sys.stderr)
+        return 1
+    running = f"instarecon: job {job_id} is running; cancel it first (`instarecon cancel {job_id}`), then remove it"
+    if job.state == JobState.RUNNING:
+        print(running, file=sys.stderr)
+        return 1
+    folder = job_folder(settings.outbox, job.id)
+    linked = folder.is_symlink()
+    files = [] if linked or not folder.is_dir() else sorted(
+        p for p in folder.rglob("*") if not p.is_dir() or p.is_symlink())
+    if job.state == JobState.REMOVED and not linked and not folder.is_dir():
+        print(f"{job_id}: already removed, and nothing of it is in the outbox")
+        return 0
+    if not confirmed:
+        if linked:
+            print(f"would delete the link {folder} (not what it points to)")
+        elif folder.is_dir():
+            size = sum(p.lstat().st_size for p in files)
+            print(f"would delete {folder}/ ({len(files)} files, {size / 1e6:.1f} MB):")
+            print("\n".join(f"  {p.relative_to(folder)}" for p in files))
+        else:
+            print(f"{folder} does not exist: nothing to delete there")
+        if job.state != JobState.REMOVED:
+            print(f"would mark job {job_id} ({job.state}) removed in the job store")
+        print(f"and write the gallery without it. Nothing done: `instarecon remove {job_id} --yes` does it.")
+        return 1
+    with site_lock(store.engine, settings.state):
+        job = store.get(job_id)
+        if job.state != JobState.REMOVED and not store.mark_removed(job_id, "removed by `instarecon remove`"):
+            job = store.get(job_id)
+            now = running if job.state == JobState.RUNNING else f"instarecon: job {job_id} is now {job.state}; nothing deleted"
+            print(now, file=sys.stderr)
+            return 1
+        deleted = unpublish(settings.outbox, job.id)
+        documents = [build_status(each, PIPELINE, settings.jobs_dir, _folder_names(settings)) for each in store.list_jobs()]
+        write_gallery(settings.outbox, listed_views(settings.outbox, documents), __version__)
+    print(f"{job_id}: removed; {deleted} files deleted with {folder}/; the gallery no longer lists it")
     return 0
 
 

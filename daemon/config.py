@@ -56,6 +56,13 @@ class Settings:
     max_image_pixels: int = 178_956_970  # larger photos are refused (decompression bombs)
     zip_max_bytes: int = 20 * 1024**3  # uncompressed size limit of a .zip set
     zip_max_files: int = 10_000
+    max_photos: int = 500  # a set with more photos fails before any heavy stage
+    max_file_mb: float = 50.0  # a photo larger than this fails its set (before any heavy stage)
+    max_set_mb: float = 5000.0  # a set larger than this in total fails (before any heavy stage)
+    min_free_gb: float = 2.0  # no stage starts while the state or outbox folder has less free space
+    keep_work_days: float = 7.0  # work folders of done (and cancelled) jobs are removed after this long
+    keep_failed_days: float = 30.0  # work folders of failed jobs are kept this long, for a look at what went wrong
+    unpublish_removed: bool = False  # true: a set deleted from the inbox takes its published page with it
     stage_timeouts: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS))
     cancel_grace_seconds: float = 10.0  # SIGTERM, then SIGKILL after this long
     heartbeat_seconds: float = 30.0  # how often the daemon rewrites <outbox>/health.json
@@ -103,6 +110,9 @@ class Settings:
             "max_image_pixels": self.max_image_pixels,
             "zip_max_bytes": self.zip_max_bytes,
             "zip_max_files": self.zip_max_files,
+            "max_photos": self.max_photos,
+            "max_file_mb": self.max_file_mb,
+            "max_set_mb": self.max_set_mb,
             "ignore_patterns": list(self.ignore_patterns),
             "sfm_exhaustive_max_images": self.sfm_exhaustive_max_images,
             "sfm_mapper": self.sfm_mapper,
@@ -171,10 +181,22 @@ def _validated(key: str, value: Any) -> Any:
         return float(value)
     if key == "publish_outlier_std_ratio":
         return _positive_number(key, value, "a number of standard deviations")
+    if key in ("max_file_mb", "max_set_mb"):
+        return _positive_number(key, value, "a number of megabytes")
+    if key in ("min_free_gb",):
+        _expect(key, value, (int, float), "a number of gigabytes (0 turns the check off)")
+        if value < 0:
+            raise ConfigError(f"setting '{key}' must be 0 or more, got {value!r}")
+        return float(value)
+    if key in ("keep_work_days", "keep_failed_days"):
+        return _positive_number(key, value, "a number of days")
+    if key == "unpublish_removed":
+        _expect(key, value, bool, "true or false")
+        return value
     if key in ("poll_interval_seconds", "settle_seconds", "rescan_interval_seconds", "cancel_grace_seconds",
                "heartbeat_seconds", "lease_seconds"):
         return _positive_number(key, value, "a number of seconds")
-    if key in ("threads", "max_image_pixels", "zip_max_bytes", "zip_max_files", "sfm_exhaustive_max_images",
+    if key in ("threads", "max_image_pixels", "zip_max_bytes", "zip_max_files", "max_photos", "sfm_exhaustive_max_images",
                "train_iterations", "train_cpu_iterations", "train_cpu_max_image_size", "train_max_gaussians",
                "train_cpu_max_gaussians", "publish_outlier_k"):
         _expect(key, value, int, "a whole number")

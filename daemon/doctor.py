@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from daemon.config import ConfigError, Settings, check_folders
+from stages.gpu_watch import NvmlUnavailable, describe_error, find_device, initialise, load_nvml, text
 from stages.registry import PIPELINE
 
 MIN_FREE_GB = 2.0
@@ -85,23 +86,68 @@ def check_folders_and_space(settings: Settings) -> list[Finding]:
     return findings
 
 
-def check_gpu() -> Finding:
-    """Asks nvidia-smi rather than importing torch: doctor stays as light as the daemon."""
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return Finding(False, "gpu", "no NVIDIA GPU found (nvidia-smi missing): stages run on the CPU, slowly", required=False)
+def check_gpu(train_backend: str, nvml: Any = None, environ: Mapping[str, str] | None = None) -> list[Finding]:
+    """The NVIDIA driver and each GPU, through NVML (never torch: doctor stays as light as the
+    daemon). Required only where ``train_backend = "cuda"``; otherwise a missing GPU is a note.
+    ``nvml`` stands in for pynvml in the tests."""
+    needed = train_backend == "cuda"
+    fix = 'install the NVIDIA driver (nvidia-smi must list the GPU), or set train_backend = "auto"'
     try:
-        output = subprocess.run(
-            [smi, "--query-gpu=name,driver_version,memory.free,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=True,
-        ).stdout.strip()
-    except (subprocess.SubprocessError, OSError) as error:
-        return Finding(False, "gpu", f"nvidia-smi failed: {error}", "check the NVIDIA driver (nvidia-smi)")
-    return Finding(bool(output), "gpu", output or "nvidia-smi lists no GPU", "check the NVIDIA driver")
+        if nvml is None:
+            nvml = load_nvml()
+        else:
+            initialise(nvml)
+    except NvmlUnavailable as error:
+        if needed:
+            return [Finding(False, "gpu", f'{error}: train_backend = "cuda" needs an NVIDIA GPU', fix)]
+        return [Finding(False, "gpu", f"{error}: training runs on the CPU", required=False)]
+    try:
+        return _gpu_findings(nvml, train_backend, fix, environ)
+    except nvml.NVMLError as error:
+        return [Finding(False, "gpu", describe_error(error), fix, required=needed)]
+    finally:
+        try:
+            nvml.nvmlShutdown()
+        except nvml.NVMLError:
+            pass
+
+
+def _gpu_findings(nvml: Any, train_backend: str, fix: str, environ: Mapping[str, str] | None) -> list[Finding]:
+    needed = train_backend == "cuda"
+    outcome = 'train_backend = "cuda" cannot train' if needed else "training runs on the CPU"
+    cuda = nvml.nvmlSystemGetCudaDriverVersion()  # 12040 is CUDA 12.4
+    findings = [Finding(True, "gpu driver", f"NVIDIA {text(nvml.nvmlSystemGetDriverVersion())}, "
+                                            f"CUDA {cuda // 1000}.{cuda % 1000 // 10}")]
+    count = nvml.nvmlDeviceGetCount()
+    if count == 0:
+        return [*findings, Finding(False, "gpu", f"the NVIDIA driver lists no GPU: {outcome}", fix,
+                                   required=needed)]
+    for index in range(count):
+        try:
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+            detail = (f"{text(nvml.nvmlDeviceGetName(handle))}, {memory.free / 1024**3:.1f} GiB free of "
+                      f"{memory.total / 1024**3:.1f} GiB, {text(nvml.nvmlDeviceGetUUID(handle))}")
+            findings.append(Finding(True, f"gpu {index}", detail))
+        except nvml.NVMLError as error:
+            findings.append(Finding(False, f"gpu {index}", describe_error(error), "check the GPU with nvidia-smi",
+                                    required=needed))
+    if train_backend == "cpu":
+        return [*findings, Finding(True, "gpu for training", 'none: train_backend = "cpu"')]
+    try:
+        device = find_device(nvml, environ)
+    except LookupError as error:
+        findings.append(Finding(False, "gpu for training", f"{error}: {outcome}",
+                                "fix CUDA_VISIBLE_DEVICES in the service's environment", required=needed))
+    else:
+        which = "gpu" if device.index is None else f"gpu {device.index}"
+        findings.append(Finding(True, "gpu for training", f"{which} ({device.name})"))
+    return findings
 
 
 def run_doctor(settings: Settings) -> int:
-    findings = [check_python(), *check_modules(), *check_folders_and_space(settings), check_gpu()]
+    findings = [check_python(), *check_modules(), *check_folders_and_space(settings),
+                *check_gpu(settings.train_backend)]
     problems = [f for f in findings if f.required and not f.ok]
     width = max(len(f.what) for f in findings)
     for finding in findings:

@@ -16,21 +16,23 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from daemon.config import Settings
+from daemon.disk_guard import DiskGuard, estimate_writes, measure_set
 from daemon.job_lease import JobLease
+from daemon.job_log import JOB_LOG_FILE, JobLog
 from daemon.job_options import JobOptionsError, read_job_options
 from daemon.journal import job_fields, level_for_priority
 from daemon.pipeline_plan import overall_progress, planned_stages
 from daemon.progress_writer import ProgressWriter
 from daemon.status_document import iso
 from daemon.store import JobRecord, JobState, JobStore
+from daemon.store_outage import PatientStore, StoreOutage, is_outage
 from daemon.supervisor import ChildOutcome, ChildWatch, Ending, describe_exit, run_child
 from stages.atomic_files import atomic_copy, atomic_write_json, remove_temporaries
 from stages.base import ERROR_FILE, RESULT_FILE, StageContext, StageResult
+from stages.photo_set import FileRules
 from stages.registry import StageSpec
 
 log = logging.getLogger("instarecon.job")
-
-JOB_LOG_FILE = "job.log"
 
 
 class JobRunner:
@@ -41,15 +43,23 @@ class JobRunner:
         pipeline: Sequence[StageSpec],
         stop_requested: threading.Event,
         on_change: Callable[[], None],
+        outage: StoreOutage,
     ):
         self._settings = settings
-        self._store = store
+        # a stage's start and end wait out a database outage; progress and cancel checks do not
+        self._store = PatientStore(store, outage, stop_requested)
+        self._outage = outage
         self._pipeline = pipeline
         self._stop_requested = stop_requested
         self._on_change = on_change  # wakes the main loop so status.json follows at once
+        self._disk = DiskGuard(settings.state, settings.outbox, settings.min_free_gb)
+        self._told_short: set[str] = set()  # jobs whose wait for space the journal has had
+        self._short: tuple[JobRecord, Sequence[StageSpec], Mapping[str, Any]] | None = None
 
     def run(self, job: JobRecord) -> JobState:
-        """Run what is left of ``job``; returns the state it ends in (QUEUED if interrupted)."""
+        """Run what is left of ``job``; returns the state it ends in (QUEUED if interrupted, or
+        waiting for disk space: then ``short_of_space``)."""
+        self._short = None
         job_dir = self._settings.jobs_dir / job.id
         job_dir.mkdir(parents=True, exist_ok=True)
         options = job.options
@@ -61,11 +71,11 @@ class JobRunner:
             self._store.update_fields(job.id, options=options)
         plan = planned_stages(self._pipeline, options["stop_after"])
         stage_states = {name: dict(entry) for name, entry in job.stages.items()}
-        lease = JobLease(self._store, job)
+        lease = JobLease(self._store.raw, job, self._outage)
         for spec in plan:
             lease.keep()
             if lease.lost:
-                return JobState.RUNNING  # on another daemon now
+                return JobState.RUNNING  # not ours any more (see JobLease): nothing more is written
             result_path = job_dir / spec.name / RESULT_FILE
             if result_path.exists():
                 if stage_states.get(spec.name, {}).get("state") != "done":
@@ -74,6 +84,11 @@ class JobRunner:
                     if ending is not JobState.RUNNING:
                         return ending
                 continue
+            stages_left = plan[plan.index(spec):]
+            shortage = self._disk_shortage(job, stages_left, options)
+            if shortage is not None:
+                self._short = (job, stages_left, options)
+                return self._wait_for_space(job, spec.name, shortage)
             ending = self._run_stage(job, spec, plan, options, stage_states, job_dir, lease)
             if lease.lost or ending is not JobState.RUNNING:
                 return ending
@@ -82,6 +97,35 @@ class JobRunner:
         log.info("%s: done", job.set_name, extra=job_fields(job, last))
         self._on_change()
         return JobState.DONE
+
+    def _disk_shortage(self, job: JobRecord, stages_left: Sequence[StageSpec], options: Mapping[str, Any]) -> str | None:
+        settings = self._settings
+        size = measure_set(Path(job.source_path), settings.inbox, FileRules(settings.ignore_patterns))
+        # the daemon never imports torch: "auto" trains on the GPU where an NVIDIA driver is loaded
+        on_cpu = settings.train_backend == "cpu" or (
+            settings.train_backend == "auto" and not Path("/proc/driver/nvidia/version").exists())
+        max_gaussians = options.get("max_gaussians") or (
+            settings.train_cpu_max_gaussians if on_cpu else settings.train_max_gaussians)
+        return self._disk.shortage(estimate_writes([spec.name for spec in stages_left], size, int(max_gaussians)))
+
+    def _wait_for_space(self, job: JobRecord, stage: str, shortage: str) -> JobState:
+        """Back to the queue, in its place, until space is freed; the worker looks again later."""
+        message = f"waiting before {stage}: {shortage}"
+        self._store.transition(job.id, JobState.QUEUED, message, queued_at=job.queued_at)
+        if job.id not in self._told_short:
+            self._told_short.add(job.id)
+            log.warning("%s: %s; the job starts when space is freed", job.set_name, message, extra=job_fields(job, stage))
+        self._on_change()
+        return JobState.QUEUED
+
+    @property
+    def short_of_space(self) -> bool:
+        """The last job went back to the queue to wait for disk space."""
+        return self._short is not None
+
+    def space_freed(self) -> bool:
+        """Whether the job that waits for space would fit now (asks the disk, not the store)."""
+        return self._short is None or self._disk_shortage(*self._short) is None
 
     def _run_stage(
         self,
@@ -118,14 +162,12 @@ class JobRunner:
         log.info("%s: %s started", job.set_name, spec.name, extra=fields)
         self._on_change()
 
-        progress_writer = ProgressWriter(self._store, job.id, spec.name, plan, stage_states, progress, self._on_change)
+        progress_writer = ProgressWriter(self._store.raw, self._outage, job.id, spec.name, plan, stage_states, progress, self._on_change)
 
-        with open(job_dir / JOB_LOG_FILE, "a", encoding="utf-8") as job_log:
+        with JobLog(job_dir / JOB_LOG_FILE) as job_log:
 
             def on_log_line(priority: int, text: str) -> None:
-                stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                job_log.write(f"{stamp} {spec.name}: {text}\n")
-                job_log.flush()
+                job_log.append(spec.name, text)
                 log.log(level_for_priority(priority), "%s: %s", job.set_name, text, extra=fields)
 
             def on_tick() -> None:
@@ -145,7 +187,7 @@ class JobRunner:
                 ),
             )
         if lease.lost:
-            return JobState.RUNNING  # stopped: the job is another daemon's now, whose record it is
+            return JobState.RUNNING  # stopped: the job is not ours any more, nor its record
         seconds = round((datetime.now(timezone.utc) - started).total_seconds(), 3)
         return self._settle_outcome(job, spec, plan, stage_states, stage_dir, outcome, seconds)
 
@@ -203,7 +245,8 @@ class JobRunner:
         hint = (
             "the machine ran out of memory: set a smaller max_image_size in job.toml, or send fewer photos"
             if out_of_memory
-            else f"details in the journal (journalctl JOB_ID={job.id}) and in {self._settings.jobs_dir / job.id / JOB_LOG_FILE}"
+            # status.json is public: the state folder's path stays out of it
+            else f"details in the journal (journalctl JOB_ID={job.id}) and in jobs/{job.id}/{JOB_LOG_FILE} in the state folder"
         )
         return self._fail(job, name, message, hint)
 
@@ -264,7 +307,13 @@ class JobRunner:
         return JobState.FAILED
 
     def _cancel_requested(self, job_id: str) -> bool:
-        current = self._store.get(job_id)
+        try:
+            current = self._store.raw.get(job_id)
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            self._outage.failed(error, "checking for a cancel request")
+            return False  # asked again at the next poll
         return current is None or current.cancel_requested
 
 

@@ -17,7 +17,7 @@ from stages.atomic_files import atomic_write_bytes, remove_temporaries
 
 log = logging.getLogger("instarecon")
 
-STATES = ("waiting", "queued", "running", "done", "failed", "cancelled")
+STATES = ("waiting", "queued", "running", "done", "failed", "cancelled", "removed")
 
 
 class MetricsTextfile:

@@ -7,6 +7,7 @@ from typing import Any, Callable, Sequence
 
 from daemon.pipeline_plan import overall_progress
 from daemon.store import JobStore
+from daemon.store_outage import StoreOutage, is_outage
 from stages.registry import StageSpec
 
 PROGRESS_WRITE_SECONDS = 0.5  # at most this often to the store, always at 100 %
@@ -14,11 +15,13 @@ PROGRESS_WRITE_SECONDS = 0.5  # at most this often to the store, always at 100 %
 
 class ProgressWriter:
     """Stage progress into the store at a bounded rate; a held-back update is written
-    on the next tick, so a slow step never shows the message of the step before it."""
+    on the next tick, so a slow step never shows the message of the step before it. While the
+    store does not answer, the newest update waits for the next tick: the stage never does."""
 
-    def __init__(self, store: JobStore, job_id: str, stage: str, plan: Sequence[StageSpec],
+    def __init__(self, store: JobStore, outage: StoreOutage, job_id: str, stage: str, plan: Sequence[StageSpec],
                  stage_states: dict[str, dict[str, Any]], start: float, on_change: Callable[[], None]):
         self._store = store
+        self._outage = outage
         self._job_id = job_id
         self._stage = stage
         self._plan = plan
@@ -27,6 +30,7 @@ class ProgressWriter:
         self._best = start  # overall progress never goes backwards
         self._last_write = 0.0
         self._pending: tuple[float, str, float | None] | None = None
+        self._stages_unwritten = False  # an estimate changed in stage_states but not yet in the store
 
     def update(self, percent: float, message: str, eta_seconds: float | None = None) -> None:
         overall = max(self._best, overall_progress(self._plan, self._stage_states, self._stage, percent))
@@ -41,7 +45,8 @@ class ProgressWriter:
             self._write()
 
     def _write(self) -> None:
-        overall, message, eta_seconds = self._pending
+        pending = self._pending
+        overall, message, eta_seconds = pending
         self._pending = None
         self._last_write = time.monotonic()
         fields: dict[str, Any] = {"progress": overall, "message": message}
@@ -49,6 +54,17 @@ class ProgressWriter:
         if entry.get("eta_seconds") != eta_seconds:
             # the estimate lives in the running stage's entry: it ends with the stage
             self._stage_states[self._stage] = {**entry, "eta_seconds": eta_seconds}
+            self._stages_unwritten = True
+        if self._stages_unwritten:
             fields["stages"] = {name: dict(state) for name, state in self._stage_states.items()}
-        self._store.update_fields(self._job_id, owner_only=True, **fields)
+        try:
+            self._store.update_fields(self._job_id, owner_only=True, **fields)
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            self._outage.failed(error, "recording a stage's progress")
+            self._pending = pending  # tried again at the next tick
+            return
+        self._stages_unwritten = False
+        self._outage.answered()
         self._on_change()

@@ -17,7 +17,8 @@ from daemon.notify import Notifications
 from daemon.site_lock import site_lock
 from daemon.site_publisher import SitePublisher
 from daemon.status_publisher import StatusPublisher
-from daemon.store import JobRecord, JobState, JobStore
+from daemon.store import DaemonRegistry, JobRecord, JobState, JobStore
+from daemon.store_outage import is_outage
 from stages.registry import StageSpec
 
 QUEUE_STATES = (JobState.WAITING, JobState.QUEUED, JobState.RUNNING)
@@ -32,7 +33,8 @@ class Reporting:
         self._store = store
         self._publisher = StatusPublisher(settings, store, pipeline)
         self._site = SitePublisher(settings.outbox, version, store.host, lambda: site_lock(store.engine, settings.state))
-        self._heartbeat = Heartbeat(settings.outbox, settings.heartbeat_seconds, version, store.host, clock)
+        self._heartbeat = Heartbeat(settings.outbox, settings.heartbeat_seconds, version, store.host,
+                                    DaemonRegistry(store.engine), clock)
         self._metrics = MetricsTextfile(Path(settings.metrics_textfile), version) if settings.metrics_textfile else None
         # Built before the first pass: the jobs already stored are not news when it shows them ended.
         self._notifications = Notifications(settings, clock, known_jobs=store.job_ids())
@@ -42,19 +44,23 @@ class Reporting:
         """Bring every view up to date; returns the one line for `systemctl status`."""
         documents, counts = self._follow_jobs()
         job = (self._store.get(current.id) or current) if current is not None else None
-        running = None if job is None else {"job_id": job.id, "name": job.set_name, "stage": job.stage,
-                                             "progress": round(float(job.progress), 1)}
-        beaten = self._heartbeat.beat("running" if running else "idle", self._queue, running)
+        beaten = self._heartbeat.beat("running" if job else "idle", self._queue, _running(job))
         self._write_metrics(counts, documents or beaten)
         return summary_line(counts, job)
 
-    def trouble(self, running: bool) -> None:
-        """A pass failed (the job store unreachable, say): health.json says so."""
-        self._heartbeat.beat("running" if running else "idle", self._queue, None, (TROUBLE,))
+    def trouble(self, current: JobRecord | None, problem: str = TROUBLE) -> None:
+        """A pass failed (the job store does not answer, say): health.json says so, with the job
+        this daemon runs as it was last read."""
+        self._heartbeat.beat("running" if current else "idle", self._queue, _running(current), (problem,))
 
     def stopped(self) -> None:
-        documents, counts = self._follow_jobs()
-        self._write_metrics(counts, bool(documents))
+        try:
+            documents, counts = self._follow_jobs()
+            self._write_metrics(counts, bool(documents))
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            # status.json catches up at the next start, from the store
         self._notifications.close(NOTIFY_CLOSE_SECONDS)
         self._heartbeat.beat("stopped", self._queue, None)
 
@@ -73,6 +79,12 @@ class Reporting:
         """Once a pass at most: when a job changed, or with the heartbeat."""
         if self._metrics is not None and changed:
             self._metrics.write({str(state): number for state, number in counts.items()}, time.time())
+
+
+def _running(job: JobRecord | None) -> dict | None:
+    if job is None:
+        return None
+    return {"job_id": job.id, "name": job.set_name, "stage": job.stage, "progress": round(float(job.progress), 1)}
 
 
 def summary_line(counts: dict[JobState, int], job: JobRecord | None) -> str:

@@ -22,7 +22,9 @@ from daemon.job_runner import JobRunner
 from daemon.set_intake import CANCEL_FILE_REASON, SetIntake, list_set_names
 from daemon.settle_clock import SettleClock
 from daemon.reporting import Reporting
+from daemon.retention import WorkFolderRetention
 from daemon.store import ACTIVE_STATES, JobStore, open_store
+from daemon.store_outage import StoreOutage, StoreUnavailable, is_outage
 from daemon.systemd_notify import SystemdNotifier
 from daemon.worker import JobWorker
 from stages.registry import PIPELINE, StageSpec
@@ -61,18 +63,26 @@ class Daemon:
 
     def run(self, until_idle: bool = False) -> int:
         settings = self._settings
-        store = open_store(settings.resolved_database_url, settings.host_name or None, settings.lease_seconds)
-        for job in store.requeue_interrupted():
-            log.info("%s: job %s was interrupted; it resumes at %s", job.set_name, job.id, job.stage or "its start")
+        outage = StoreOutage(self._clock)
+        try:
+            store = outage.wait_out(self._open_store, "opening the job store", self._stop_requested,
+                                    on_wait=lambda seconds: self._notifier.starting("waiting for the job store", seconds + 30))
+        except StoreUnavailable:
+            log.info("stopped before the job store answered")
+            return 0
         reporting = Reporting(settings, store, self._pipeline, __version__, self._clock)
         intake = SetIntake(settings, store, SettleClock(settings.settle_seconds, self._clock))
-        runner = JobRunner(settings, store, self._pipeline, self._stop_requested, self._wake.set)
-        worker = JobWorker(store, runner, self._stop_requested)
+        runner = JobRunner(settings, store, self._pipeline, self._stop_requested, self._wake.set, outage)
+        worker = JobWorker(store, runner, self._stop_requested, outage)
         watcher = InboxWatcher(settings.inbox, settings.watch_mode, settings.poll_interval_seconds, self._wake.set)
         scheduler = BackgroundScheduler(daemon=True)
         # The safety net: sets dropped while the daemon was down, events lost on
         # network shares or by a full inotify queue are all found by a full rescan.
         scheduler.add_job(self._request_rescan, "interval", seconds=settings.rescan_interval_seconds, id="rescan")
+        # Housekeeping: work folders of finished jobs past keep_work_days / keep_failed_days (daemon/retention.py).
+        scheduler.add_job(WorkFolderRetention.for_settings(settings, store, self._stop_requested.is_set), "interval",
+                          hours=1, next_run_time=WorkFolderRetention.first_pass_at(), misfire_grace_time=None,
+                          coalesce=True, id="retention")
 
         log.info(
             "instarecon %s starting: inbox %s, outbox %s, state %s, %s watching",
@@ -92,19 +102,27 @@ class Daemon:
                     log.critical("the job worker thread has stopped; exiting so that systemd restarts the daemon")
                     exit_code = 1
                     break
+                passed = alive = False
                 try:
                     self._tick(store, intake, worker)
                     self._notifier.status(reporting.report(worker.current_job))
-                    healthy = True
-                except Exception:  # a database hiccup must not end the service; the watchdog catches a lasting one
-                    log.exception("inbox pass failed; trying again")
-                    healthy = False
-                    reporting.trouble(worker.current_job is not None)
-                if healthy and until_idle and self._idle(store, worker):
+                    outage.answered()
+                    passed = alive = True
+                except Exception as error:
+                    self._rescan_requested = True  # what the failed pass took from the watcher is looked at again
+                    if is_outage(error):  # the loop itself is fine, and keeps the watchdog fed
+                        outage.failed(error, "watching the inbox")
+                        reporting.trouble(worker.current_job, outage.problem)
+                        self._notifier.status(outage.problem)
+                        alive = True
+                    else:  # a bug of ours: the watchdog restarts the daemon if it lasts
+                        log.exception("inbox pass failed; trying again")
+                        reporting.trouble(worker.current_job)
+                if passed and until_idle and self._idle(store, worker):
                     log.info("nothing left waiting, queued or running; exiting (--until-idle)")
                     break
                 ping_every = self._notifier.watchdog_ping_seconds
-                if healthy and ping_every is not None and self._clock() - last_ping >= ping_every * 0.9:
+                if alive and ping_every is not None and self._clock() - last_ping >= ping_every * 0.9:
                     self._notifier.watchdog()
                     last_ping = self._clock()
                 self._wake.wait(self._tick_timeout(worker, ping_every))
@@ -122,13 +140,22 @@ class Daemon:
             store.engine.dispose()
         return exit_code
 
+    def _open_store(self) -> JobStore:
+        settings = self._settings
+        store = open_store(settings.resolved_database_url, settings.host_name or None, settings.lease_seconds)
+        for job in store.requeue_interrupted():
+            log.info("%s: job %s was interrupted; it resumes at %s", job.set_name, job.id, job.stage or "its start")
+        return store
+
     def _tick(self, store: JobStore, intake: SetIntake, worker: JobWorker) -> None:
         now = self._clock()
         names = {name for name, due in self._deadlines.items() if due <= now}
         names |= self._watcher.take_dirty() if self._watcher is not None else set()
         if self._rescan_requested:
             self._rescan_requested = False
-            names |= set(list_set_names(self._settings.inbox, intake.rules)) | set(self._deadlines)
+            listed = list_set_names(self._settings.inbox, intake.rules)
+            # sets gone since (deleted while the daemon was down, or their events lost) are looked at too
+            names |= set(listed) | set(self._deadlines) | intake.missing_sets(listed)
         for name in sorted(names):
             try:
                 remaining = intake.reconcile(name)

@@ -1,8 +1,16 @@
-"""Turns what is in the inbox into jobs: new sets, complete sets, changed sets, CANCEL and RETRY.
+"""Turns what is in the inbox into jobs: new sets, complete sets, changed sets, CANCEL and RETRY,
+and sets that left the inbox.
 
 Called for one set name at a time, as often as anyone likes: the same inbox gives the
 same jobs however many events fire (one job per set and content; a finished set is
 not run again unless its content changes or a new RETRY file appears).
+
+A set that is no longer in the inbox is removed only once it has been missing for
+``settle_seconds``, on two looks at least that long apart, and only while the inbox itself can be
+trusted: present, readable, on the file system it was on when the daemon started, and not empty
+(an empty folder is what a share's mount point looks like once the share has dropped). Then every
+job of the set becomes removed; a running one is stopped first, as a CANCEL file would. A set that
+comes back after that is a new set: its next attempt.
 """
 
 from __future__ import annotations
@@ -10,17 +18,26 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from pathlib import Path
+from typing import Iterable
 
 from daemon.config import Settings
 from daemon.journal import job_fields
 from daemon.settle_clock import SettleClock
 from daemon.store import ACTIVE_STATES, TERMINAL_STATES, JobRecord, JobState, JobStore
 from stages.photo_set import CANCEL_MARKER, STATUS_FILE, FileEntry, FileRules, SetListing, walk_set
+from stages.set_limits import LimitViolation, SetLimits, first_violation, listed_photos, zip_photos
 
 log = logging.getLogger("instarecon.inbox")
 
 CANCEL_FILE_REASON = "cancelled: a CANCEL file was dropped into the set"
+# The message of a job removed because its set left the inbox: such a set, when it comes back, is a
+# new attempt (a job removed by `instarecon remove` while its set stays is not run again for that).
+SET_LEFT_INBOX = "removed: the set is no longer in the inbox"
+REMOVED_WHILE_RUNNING = "cancelled: the set was removed from the inbox while the job ran"
+CHANGED_AFTER_RUN = "set changed after its last run"
+RUNNING_RECHECK_SECONDS = 1.0  # how soon to look again while a removed set's running job stops
 
 
 def could_be_set(name: str, rules: FileRules) -> bool:
@@ -52,6 +69,8 @@ class SetIntake:
         self._store = store
         self._settle = settle
         self._rules = FileRules(settings.ignore_patterns)
+        self._inbox_device = _device_of(settings.inbox)  # a different one later: the share was (un)mounted
+        self._inbox_trouble_told: str | None = None
 
     @property
     def rules(self) -> FileRules:
@@ -64,11 +83,12 @@ class SetIntake:
         if not could_be_set(name, self._rules):
             return None
         if path.is_symlink():
+            self._settle.found(name)
             return self._refuse_link(name, path)
         found = self._read_set(path)
         if found is None:
-            self._set_gone(name)
-            return None
+            return self._set_gone(name)
+        self._settle.found(name)
         kind, listing = found
 
         latest = self._store.latest_for_set(name)
@@ -81,6 +101,13 @@ class SetIntake:
 
         fingerprint = listing.content_fingerprint()
         why_new = _why_new_attempt(latest, fingerprint, listing.retry_mtime_ns)
+        if why_new == CHANGED_AFTER_RUN:
+            # Only once the change has settled, READY or not (a READY left from the last run says
+            # nothing about this change): a set being deleted, or rewritten in place, never
+            # starts a new attempt from what is half gone or half written.
+            remaining = self._settle.remaining(name, listing.activity_fingerprint())
+            if remaining > 0:
+                return remaining
         if why_new:
             latest = self._store.create_job(
                 set_name=name,
@@ -121,6 +148,14 @@ class SetIntake:
             return remaining
         self._settle.forget(name)
         if latest.state == JobState.WAITING:
+            violation = self._over_limits(path, kind, listing)
+            if violation is not None:  # said now, not after hours in the queue (ingest checks again)
+                self._store.transition(
+                    latest.id, JobState.FAILED, violation.message, stage="ingest",
+                    error={"stage": "ingest", "message": violation.message, "hint": violation.hint},
+                )
+                log.error("%s: refused: %s", name, violation.message, extra=job_fields(latest))
+                return None
             how = "READY marker" if listing.ready else f"no change for {self._settings.settle_seconds:g} s"
             self._store.transition(latest.id, JobState.QUEUED, f"queued ({how})")
             log.info("%s: complete (%s), queued as %s", name, how, latest.id, extra=job_fields(latest))
@@ -129,7 +164,9 @@ class SetIntake:
     def retry(self, job: JobRecord) -> JobRecord:
         """A new queued attempt of a finished, failed or cancelled job's set (`instarecon retry`)."""
         if job.state not in TERMINAL_STATES:
-            raise ValueError(f"job {job.id} is {job.state}; only a done, failed or cancelled job can be retried")
+            raise ValueError(
+                f"job {job.id} is {job.state}; only a done, failed, cancelled or removed job can be retried"
+            )
         path = self._settings.inbox / job.set_name
         found = None if path.is_symlink() else self._read_set(path)
         if found is None:
@@ -151,6 +188,14 @@ class SetIntake:
         if path.is_file() and path.name.lower().endswith(".zip"):
             return "zip", _zip_listing(path)
         return None
+
+    def _over_limits(self, path: Path, kind: str, listing: SetListing) -> LimitViolation | None:
+        limits = SetLimits.from_settings(self._settings.stage_settings())
+        try:
+            photos = listed_photos(listing) if kind == "folder" else zip_photos(path, self._rules)
+        except Exception:  # an archive that cannot be read: ingest says why, in its own words
+            return None
+        return first_violation(photos, limits)
 
     def cancel_marker_present(self, job: JobRecord) -> bool:
         """A cheap look for CANCEL while a job runs: the top of the set only."""
@@ -188,22 +233,87 @@ class SetIntake:
         log.error("%s: refused: %s", name, message, extra=job_fields(job))
         return None
 
-    def _set_gone(self, name: str) -> None:
+    def missing_sets(self, listed: Iterable[str]) -> set[str]:
+        """The sets the job store knows (with a job not removed) that a full listing of the inbox
+        did not show, for a rescan to look at as well: a set deleted while the daemon was down, or
+        whose events were lost, is found gone too (after the same wait and checks). None while the
+        inbox cannot be trusted: a dropped share would make every set look missing."""
+        if self._inbox_trouble() is not None:
+            return set()
+        return self._store.set_names_not_removed() - set(listed)
+
+    def _set_gone(self, name: str) -> float | None:
+        """The set is not in the inbox: once it has been missing for settle_seconds, and the
+        inbox can be trusted, every job of the set that is not removed yet becomes removed, a
+        running one after its stage is stopped. Returns when to look again, or None."""
         self._settle.forget(name)
-        latest = self._store.latest_for_set(name)
-        if latest is not None and latest.state in (JobState.WAITING, JobState.QUEUED):
-            message = "the set disappeared from the inbox before it could run"
-            self._store.transition(latest.id, JobState.FAILED, message, error={"stage": None, "message": message, "hint": None})
-            log.warning("%s: %s", name, message, extra=job_fields(latest))
+        jobs = [job for job in self._store.jobs_of_set(name) if job.state != JobState.REMOVED]
+        if not jobs:
+            self._settle.found(name)
+            return None
+        remaining = self._settle.missing_remaining(name)
+        if remaining > 0:
+            return remaining
+        if self._inbox_trouble() is not None:
+            self._settle.found(name)  # the wait starts over once the inbox can be trusted again
+            return self._settings.settle_seconds
+        look_again = False
+        for job in jobs:
+            if job.state == JobState.RUNNING:
+                if not job.cancel_requested:
+                    self._store.request_cancel(job.id, REMOVED_WHILE_RUNNING)
+                    log.warning("%s: the set left the inbox; stopping job %s, then removing it", name, job.id,
+                                extra=job_fields(job))
+                look_again = True
+            elif self._store.mark_removed(job.id, SET_LEFT_INBOX):
+                log.info("%s: the set left the inbox; job %s removed", name, job.id, extra=job_fields(job))
+            else:
+                look_again = True  # it changed meanwhile (another daemon started it): look again
+        if look_again:
+            return RUNNING_RECHECK_SECONDS
+        self._settle.found(name)
+        return None
+
+    def _inbox_trouble(self) -> str | None:
+        """Why the inbox cannot be trusted to say that a set is gone (said once in the journal),
+        or None. Never decide a removal on an inbox that is missing, unreadable, on another file
+        system than at start, or empty but for a mounted share: a dropped mount looks like that."""
+        inbox = self._settings.inbox
+        trouble = None
+        try:
+            found = os.stat(inbox)  # follows a link: the inbox may be one, to the share
+            with os.scandir(inbox) as entries:
+                empty = next(entries, None) is None
+        except OSError as error:
+            trouble = f"the inbox {inbox} cannot be read ({error.strerror})"
+        else:
+            if not stat.S_ISDIR(found.st_mode):
+                trouble = f"the inbox {inbox} is not a folder"
+            elif self._inbox_device is None:
+                self._inbox_device = found.st_dev
+            elif found.st_dev != self._inbox_device:
+                trouble = (f"the inbox {inbox} is on another file system than when the daemon started (a share "
+                           "mounted or unmounted since?); restart the daemon once it is as it should be")
+            if trouble is None and empty and not os.path.ismount(inbox):
+                trouble = f"the inbox {inbox} is empty, as a share's mount point is when the share has dropped"
+        if trouble != self._inbox_trouble_told:
+            if trouble is not None:
+                log.warning("%s: sets missing from it are not taken as removed until that changes", trouble)
+            else:
+                log.info("the inbox %s can be trusted again: sets missing from it count as removed", inbox)
+            self._inbox_trouble_told = trouble
+        return trouble
 
 
 def _why_new_attempt(latest: JobRecord | None, fingerprint: str, retry_mtime_ns: int | None) -> str | None:
     if latest is None:
         return "new set"
+    if latest.state == JobState.REMOVED and latest.message == SET_LEFT_INBOX:
+        return "the set is back in the inbox after it was removed"
     if latest.state not in TERMINAL_STATES:
         return None
     if latest.fingerprint != fingerprint:
-        return "set changed after its last run"
+        return CHANGED_AFTER_RUN
     if retry_mtime_ns is not None and retry_mtime_ns != latest.retry_token:
         return "RETRY file found"
     return None
@@ -213,3 +323,10 @@ def _zip_listing(path: Path) -> SetListing:
     """A zip set is one file: it is complete once it stops changing; its content is checked by ingest."""
     stat = path.stat()
     return SetListing(photos=(FileEntry(path.name, stat.st_size, stat.st_mtime_ns),))
+
+
+def _device_of(folder: Path) -> int | None:
+    try:
+        return os.stat(folder).st_dev
+    except OSError:
+        return None

@@ -1,4 +1,5 @@
-"""When a set counts as complete without a READY marker: nothing changed for a while.
+"""When a set counts as complete without a READY marker: nothing changed for a while; and when
+a set missing from the inbox counts as gone: missing for as long.
 
 Pure bookkeeping over an injected clock, so tests need no sleeping.
 """
@@ -21,6 +22,7 @@ class SettleClock:
         self._settle_seconds = settle_seconds
         self._clock = clock
         self._seen: dict[str, _Seen] = {}
+        self._missing: dict[str, float] = {}  # set name -> when it was first found missing
 
     def remaining(self, name: str, activity_fingerprint: str) -> float:
         """Seconds until the set is settled; any change in it starts the wait over."""
@@ -33,3 +35,15 @@ class SettleClock:
 
     def forget(self, name: str) -> None:
         self._seen.pop(name, None)
+
+    def missing_remaining(self, name: str) -> float:
+        """Seconds until a set not found in the inbox counts as gone: the same quiet time, counted
+        from the first look that missed it, so a folder renamed away and back (an upload tool's
+        dance) or one lost event is never taken for a removal."""
+        now = self._clock()
+        since = self._missing.setdefault(name, now)
+        return max(0.0, self._settle_seconds - (now - since))
+
+    def found(self, name: str) -> None:
+        """The set is in the inbox (again): its missing time starts over."""
+        self._missing.pop(name, None)

@@ -6,17 +6,25 @@ only when something they show changed, not at every progress tick: while a job r
 and the gallery read its progress from status.json themselves. Where several daemons share the
 outbox, each writes the pages of its own jobs, and the shared files under ``lock``, so two
 writers never interleave.
+
+A removed job stays on the site (its page says removed) while its folder is in the outbox:
+``unpublish`` deletes that folder (with ``unpublish_removed``, or by ``instarecon remove``, under
+the same lock), and the next gallery written, by the daemon or by the command, leaves it out.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Mapping, Sequence
 
 from site_builder import JobView, build_site, job_view, write_gallery, write_job_page
+from site_builder.job_page import job_folder
 
 log = logging.getLogger("instarecon.site")
+
+REMOVED = "removed"  # the job state (daemon.store.JobState.REMOVED) as status.json spells it
 
 
 class SitePublisher:
@@ -39,9 +47,11 @@ class SitePublisher:
                 changed.append(view)
         if not changed and not self._rebuild_all:
             return
-        changed_pages = [view for view in changed if view.host in (None, self._host)]
         try:
             with self._lock():
+                self._forget_unpublished()  # under the lock: `instarecon remove` deletes under it too
+                changed_pages = [view for view in changed
+                                 if view.job_id in self._views and view.host in (None, self._host)]
                 if self._rebuild_all:
                     written = build_site(self._outbox, list(self._views.values()), self._version, pages_of=self._host)
                     log.info("site in %s brought up to date: %d jobs, %d files written", self._outbox,
@@ -59,3 +69,41 @@ class SitePublisher:
         if self._failing:
             log.info("the site in %s is written again", self._outbox)
         self._rebuild_all = self._failing = False
+
+    def _forget_unpublished(self) -> None:
+        """Leave out the removed jobs whose folder is gone from the outbox (unpublished here, or by
+        ``instarecon remove`` in another process), so that neither their page is made again nor
+        the gallery lists them."""
+        for view in [view for view in self._views.values() if not is_listed(self._outbox, view.job_id, view.state)]:
+            del self._views[view.job_id]
+
+
+def is_listed(outbox: Path, job_id: str, state: str) -> bool:
+    """Whether the site shows the job: every job but a removed one whose folder is gone."""
+    if state != REMOVED:
+        return True
+    folder = outbox / job_id
+    return folder.is_dir() and not folder.is_symlink()
+
+
+def listed_views(outbox: Path, documents: Iterable[Mapping[str, Any]]) -> list[JobView]:
+    """The views of the jobs the site shows, from their status.json documents."""
+    return [job_view(document, outbox / str(document["job_id"])) for document in documents
+            if is_listed(outbox, str(document["job_id"]), str(document["state"]))]
+
+
+def unpublish(outbox: Path, job_id: str) -> int:
+    """Delete the job's folder in the outbox: its page, its results, its status.json; returns how
+    many files it held. Call it under the site lock. Nothing else is ever touched: the id must
+    name one folder right in the outbox (``job_folder`` refuses anything else), a link in its place
+    is removed as a link, and links inside are not followed (``shutil.rmtree`` removes them as
+    links)."""
+    folder = job_folder(outbox, job_id)
+    if folder.is_symlink():
+        folder.unlink()
+        return 0
+    if not folder.is_dir():
+        return 0
+    files = sum(1 for path in folder.rglob("*") if not path.is_dir() or path.is_symlink())
+    shutil.rmtree(folder)
+    return files

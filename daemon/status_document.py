@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
+from daemon.job_log import FolderNames, job_log_path, public_tail
 from daemon.pipeline_plan import planned_stages
 from daemon.store import JobRecord
 from stages.registry import StageSpec
@@ -37,7 +38,12 @@ def _eta(job: JobRecord) -> float | None:
     return (job.stages.get(job.stage) or {}).get("eta_seconds")
 
 
-def build_status(job: JobRecord, pipeline: Sequence[StageSpec], jobs_dir: Path) -> dict[str, Any]:
+def build_status(job: JobRecord, pipeline: Sequence[StageSpec], jobs_dir: Path,
+                 folder_names: FolderNames | None = None) -> dict[str, Any]:
+    """``folder_names`` shortens the configured folders' paths in the log lines (by default only the
+    state folder's, which holds ``jobs_dir``)."""
+    if folder_names is None:
+        folder_names = FolderNames({"state": jobs_dir.parent})
     stop_after = (job.options or {}).get("stop_after")
     plan = planned_stages(pipeline, stop_after)
     job_dir = jobs_dir / job.id
@@ -68,4 +74,5 @@ def build_status(job: JobRecord, pipeline: Sequence[StageSpec], jobs_dir: Path) 
         "options": dict(job.options) if job.options is not None else None,
         "warnings": list(job.warnings),
         "error": dict(job.error) if job.error else None,
+        "log_tail": public_tail(job_log_path(jobs_dir, job.id), folder_names),
     }

@@ -3,20 +3,30 @@
 Whoever changes a job only writes the store; the daemon's main loop calls ``sync`` to
 write the documents of every job changed since the last pass. One writer, one place,
 and jobs changed by ``instarecon cancel`` or ``retry`` from another process are
-covered too.
+covered too. The one part of a document that changes without its job's row is the tail of
+the job's log: ``sync`` also looks at the logs of the jobs this daemon runs (a stat each
+pass), so status.json follows a stage that logs without reporting progress.
+
+A removed job's folders are never made again: beside the set there is no folder any more (the
+zip's status.json, ours, goes with the zip), and its folder in the outbox, made under the site
+lock for a job not removed, is kept saying removed or, with ``unpublish_removed``, deleted.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Sequence
 
 from daemon.config import Settings
+from daemon.job_log import FolderNames, job_log_path, signature
 from daemon.journal import job_fields
+from daemon.site_lock import site_lock
+from daemon.site_publisher import unpublish
 from daemon.status_document import build_status
-from daemon.store import JobRecord, JobStore
+from daemon.store import JobRecord, JobState, JobStore
 from stages.atomic_files import atomic_write_json, remove_temporaries
 from stages.photo_set import STATUS_FILE
 from stages.registry import StageSpec
@@ -43,22 +53,36 @@ class StatusPublisher:
         self._last_written: dict[str, dict[str, Any]] = {}
         self._unwritable_sets: dict[str, str] = {}
         self._swept: set[Path] = set()  # status files whose crash leftovers this run removed
+        # status.json is public: its log lines name these folders short
+        self._folder_names = FolderNames.of(settings.inbox, settings.outbox, settings.state)
+        self._running: dict[str, JobRecord] = {}  # jobs this daemon runs, as last read from the store
+        self._log_seen: dict[str, tuple[int, int] | None] = {}  # their logs' signatures when last published
 
     def sync(self) -> list[dict[str, Any]]:
-        """Write every job changed since the last pass (the first pass: every job); returns the
-        documents written."""
+        """Write every job changed since the last pass (the first pass: every job), and every job
+        this daemon runs whose log grew; returns the documents written."""
         since = None if self._watermark is None else self._watermark - _OVERLAP
         written = []
-        for job in self._store.changed_since(since):
+        changed = self._store.changed_since(since)
+        for job in changed:
             self._watermark = max(self._watermark or job.updated_at, job.updated_at)
-            document = self.publish(job)
-            if document is not None:
-                written.append(document)
-        return written
+            if job.state is JobState.RUNNING and job.host == self._store.host:
+                self._running[job.id] = job
+            else:
+                self._running.pop(job.id, None)
+                self._log_seen.pop(job.id, None)
+            written.append(self.publish(job))
+        read = {job.id for job in changed}
+        for job in list(self._running.values()):
+            if job.id not in read and signature(self._log_path(job)) != self._log_seen.get(job.id):
+                written.append(self.publish(job))
+        return [document for document in written if document is not None]
 
     def publish(self, job: JobRecord) -> dict[str, Any] | None:
         """Write the job's status.json documents; returns the document, or None if unchanged."""
-        document = build_status(job, self._pipeline, self._settings.jobs_dir)
+        if job.id in self._running:
+            self._log_seen[job.id] = signature(self._log_path(job))  # before the read: a later line shows next pass
+        document = build_status(job, self._pipeline, self._settings.jobs_dir, self._folder_names)
         if self._last_written.get(job.id) == document:
             return None
         latest = self._store.latest_for_set(job.set_name)
@@ -69,10 +93,49 @@ class StatusPublisher:
         if problem:
             outbox_document["warnings"] = [*document["warnings"], problem]
         job_outbox = self._settings.outbox / job.id
-        job_outbox.mkdir(parents=True, exist_ok=True)
-        self._write(job_outbox / STATUS_FILE, outbox_document)
+        if job.state is JobState.REMOVED:
+            self._publish_removed(job, job_outbox, outbox_document)
+        elif not self._write_outbox(job, job_outbox, outbox_document):
+            return None  # removed meanwhile: the next pass publishes it as such
         self._last_written[job.id] = document
         return outbox_document
+
+    def _write_outbox(self, job: JobRecord, folder: Path, document: dict[str, Any]) -> bool:
+        """The outbox copy; False if the job was removed meanwhile (``instarecon remove`` in another
+        process, which deletes the folder under the site lock): the job's folder is made under
+        that lock, and never for a removed job."""
+        if not folder.is_dir():
+            with site_lock(self._store.engine, self._settings.state):
+                now = self._store.get(job.id)
+                if now is None or now.state is JobState.REMOVED:
+                    return False
+                folder.mkdir(parents=True, exist_ok=True)
+                self._write(folder / STATUS_FILE, document)
+            return True
+        try:
+            self._write(folder / STATUS_FILE, document)
+        except FileNotFoundError:
+            if folder.is_dir():
+                raise
+            return False
+        return True
+
+    def _publish_removed(self, job: JobRecord, folder: Path, document: dict[str, Any]) -> None:
+        """A removed job's folder in the outbox: with ``unpublish_removed`` deleted (its page, its
+        results, its status.json; the site then leaves the job out), else its status.json says
+        removed. Never made again. Under the site lock, as ``instarecon remove`` does it."""
+        if not os.path.lexists(folder):
+            return
+        with site_lock(self._store.engine, self._settings.state):
+            if self._settings.unpublish_removed:
+                files = unpublish(self._settings.outbox, job.id)
+                log.info("%s: job %s removed; its folder in the outbox is deleted (%d files, unpublish_removed)",
+                         job.set_name, job.id, files, extra=job_fields(job))
+            elif folder.is_dir() and not folder.is_symlink():
+                self._write(folder / STATUS_FILE, document)
+
+    def _log_path(self, job: JobRecord) -> Path:
+        return job_log_path(self._settings.jobs_dir, job.id)
 
     def _write(self, path: Path, document: dict[str, Any]) -> None:
         """Atomically; the first time in this run, after removing the temporary files a daemon
@@ -85,6 +148,10 @@ class StatusPublisher:
 
     def _write_beside_set(self, job: JobRecord, document: dict[str, Any]) -> None:
         target = inbox_status_path(self._settings, job)
+        if job.state is JobState.REMOVED and not os.path.lexists(self._settings.inbox / job.set_name):
+            if job.source_kind == "zip":
+                target.unlink(missing_ok=True)  # ours, beside a zip that is gone
+            return
         if target.parent.is_symlink() or not target.parent.is_dir():
             return  # set gone, or a link we never follow
         try:

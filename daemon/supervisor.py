@@ -7,6 +7,7 @@ everything it started too (COLMAP threads, a trainer's workers).
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import signal
@@ -20,6 +21,10 @@ from typing import IO, Callable, Sequence
 from stages.child import EXIT_FAILED, PARENT_PID_ENV
 
 POLL_SECONDS = 0.2
+# So that every line a stage prints reaches the job's log even when the stage is then killed
+# (timeout, cancel): Python's output unbuffered; and a Python traceback on a fatal signal (a
+# segfault or abort in a C++ library), which otherwise ends the child without a word.
+CHILD_ENVIRONMENT = {"PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
 
 
 class Ending(StrEnum):
@@ -62,6 +67,35 @@ def parse_log_line(text: str) -> tuple[int, str]:
     return 6, text
 
 
+def parse_progress_line(text: str) -> tuple[float, str, float | None] | None:
+    """``{"percent": 40, "message": "...", "eta_seconds": 12}`` -> (40.0, "...", 12.0); None for
+    any other line (``print(42)`` in a stage is JSON too, but no progress)."""
+    if not text.startswith("{"):
+        return None
+    try:
+        update = json.loads(text)
+        percent = float(update["percent"])
+        eta = update.get("eta_seconds")
+        eta = None if eta is None else float(eta)
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not math.isfinite(percent) or (eta is not None and not math.isfinite(eta)):
+        return None
+    return percent, str(update.get("message", "")), eta
+
+
+def split_progress_line(text: str) -> tuple[str, tuple[float, str, float | None] | None]:
+    """A line of the child's stdout -> (what to log, progress). Output printed without a newline
+    just before a progress line shares its line (``loading...{"percent": 10, ...}``): both are kept."""
+    update = parse_progress_line(text)
+    if update is not None:
+        return "", update
+    start = text.find('{"percent"')
+    if start > 0 and (update := parse_progress_line(text[start:])) is not None:
+        return text[:start], update
+    return text, None
+
+
 def run_child(
     command: Sequence[str],
     *,
@@ -77,7 +111,7 @@ def run_child(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
-        env={**(os.environ if env is None else env), PARENT_PID_ENV: str(os.getpid())},
+        env={**(os.environ if env is None else env), **CHILD_ENVIRONMENT, PARENT_PID_ENV: str(os.getpid())},
     )
     lines: "queue.Queue[tuple[str, str | None]]" = queue.Queue()
     pumps = [
@@ -93,51 +127,52 @@ def run_child(
 
     def handle(tag: str, text: str) -> None:
         if tag == "out":
-            try:
-                update = json.loads(text)
-                eta = update.get("eta_seconds")
-                watch.on_progress(
-                    float(update["percent"]), str(update.get("message", "")), None if eta is None else float(eta)
-                )
-            except (ValueError, KeyError, TypeError):
-                watch.on_log_line(6, text)  # a stray print(): keep it as a log line
+            text, update = split_progress_line(text)
+            if update is None or text:
+                watch.on_log_line(6, text)  # a stray print(), a library's output: a log line too
+            if update is not None:
+                watch.on_progress(*update)
         else:
             priority, message = parse_log_line(text)
             recent_log.append(message)
             del recent_log[:-20]
             watch.on_log_line(priority, message)
 
-    next_check = clock()
-    group_reaped = False
-    while True:
-        try:
-            tag, text = lines.get(timeout=POLL_SECONDS)
-            if text is None:
-                open_streams -= 1
-            else:
-                handle(tag, text)
-        except queue.Empty:
-            pass
-        if process.poll() is not None:
-            if open_streams == 0:
-                break
-            if not group_reaped:
-                # the stage has exited, but something it started still holds our pipes
-                _kill_group(process.pid)
-                group_reaped = True
-            continue
-        if ending is None and clock() >= next_check:
-            next_check = clock() + POLL_SECONDS
-            watch.on_tick()
-            if watch.should_stop():
-                ending = Ending.INTERRUPTED
-            elif watch.should_cancel():
-                ending = Ending.CANCELLED
-            elif clock() > deadline:
-                ending = Ending.TIMED_OUT
-            if ending is not None:
-                _stop_group(process, grace_seconds)
-
+    try:
+        next_check = clock()
+        group_reaped = False
+        while True:
+            try:
+                tag, text = lines.get(timeout=POLL_SECONDS)
+                if text is None:
+                    open_streams -= 1
+                else:
+                    handle(tag, text)
+            except queue.Empty:
+                pass
+            if process.poll() is not None:
+                if open_streams == 0:
+                    break
+                if not group_reaped:
+                    # the stage has exited, but something it started still holds our pipes
+                    _kill_group(process.pid)
+                    group_reaped = True
+                continue
+            if ending is None and clock() >= next_check:
+                next_check = clock() + POLL_SECONDS
+                watch.on_tick()
+                if watch.should_stop():
+                    ending = Ending.INTERRUPTED
+                elif watch.should_cancel():
+                    ending = Ending.CANCELLED
+                elif clock() > deadline:
+                    ending = Ending.TIMED_OUT
+                if ending is not None:
+                    _stop_group(process, grace_seconds)
+    except BaseException:  # raised by a watch callback: the stage must not run on unwatched
+        _kill_group(process.pid)
+        process.wait()
+        raise
     process.wait()
     _kill_group(process.pid)  # anything the stage left behind in its group
     if ending is None and process.returncode != 0 and watch.should_stop():

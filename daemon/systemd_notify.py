@@ -1,4 +1,5 @@
-"""sd_notify(3) over the datagram socket in $NOTIFY_SOCKET: READY, STATUS, WATCHDOG, STOPPING.
+"""sd_notify(3) over the datagram socket in $NOTIFY_SOCKET: READY, STATUS, WATCHDOG, STOPPING,
+EXTEND_TIMEOUT_USEC.
 
 The protocol is one datagram of KEY=VALUE lines; speaking it directly keeps the
 daemon free of a compiled dependency for it, and outside systemd it does nothing.
@@ -59,6 +60,12 @@ class SystemdNotifier:
         if status != self._last_status:
             self._last_status = status
             self.notify(STATUS=status)
+
+    def starting(self, status: str, seconds: float) -> None:
+        """Still starting, and waiting for something: systemd allows ``seconds`` more
+        (EXTEND_TIMEOUT_USEC) before its start timeout would kill the daemon."""
+        self._last_status = status
+        self.notify(STATUS=status, EXTEND_TIMEOUT_USEC=str(int(seconds * 1_000_000)))
 
     def watchdog(self) -> None:
         if self._watchdog_seconds is not None:

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from daemon.job_runner import JobRunner
 from daemon.journal import job_fields
 from daemon.store import JobRecord, JobState, JobStore
+from daemon.store_outage import StoreOutage, StoreUnavailable, is_outage
 
 log = logging.getLogger("instarecon.worker")
 
 IDLE_POLL_SECONDS = 2.0  # also picks up jobs queued by `instarecon retry` from another process
+SPACE_RETRY_SECONDS = 5.0  # while a job waits for disk space, the disk is looked at this often
+SPACE_RECLAIM_SECONDS = 300.0  # and the queue at least this often
 
 
 class JobWorker(threading.Thread):
-    def __init__(self, store: JobStore, runner: JobRunner, stop_requested: threading.Event):
+    def __init__(self, store: JobStore, runner: JobRunner, stop_requested: threading.Event, outage: StoreOutage):
         super().__init__(name="job-worker", daemon=True)
         self._store = store
+        self._outage = outage
         self._runner = runner
         self._stop_requested = stop_requested
         self._nudge = threading.Event()
@@ -35,10 +40,14 @@ class JobWorker(threading.Thread):
         while not self._stop_requested.is_set():
             try:
                 job = self._store.claim_next()
-            except Exception:  # the database is briefly away: keep the thread, try again
-                log.exception("could not look for the next job; trying again")
+            except Exception as error:  # keep the thread whatever happens; try again
+                if is_outage(error):
+                    self._outage.failed(error, "looking for the next job")
+                else:
+                    log.exception("could not look for the next job; trying again")
                 self._stop_requested.wait(IDLE_POLL_SECONDS)
                 continue
+            self._outage.answered()
             if job is None:
                 self._nudge.wait(IDLE_POLL_SECONDS)
                 self._nudge.clear()
@@ -48,12 +57,30 @@ class JobWorker(threading.Thread):
             log.info("%s: job %s started (attempt %d%s)", job.set_name, job.id, job.attempt, where, extra=job_fields(job))
             try:
                 self._runner.run(job)
+            except StoreUnavailable:
+                log.warning("%s: stopping with job %s still marked running here: the job store did not answer; it "
+                            "resumes at the next start, or on another host once its lease runs out", job.set_name,
+                            job.id, extra=job_fields(job))
             except Exception as error:  # a bug of ours must not stop the queue
                 log.exception("%s: internal error", job.set_name, extra=job_fields(job))
                 message = f"internal error in the daemon: {error}"
-                self._store.transition(
-                    job.id, JobState.FAILED, message,
-                    error={"stage": job.stage, "message": message, "hint": "please report this with the journal"},
-                )
+                try:
+                    self._store.transition(
+                        job.id, JobState.FAILED, message,
+                        error={"stage": job.stage, "message": message, "hint": "please report this with the journal"},
+                    )
+                except Exception:  # the job stays running here: resumed at the next start, or taken over
+                    log.exception("%s: could not record job %s as failed", job.set_name, job.id, extra=job_fields(job))
             finally:
                 self._current = None
+            if self._runner.short_of_space:
+                self._wait_for_space()
+
+    def _wait_for_space(self) -> None:
+        """The job first in the queue waits for disk space, and so does the queue behind it (in
+        order): look at the disk every few seconds, and at the queue again once the job would fit,
+        or after a few minutes anyway (it may have been cancelled, or taken by another host)."""
+        deadline = time.monotonic() + SPACE_RECLAIM_SECONDS
+        while not self._stop_requested.wait(SPACE_RETRY_SECONDS):
+            if time.monotonic() >= deadline or self._runner.space_freed():
+                return

@@ -22,6 +22,7 @@ POSTER_FILE = "poster.jpg"
 THUMBNAIL_FILE = "thumb.jpg"
 STATUS_FILE = "status.json"
 ACTIVE_STATES = frozenset({"waiting", "queued", "running"})
+SCENE_STATES = frozenset({"done", "removed"})  # a done job's scene stays viewable once removed, while its page is kept
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class JobView:
     warnings: tuple[str, ...]
     error_message: str | None
     error_hint: str | None
+    log_tail: tuple[str, ...]  # the last lines of the job's log, as status.json has them
     start_camera: str | None  # the training photo the poster shows; the viewer starts there
     downloads: tuple[Download, ...]
     has_scene: bool
@@ -78,7 +80,7 @@ class JobView:
     def settled(self) -> "JobView":
         """The view without what changes every few seconds while a job runs (the pages fetch
         that from status.json themselves): equal settled views need no rebuild."""
-        return replace(self, progress=0.0, message="")
+        return replace(self, progress=0.0, message="", log_tail=())
 
 
 def job_view(status: Mapping[str, Any], job_folder: Path) -> JobView:
@@ -121,9 +123,10 @@ def job_view(status: Mapping[str, Any], job_folder: Path) -> JobView:
         warnings=tuple(str(warning) for warning in status.get("warnings") or ()),
         error_message=error.get("message"),
         error_hint=error.get("hint"),
+        log_tail=tuple(str(line) for line in status.get("log_tail") or ()),
         start_camera=_camera_name(published.get("view")),
         downloads=downloads,
-        has_scene=SCENE_FILE in present and status.get("state") == "done",
+        has_scene=SCENE_FILE in present and status.get("state") in SCENE_STATES,
         has_poster=POSTER_FILE in present,
         has_thumbnail=THUMBNAIL_FILE in present,
     )

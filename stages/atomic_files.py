@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
@@ -46,13 +47,16 @@ def _replace(path: Path, write: Callable[[BinaryIO], Any], mode: int) -> None:
     _fsync_directory(path.parent)
 
 
-def remove_temporaries(path: Path) -> int:
+def remove_temporaries(path: Path, older_than_seconds: float = 0.0) -> int:
     """Remove the temporary files that writes of ``path`` left when their process was killed
     before the rename (``atomic_write_bytes`` names them ``.<name>.<random>.tmp``); returns how
-    many. Call it only where this process is the one writer of ``path``."""
+    many. Call it only where this process is the one writer of ``path``, or, where other
+    processes write it too, with ``older_than_seconds`` well beyond the time one write takes."""
     removed = 0
     for leftover in Path(path).parent.glob(f".{glob.escape(Path(path).name)}.*.tmp"):
         try:
+            if older_than_seconds and time.time() - leftover.stat().st_mtime < older_than_seconds:
+                continue  # another writer's, under way
             leftover.unlink()
             removed += 1
         except FileNotFoundError:

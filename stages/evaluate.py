@@ -4,21 +4,25 @@ PSNR, SSIM and LPIPS per photo and on average, renders saved beside the photos, 
 of a flat mean-colour image as the floor to compare with; all into ``results.json`` here and
 into status.json's metrics. LPIPS is null, with the reason, when its weights are not on this
 machine (setting ``lpips_weights``). A job trained on every photo (``eval = false``) has nothing
-to score: the stage says so and passes.
+to score: the stage says so and passes. On a GPU, its memory (NVML's and PyTorch's peaks) and
+utilisation go into ``metrics.evaluate.gpu`` (``stages.gpu_watch``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from gaussian_splatting.evaluate import RESULTS_FILE, evaluate
+from gaussian_splatting.rasterize import resolve_backend
 from gaussian_splatting.scene import TEST_FILE, read_split
 
 from stages.base import RESULT_FILE, ProgressReporter, Stage, StageContext, StageResult
+from stages.gpu_watch import GpuWatch
 
 log = logging.getLogger("stages.evaluate")
 
@@ -36,16 +40,19 @@ class EvaluateStage(Stage):
             return StageResult(metrics={"images": 0, "psnr": None, "ssim": None, "lpips": None, "skipped": reason})
 
         weights = context.settings.get("lpips_weights") or None
-        evaluation = evaluate(
-            sfm_dir,
-            context.job_dir / trained["outputs"]["model"],
-            iteration=int(trained["metrics"]["iterations"]),
-            backend=context.settings["train_backend"],
-            resolution_scale=int(trained["metrics"].get("resolution_scale", 1)),
-            lpips_weights=Path(weights) if weights else None,
-            output_dir=context.output_dir,
-            on_image=lambda done, total: report(100.0 * done / total, f"scored {done}/{total} held-out photos"),
-        )
+        backend = resolve_backend(context.settings["train_backend"])
+        with GpuWatch.for_backend(backend) as gpu:  # evaluation runs in this process: PyTorch's peaks too
+            gpu.add_process(os.getpid())
+            evaluation = evaluate(
+                sfm_dir,
+                context.job_dir / trained["outputs"]["model"],
+                iteration=int(trained["metrics"]["iterations"]),
+                backend=backend,
+                resolution_scale=int(trained["metrics"].get("resolution_scale", 1)),
+                lpips_weights=Path(weights) if weights else None,
+                output_dir=context.output_dir,
+                on_image=lambda done, total: report(100.0 * done / total, f"scored {done}/{total} held-out photos"),
+            )
         lpips = "n/a" if evaluation.lpips is None else f"{evaluation.lpips:.3f}"
         log.info("held-out: PSNR %.2f dB, SSIM %.3f, LPIPS %s (mean colour %.2f dB) over %d photos",
                  evaluation.psnr, evaluation.ssim, lpips, evaluation.mean_colour_psnr, len(evaluation.images))
@@ -58,6 +65,7 @@ class EvaluateStage(Stage):
             "mean_colour_psnr": evaluation.mean_colour_psnr,
             "resolution": f"{evaluation.width}x{evaluation.height}",
             "seconds": round(time.monotonic() - started, 3),
+            **gpu.metrics(),
         }
         folder = context.output_dir.relative_to(context.job_dir).as_posix()
         outputs = {

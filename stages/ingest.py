@@ -1,6 +1,7 @@
 """The ingest stage: turn the user's set (a folder or a .zip) into upright, stripped, sized JPEGs.
 
-The set itself is only ever read. Photos are checked in a thread pool; the usable ones land
+The set itself is only ever read. A set over the size limits (stages/set_limits.py) fails
+before any photo is read or extracted. Photos are checked in a thread pool; the usable ones land
 in ``images/`` and ``manifest.json`` says which file each came from and why others were not
 used, so that later stages never open the user's files again.
 """
@@ -27,6 +28,7 @@ from stages.photo_checks import (
     own_pixel_limit,
 )
 from stages.photo_set import FileEntry, FileRules, SetListing, walk_set
+from stages.set_limits import PhotoSize, SetLimits, first_violation, listed_photos, zip_photos
 from stages.zip_extract import ZipLimits, extract_zip
 
 MIN_PHOTOS = 3
@@ -99,30 +101,42 @@ class IngestStage(Stage):
 
 
 def _ingest_source(context: StageContext, report: ProgressReporter) -> _Outcome:
+    """The set's size limits are checked first, before any photo is read or extracted."""
     source = context.source
+    rules = FileRules(tuple(context.settings.get("ignore_patterns", ())))
+    limits = SetLimits.from_settings(context.settings)
     if source.is_dir():
-        return _ingest_folder(source, context.inbox, context, report)
+        listing = walk_set(source, context.inbox, rules)
+        _refuse_escaping_symlinks(listing)
+        _refuse_over_limits(listed_photos(listing), limits)
+        return _ingest_folder(source, listing, context, report)
     if source.is_file() and source.suffix.lower() == ".zip":
+        _refuse_over_limits(zip_photos(source, rules), limits)
         extracted = context.output_dir / EXTRACTED_DIR
-        limits = ZipLimits(
+        zip_limits = ZipLimits(
             max_files=int(context.settings["zip_max_files"]),
             max_bytes=int(context.settings["zip_max_bytes"]),
         )
         try:
             report(0.0, "extracting zip archive")
-            extract_zip(source, extracted, limits)
-            return _ingest_folder(extracted, extracted, context, report)
+            extract_zip(source, extracted, zip_limits)
+            # zipfile gives no entry more bytes than it declares: the checked sizes hold
+            listing = walk_set(extracted, extracted, rules)
+            return _ingest_folder(extracted, listing, context, report)
         finally:
             shutil.rmtree(extracted, ignore_errors=True)  # the normalised copies are what stays
     raise StageFailed(f"the set '{source.name}' is missing, or is neither a folder nor a .zip file")
 
 
+def _refuse_over_limits(photos: tuple[PhotoSize, ...], limits: SetLimits) -> None:
+    violation = first_violation(photos, limits)
+    if violation is not None:
+        raise StageFailed(violation.message, hint=violation.hint)
+
+
 def _ingest_folder(
-    folder: Path, inbox_root: Path, context: StageContext, report: ProgressReporter
+    folder: Path, listing: SetListing, context: StageContext, report: ProgressReporter
 ) -> _Outcome:
-    rules = FileRules(tuple(context.settings.get("ignore_patterns", ())))
-    listing = walk_set(folder, inbox_root, rules)
-    _refuse_escaping_symlinks(listing)
     images_dir = context.output_dir / IMAGES_DIR
     images_dir.mkdir(parents=True, exist_ok=True)
     original_resolution = bool(context.options.get("original_resolution"))

@@ -6,7 +6,8 @@ folder is kept across interrupted runs (the registry marks the stage resumable):
 a checkpoint, the trainer continues from it with ``--resume``. On the CPU the photos are read
 downsized (``train_cpu_max_image_size``) and fewer iterations run by default, because a CPU
 iteration costs a hundred GPU ones. When the GPU runs out of memory, training restarts once
-at half the resolution and the job says so in its warnings.
+at half the resolution and the job says so in its warnings. On a GPU, its memory and utilisation
+are sampled while the trainer runs (``stages.gpu_watch``) into ``metrics.train.gpu``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gaussian_splatting.rasterize import resolve_backend
 from PIL import Image
 
 from stages.base import ProgressReporter, Stage, StageContext, StageResult
+from stages.gpu_watch import GpuWatch
 from stages.trainer_process import TrainerProgress, TrainerRun, run_trainer
 
 log = logging.getLogger("stages.train")
@@ -75,14 +77,18 @@ class TrainStage(Stage):
             report(progress.percent, progress.describe(), progress.eta_seconds)
 
         warnings: list[str] = []
-        command = self._command(settings, sfm_dir, model_dir, iterations, evaluate, backend, scale, max_gaussians)
-        run = run_trainer(command, forward, {"OMP_WAIT_POLICY": "PASSIVE"})
-        if backend == "cuda" and _out_of_memory(run):
-            scale *= 2
-            warnings.append(f"the GPU ran out of memory; trained at half the resolution instead (1/{scale} of the photos' size)")
-            log.warning("%s", warnings[-1])
+        environment = {"OMP_WAIT_POLICY": "PASSIVE"}
+        # NVML watches the trainer's GPU from here: the trainer itself knows nothing of it
+        with GpuWatch.for_backend(backend) as gpu:
             command = self._command(settings, sfm_dir, model_dir, iterations, evaluate, backend, scale, max_gaussians)
-            run = run_trainer(command, forward, {"OMP_WAIT_POLICY": "PASSIVE"})
+            run = run_trainer(command, forward, environment, on_start=gpu.add_process)
+            if backend == "cuda" and _out_of_memory(run):
+                scale *= 2
+                warnings.append("the GPU ran out of memory; trained at half the resolution instead "
+                                f"(1/{scale} of the photos' size)")
+                log.warning("%s", warnings[-1])
+                command = self._command(settings, sfm_dir, model_dir, iterations, evaluate, backend, scale, max_gaussians)
+                run = run_trainer(command, forward, environment, on_start=gpu.add_process)
         if run.returncode != 0:
             raise RuntimeError(_describe_failure(run))
 
@@ -97,6 +103,7 @@ class TrainStage(Stage):
             "backend": backend,
             "resolution_scale": scale,
             "seconds": round(time.monotonic() - started, 3),
+            **gpu.metrics(),
         }
         outputs = {
             "model": f"{folder}/{MODEL_DIR}",

@@ -74,9 +74,11 @@ class _ProgressReader:
 
 
 def run_trainer(
-    command: Sequence[str], on_progress: Callable[[TrainerProgress], None], environment: dict[str, str] | None = None
+    command: Sequence[str], on_progress: Callable[[TrainerProgress], None], environment: dict[str, str] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> TrainerRun:
-    """Run ``command`` to the end, passing its progress on and its log lines to our log."""
+    """Run ``command`` to the end, passing its progress on and its log lines to our log;
+    ``on_start`` is told the trainer's process id once it runs (the GPU watch counts its memory)."""
     env = {**os.environ, **(environment or {}), "PYTHONUNBUFFERED": "1"}
     log.info("trainer: %s", " ".join(command))
     # the trainer dies with this stage process, which dies with the daemon (parent_death)
@@ -84,6 +86,8 @@ def run_trainer(
         list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, errors="replace", env=env, bufsize=1, preexec_fn=die_with_parent,
     )  # fmt: skip
+    if on_start is not None:
+        on_start(process.pid)
     tail: list[str] = []
     tail_lock = threading.Lock()
 

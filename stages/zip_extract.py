@@ -31,17 +31,31 @@ class ZipLimits:
 
 def extract_zip(archive: Path, destination: Path, limits: ZipLimits) -> None:
     """Extract ``archive`` into ``destination``; raise StageFailed naming the first bad entry."""
-    try:
-        opened = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, EOFError) as error:
-        raise StageFailed(NOT_A_ZIP, hint=_HINT) from error
-    with opened:
+    with open_zip(archive) as opened:
         entries = opened.infolist()
         targets = _checked_targets(entries, destination, limits)
         destination.mkdir(parents=True, exist_ok=True)
         written = 0
         for entry, target in zip(entries, targets):
             written = _extract_entry(opened, entry, target, written, limits.max_bytes)
+
+
+def open_zip(archive: Path) -> zipfile.ZipFile:
+    """The archive, its central directory read (nothing extracted); StageFailed if it is no zip.
+
+    Each entry's ``file_size`` (declared uncompressed size) bounds what reading it can give:
+    ``zipfile`` stops at that many bytes, so an entry holding more fails its CRC check.
+    """
+    try:
+        return zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, EOFError) as error:
+        raise StageFailed(NOT_A_ZIP, hint=_HINT) from error
+
+
+def entry_parts(name: str) -> tuple[str, ...]:
+    """The path components an entry's name extracts to: 'a\\b//./c.jpg' -> ('a', 'b', 'c.jpg')."""
+    normalised = name.replace("\\", "/")  # some Windows tools write backslashes
+    return tuple(part for part in normalised.split("/") if part not in ("", "."))
 
 
 def _checked_targets(
@@ -70,8 +84,8 @@ def _checked_targets(
 
 def _safe_parts(name: str) -> tuple[str, ...]:
     """Path components that stay inside the extraction folder, on any operating system."""
-    normalised = name.replace("\\", "/")  # some Windows tools write backslashes
-    parts = tuple(part for part in normalised.split("/") if part not in ("", "."))
+    normalised = name.replace("\\", "/")
+    parts = entry_parts(name)
     absolute = normalised.startswith("/") or _DRIVE_LETTER.match(normalised)
     if absolute or ".." in parts:
         raise _refused(

@@ -11,7 +11,8 @@ import pytest
 
 from tests.browser_harness import chromium, open_page, serve_folder  # noqa: F401  (fixtures for the browser tests)
 from tests.daemon_harness import validate_status
-from tests.postgres_server import database_url, postgres_database_url, postgres_server, postgres_url  # noqa: F401
+from tests.postgres_server import (  # noqa: F401  (fixtures for the job store tests)
+    database_url, opened, postgres_database_url, postgres_server, postgres_url)
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -81,13 +82,18 @@ def make_layout(root: Path, **settings: Any) -> Layout:
     return layout
 
 
+PACED_PIPELINE = "tests.paced_stage:PACED_PIPELINE"
+
+
 class DaemonProcess:
-    """``instarecon run`` (or the paced test pipeline) as a real child process."""
+    """``instarecon run`` as a real child process; or, with ``pipeline`` ("module:NAME") or
+    ``paced``, the real daemon running a test pipeline (tests/pipeline_daemon.py)."""
 
     def __init__(self, layout: Layout, *, until_idle: bool = False, paced: bool = False,
-                 env: dict[str, str] | None = None):
-        module = "tests.paced_daemon" if paced else "daemon.cli"
-        self.command = [sys.executable, "-m", module, "run", "--config", str(layout.config)]
+                 pipeline: str | None = None, env: dict[str, str] | None = None):
+        pipeline = pipeline or (PACED_PIPELINE if paced else None)
+        program = ["tests.pipeline_daemon", pipeline] if pipeline else ["daemon.cli"]
+        self.command = [sys.executable, "-m", *program, "run", "--config", str(layout.config)]
         if until_idle:
             self.command.append("--until-idle")
         self.layout = layout
@@ -170,3 +176,12 @@ def run_cli(layout: Layout, *args: str, timeout: float = 60.0) -> subprocess.Com
         [sys.executable, "-m", "daemon.cli", *args[:1], "--config", str(layout.config), *args[1:]],
         cwd=REPO, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def stage_starts(layout: Layout, job_id: str, stage: str) -> int:
+    """How often the job's ``stage`` started, from the event log of the layout's SQLite store."""
+    with sqlite3.connect(layout.state / "jobs.sqlite3") as db:
+        return db.execute(
+            "SELECT count(*) FROM job_events WHERE job_id = ? AND kind = 'stage' AND stage = ? AND state = 'running'",
+            (job_id, stage),
+        ).fetchone()[0]

@@ -77,6 +77,7 @@ class PostgresServer:
     port: int
     run_as: Sequence[str] = ()  # ["runuser", "-u", "postgres", "--"] under root
     started_seconds: float = 0.0
+    options: str = ""  # postgres's command line, kept for a restart
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -111,6 +112,15 @@ class PostgresServer:
     def drop_database(self, name: str) -> None:
         """Drop it, ending the connections a test's engines still hold."""
         self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def pause(self) -> None:
+        """Shut the server down (fast: connections are cut, as when PostgreSQL restarts or its host
+        goes away) and keep its data, for ``resume``."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start it again after ``pause``, on the same port with the same data."""
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", self.options, "-w", "-t", "60", "start")
 
     def stop(self) -> None:
         if self._stopped:
@@ -170,11 +180,11 @@ def start_postgres(bindir: Path | None = None) -> PostgresServer:
                     "--locale=C", "--no-instructions", "--no-sync")
         for attempt in range(5):  # another program may take the free port between probe and bind
             server.port = _free_port()
-            options = (
+            server.options = (
                 f"-c listen_addresses=127.0.0.1 -p {server.port} -c unix_socket_directories={root} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
             )
-            started = server._run("pg_ctl", "-D", str(server.data), "-l", str(server.log), "-o", options,
+            started = server._run("pg_ctl", "-D", str(server.data), "-l", str(server.log), "-o", server.options,
                                   "-w", "-t", "60", "start", check=False)
             if started.returncode == 0:
                 break
@@ -190,9 +200,9 @@ def start_postgres(bindir: Path | None = None) -> PostgresServer:
     return server
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One cluster for the whole session, started on first use."""
+def throwaway_cluster() -> Iterator[PostgresServer]:
+    """A started cluster, stopped and removed after use (for fixtures: ``yield from``); skips,
+    naming the package, where PostgreSQL is missing (fails under CI)."""
     require_psycopg()
     try:
         server = start_postgres()
@@ -202,6 +212,12 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One cluster for the whole session, started on first use."""
+    yield from throwaway_cluster()
 
 
 @pytest.fixture(scope="session")
@@ -232,3 +248,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
     return request.getfixturevalue("postgres_database_url")
+
+
+@pytest.fixture
+def opened(database_url: str):
+    """Opens job stores on the test's database (each with its own engine, as another daemon
+    would have); their connections are closed at the end."""
+    from daemon.store import open_store
+
+    stores = []
+
+    def open_one(**options):
+        stores.append(open_store(database_url, **options))
+        return stores[-1]
+
+    yield open_one
+    for store in stores:
+        store.engine.dispose()

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 import zipfile
 from pathlib import Path
 
-from tests.daemon_harness import DaemonProcess, make_layout, run_cli, state_is, wait_for
+from tests.daemon_harness import DaemonProcess, make_layout, run_cli, stage_starts, state_is, wait_for
 from tests.photo_sets import small_set
 
-
-def _stage_starts(layout, job_id: str, stage: str) -> int:
-    with sqlite3.connect(layout.state / "jobs.sqlite3") as db:
-        return db.execute(
-            "SELECT count(*) FROM job_events WHERE job_id = ? AND kind = 'stage' AND stage = ? AND state = 'running'",
-            (job_id, stage),
-        ).fetchone()[0]
 
 
 def _slow_set(layout, name: str = "slow", steps: int = 600) -> None:
@@ -70,8 +62,8 @@ def test_sigkill_mid_stage_then_restart_resumes_without_redoing_finished_stages(
     document = layout.status("kermit")
     assert document["state"] == "done"
     assert document["job_id"] == "kermit-1"
-    assert _stage_starts(layout, "kermit-1", "ingest") == 1
-    assert _stage_starts(layout, "kermit-1", "sfm") == 2
+    assert stage_starts(layout, "kermit-1", "ingest") == 1
+    assert stage_starts(layout, "kermit-1", "sfm") == 2
     assert (job_dir / "ingest" / "result.json").stat().st_mtime_ns == ingest_result
     assert (job_dir / "paced-runs.txt").read_text().count("run") == 2
     assert "resum" in second.log()
@@ -91,7 +83,7 @@ def test_sigterm_stops_cleanly_and_the_job_resumes_at_the_next_start(tmp_path):
     with DaemonProcess(layout, until_idle=True, paced=True) as again:
         assert again.wait(120) == 0
     assert layout.status("et")["state"] == "done"
-    assert _stage_starts(layout, "et-1", "ingest") == 1
+    assert stage_starts(layout, "et-1", "ingest") == 1
 
 
 def test_cancel_file_stops_the_running_child(tmp_path):

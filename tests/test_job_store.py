@@ -23,21 +23,6 @@ from daemon.store.tables import jobs
 from tests.postgres_server import require_psycopg
 
 
-@pytest.fixture
-def opened(database_url):
-    """Opens stores on the test's database (each with its own engine, as another daemon would
-    have); their connections are closed at the end."""
-    stores = []
-
-    def open_one(**options):
-        stores.append(open_store(database_url, **options))
-        return stores[-1]
-
-    yield open_one
-    for store in stores:
-        store.engine.dispose()
-
-
 def _job(store, set_name="kermit", state=JobState.QUEUED):
     return store.create_job(set_name=set_name, source_path=Path("/inbox") / set_name, source_kind="folder",
                             fingerprint="f" * 64, state=state, message="m")
@@ -60,12 +45,18 @@ def test_only_allowed_transitions_happen_and_each_is_logged(opened):
     claimed = store.claim_next()
     assert claimed.id == job.id and claimed.state == JobState.RUNNING and claimed.host == store.host
     assert store.transition(job.id, JobState.DONE, "finished")
+    for target in set(JobState) - {JobState.REMOVED}:
+        assert not store.transition(job.id, target, "terminal jobs never change, but to removed")
+    finished_at = store.get(job.id).finished_at
+    assert finished_at is not None
+    assert store.mark_removed(job.id, "its set left the inbox")
     for target in JobState:
-        assert not store.transition(job.id, target, "terminal jobs never change")
+        assert not store.transition(job.id, target, "a removed job never changes")
     states = [event["state"] for event in store.events(job.id) if event["kind"] == "state"]
-    assert states == ["waiting", "queued", "running", "done"]
-    assert store.get(job.id).finished_at is not None
-    assert all(JobState.DONE not in sources for sources in [ALLOWED_FROM[s] for s in JobState])
+    assert states == ["waiting", "queued", "running", "done", "removed"]
+    assert store.get(job.id).finished_at == finished_at  # when it ended, not when it was removed
+    assert all(JobState.DONE not in ALLOWED_FROM[s] for s in set(JobState) - {JobState.REMOVED})
+    assert all(JobState.REMOVED not in sources for sources in ALLOWED_FROM.values())
 
 
 def test_claims_are_atomic_under_concurrency(opened):

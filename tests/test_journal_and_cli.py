@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import logging
 
 from daemon.journal import PriorityFormatter, job_fields, setup_logging
@@ -46,10 +47,12 @@ def test_status_lists_jobs_newest_first_and_shows_one_in_detail(tmp_path):
 
     table = run_cli(layout, "status")
     assert table.returncode == 0, table.stderr
-    lines = table.stdout.splitlines()
-    assert lines[0].split() == ["JOB", "STATE", "STAGE", "PROGRESS", "UPDATED", "MESSAGE"]
-    assert lines[1].split()[:3] == ["newer-1", "failed", "ingest"]
-    assert lines[2].split()[:4] == ["older-1", "done", "ingest", "100%"]
+    daemons, jobs = (part.splitlines() for part in table.stdout.split("\n\n"))
+    assert daemons[0].split() == ["DAEMON", "CONDITION", "HEARTBEAT", "VERSION", "DOING"]
+    assert len(daemons) == 2 and daemons[1].split()[:2] == [socket.gethostname(), "stopped"]  # one host, two runs
+    assert jobs[0].split() == ["JOB", "STATE", "STAGE", "PROGRESS", "HOST", "UPDATED", "MESSAGE"]
+    assert jobs[1].split()[:3] == ["newer-1", "failed", "ingest"] and jobs[1].split()[4] == socket.gethostname()
+    assert jobs[2].split()[:5] == ["older-1", "done", "ingest", "100%", socket.gethostname()]
 
     detail = run_cli(layout, "status", "newer-1")
     assert "error     [ingest] only 2 usable photos" in detail.stdout

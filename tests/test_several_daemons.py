@@ -6,11 +6,12 @@ set-up, and on SQLite, where several daemons share one machine's state folder.""
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from datetime import datetime, timezone
 
 from daemon.store import JobState, open_store
-from tests.daemon_harness import DaemonProcess, Layout, make_layout, state_is, wait_for
+from tests.daemon_harness import DaemonProcess, Layout, make_layout, run_cli, state_is, wait_for
 from tests.photo_sets import small_set
 
 
@@ -56,7 +57,8 @@ def test_three_daemons_run_every_set_exactly_once(tmp_path, database_url):
 def test_a_killed_daemons_job_is_finished_by_another_after_its_lease_runs_out(tmp_path, database_url):
     lease = 2.0
     layout = make_layout(tmp_path, database_url=database_url)
-    first, second = (DaemonProcess(each, paced=True) for each in daemon_layouts(layout, 2, lease_seconds=lease))
+    first, second = (DaemonProcess(each, paced=True)
+                     for each in daemon_layouts(layout, 2, lease_seconds=lease, heartbeat_seconds=0.5))
     first.start()
     small_set(layout.inbox / "garden", ready=True, stop_after=None)
     (layout.inbox / "garden" / "job.toml").write_text('stop_after = "sfm"\niterations = 60\n')
@@ -69,8 +71,21 @@ def test_a_killed_daemons_job_is_finished_by_another_after_its_lease_runs_out(tm
     killed = datetime.now(timezone.utc)
     try:
         done = wait_for(state_is(layout, "garden", "done"), 60, "the other daemon to finish the job")
+        # which daemons are alive, as any host sees it: d1 silent (three heartbeats missed), d2 alive
+        table = wait_for(lambda: (out := run_cli(layout, "status").stdout) and " silent " in out and out, 30,
+                         "d1 to be reported silent")
+        health = wait_for(lambda: (h := json.loads((layout.outbox / "health.json").read_text()))["host"] == "d2"
+                          and len(h["daemons"]) == 2 and h, 10, "d2 to write health.json")
     finally:
         second.stop()
+    daemons = {line.split()[0]: line.split()[1] for line in table.split("\n\n")[0].splitlines()[1:]}
+    assert daemons == {"d1": "silent", "d2": "alive"}, table
+    assert [(d["host"], d["alive"], d["state"]) for d in health["daemons"]] == [("d1", False, "running"), ("d2", True, "idle")]
+    assert health["state"] == "idle" and health["problems"] == []
+    stopped = json.loads((layout.outbox / "health.json").read_text())  # d2's last word
+    assert (stopped["state"], [d["state"] for d in stopped["daemons"]]) == ("stopped", ["running", "stopped"])
+    jobs = table.split("\n\n")[1].splitlines()
+    assert jobs[1].split()[:5] == [running["job_id"], "done", "sfm", "100%", "d2"], table
     store = open_store(database_url)
     job = store.get(running["job_id"])
     assert (job.state, job.host, job.attempt) == (JobState.DONE, "d2", 1)

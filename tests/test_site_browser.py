@@ -4,6 +4,8 @@ with its state, hostile set names stay text, pages follow status.json live, noth
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from site_builder import build_site, job_view
 from stages.atomic_files import atomic_write_json
 from tests.daemon_harness import DaemonProcess, make_layout
@@ -121,4 +123,40 @@ def test_the_site_works_from_a_sub_path_of_the_web_server(tmp_path, serve_folder
     stylesheet = page.evaluate("getComputedStyle(document.querySelector('.job-error')).borderLeftStyle")
     assert stylesheet == "solid"  # site.css was found from the job's folder
     assert all("/some/where/" in url for url in page.requests), page.requests
+    page.assert_clean()
+
+
+def test_the_health_page_lists_every_daemon_and_names_a_silent_one(tmp_path, serve_folder, open_page):
+    """health.json as a daemon writes it (the real Heartbeat, the real daemons table on SQLite): a
+    second daemon, with a hostile host name, last heard from ten minutes ago."""
+    from sqlalchemy import update
+
+    from daemon.heartbeat import Heartbeat
+    from daemon.store import DaemonRegistry, open_store
+    from daemon.store.tables import daemons, utc_now
+
+    outbox = tmp_path / "outbox"
+    publish(outbox, status_document("garden-1", "garden", "running", progress=20.0))
+    registry = DaemonRegistry(open_store(f"sqlite:///{tmp_path / 'jobs.sqlite3'}").engine)
+    Heartbeat(outbox, 30, "test", HOSTILE, registry).beat("running", {"queued": 2}, {
+        "job_id": "kermit-1", "name": "kermit", "stage": "sfm", "progress": 40.0})
+    with registry.engine.begin() as connection:
+        connection.execute(update(daemons).values(seen_at=utc_now() - timedelta(minutes=10)))
+    Heartbeat(outbox, 30, "test", "gpu-2", registry).beat("running", {"queued": 2}, {
+        "job_id": "garden-1", "name": "garden", "stage": "train", "progress": 20.0})
+
+    page = open_page(viewport=(1000, 700))
+    dialogs = watch_dialogs(page)
+    page.goto(serve_folder(outbox) + "health.html")
+    page.wait_for_selector("[data-health-daemons] tr >> nth=1")
+    summary = page.locator('[data-health-field="summary"]')
+    assert summary.text_content() == f"running garden (train), 1 of 2 daemons alive, 2 queued; no heartbeat from {HOSTILE}"
+    assert "stale" in summary.get_attribute("class")
+    rows = [[cell.text_content() for cell in row.locator("td").all()] for row in page.locator("[data-health-daemons] tr").all()]
+    assert [(row[0], row[1], row[3]) for row in rows] == [  # by host name
+        (HOSTILE, "silent", "kermit (kermit-1): sfm, 40%"),
+        ("gpu-2", "alive", "garden (garden-1): train, 20%"),
+    ]
+    assert rows[0][2].startswith("10 min")
+    assert page.locator("img[src=x]").count() == 0 and dialogs == []
     page.assert_clean()

@@ -3,18 +3,19 @@ transition table, and appended to the event log in the same transaction."""
 
 from __future__ import annotations
 
+import fcntl
 import socket
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from daemon.store.advisory_lock import advisory_lock
-
 from daemon.store.job_ids import job_id_for
 from daemon.store.migrate import upgrade_to_head
 from daemon.store.states import ALLOWED_FROM, JobState
@@ -64,6 +65,8 @@ class JobRecord:
 
 DEFAULT_LEASE_SECONDS = 60.0
 MIGRATION_LOCK_KEY = 7_244_117_003  # any fixed number: the same in every daemon
+PG_CONNECT_ARGS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                   "keepalives_count": 3}
 
 
 def make_engine(database_url: str) -> Engine:
@@ -85,26 +88,46 @@ def make_engine(database_url: str) -> Engine:
     backend, _, driver = url.drivername.partition("+")
     if backend in ("postgresql", "postgres"):
         url = url.set(drivername=f"postgresql+{driver or 'psycopg'}")
+    # A host cut off without a word (no RST) must not leave a statement hanging for the kernel's
+    # two hours: give up connecting after 10 s, and find a dead connection within ~25 s.
+    connect_args = {key: value for key, value in PG_CONNECT_ARGS.items() if key not in url.query} \
+        if url.drivername.startswith("postgresql") else {}
     try:
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     except ModuleNotFoundError as error:
         hint = " (pip install 'instarecon3d[postgresql]')" if url.drivername == "postgresql+psycopg" else ""
         raise ModuleNotFoundError(f"no database driver for {url.drivername}: {error}{hint}", name=error.name) from error
 
 
 def open_store(database_url: str, host: str | None = None, lease_seconds: float | None = None) -> "JobStore":
-    """Connect and bring the schema up to date (Alembic), keeping existing jobs. On PostgreSQL
-    several daemons may start at once on one database: an advisory lock lets one of them migrate
-    while the others wait, then find the schema up to date."""
+    """Connect and bring the schema up to date (Alembic), keeping existing jobs. Several daemons
+    (or a daemon and a command) may start at once on one database: a lock lets one of them
+    migrate while the others wait, then find the schema up to date: an advisory lock on
+    PostgreSQL, an flock beside the SQLite file."""
     engine = make_engine(database_url)
     if engine.dialect.name == "postgresql":
         with advisory_lock(engine, MIGRATION_LOCK_KEY):
             upgrade_to_head(engine)
     else:
-        upgrade_to_head(engine)
+        with _file_lock(engine.url.database):
+            upgrade_to_head(engine)
     return JobStore(engine, host=host, lease_seconds=lease_seconds or DEFAULT_LEASE_SECONDS)
 
 
+@contextmanager
+def _file_lock(database: str | None) -> Iterator[None]:
+    """Without the lock (a user who may read the state folder but not write it) migration goes
+    on unguarded: such a user cannot migrate anyway, and the schema is usually up to date."""
+    try:
+        handle = open(f"{database}.migration-lock", "a") if database and database != ":memory:" else None
+    except OSError:
+        handle = None
+    if handle is None:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 class JobStore:
@@ -261,8 +284,10 @@ class JobStore:
                 found = connection.execute(candidate).first()
                 if found is None:
                     return None
-                taken_over = found.state == str(JobState.RUNNING)
-                message = f"taken over from {found.host}, whose lease ran out" if taken_over else "started"
+                message = "started"
+                if found.state == str(JobState.RUNNING):
+                    message = (f"taken over from {found.host}, whose lease ran out" if found.host != self.host
+                               else "resumed after its lease ran out here (the job store was away)")
                 row = connection.execute(
                     update(jobs)
                     .where(and_(jobs.c.id == found.id, claimable))
@@ -366,3 +391,81 @@ class JobStore:
                 message=message,
             )
         )
+
+    # ---- work folder retention (daemon/retention.py)
+
+    def finished_before(self, states: Iterable[JobState], moment: datetime) -> list[JobRecord]:
+        """Jobs in ``states`` (finished ones only) that finished before ``moment`` and whose work
+        folder is not recorded as removed (``record_work_removed``), the longest finished first."""
+        from daemon.store.states import TERMINAL_STATES
+        from daemon.store.tables import work_removals
+
+        wanted = {JobState(state) for state in states}
+        if not wanted <= TERMINAL_STATES:
+            raise ValueError(f"only finished jobs have a finished_at: {sorted(wanted - TERMINAL_STATES)}")
+        removed = select(work_removals.c.job_id).where(work_removals.c.job_id == jobs.c.id).exists()
+        query = (
+            select(jobs)
+            .where(and_(jobs.c.state.in_([str(s) for s in wanted]), jobs.c.finished_at < moment, ~removed))
+            .order_by(jobs.c.finished_at, jobs.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [JobRecord.from_row(row) for row in connection.execute(query)]
+
+    def record_work_removed(self, job_id: str, at: datetime, bytes_freed: int | None, note: str | None) -> bool:
+        """Record that a finished job's work folder is gone (``bytes_freed`` None: it was gone
+        already). Its outputs, paths into that folder, are cleared (kept in the work_removals row)
+        and ``note`` joins its warnings, so its status.json, written again, names no file that is
+        gone. False, changing nothing, when the job is not finished or another daemon recorded the
+        removal first: the primary key of work_removals lets one record per job through."""
+        from sqlalchemy import BigInteger, String, literal
+
+        from daemon.store.states import TERMINAL_STATES
+        from daemon.store.tables import UtcDateTime, work_removals
+
+        finished = [str(state) for state in TERMINAL_STATES]
+        record = select(
+            jobs.c.id, literal(at, UtcDateTime()), literal(self.host, String()), literal(bytes_freed, BigInteger()),
+            jobs.c.outputs,
+        ).where(and_(jobs.c.id == job_id, jobs.c.state.in_(finished)))
+        try:
+            with self.engine.begin() as connection:  # the write first: SQLite then holds its write lock
+                added = connection.execute(
+                    insert(work_removals)
+                    .from_select(["job_id", "removed_at", "host", "bytes_freed", "outputs"], record)
+                    .returning(work_removals.c.job_id)  # (psycopg counts no rows of an INSERT ... SELECT)
+                ).first()
+                if added is None:
+                    return False
+                row = connection.execute(select(jobs.c.outputs, jobs.c.warnings).where(jobs.c.id == job_id)).one()
+                warnings = list(row.warnings or ())
+                if note and note not in warnings:
+                    warnings.append(note)
+                if row.outputs or len(warnings) != len(row.warnings or ()):
+                    connection.execute(
+                        update(jobs).where(jobs.c.id == job_id).values(outputs={}, warnings=warnings, updated_at=utc_now())
+                    )
+        except IntegrityError:  # the transaction is rolled back
+            return False
+        return True
+
+    # ---- removal: a set gone from the inbox, `instarecon remove`
+
+    def jobs_of_set(self, set_name: str) -> list[JobRecord]:
+        """Every attempt of the set, the first first."""
+        query = select(jobs).where(jobs.c.set_name == set_name).order_by(jobs.c.attempt)
+        with self.engine.connect() as connection:
+            return [JobRecord.from_row(row) for row in connection.execute(query)]
+
+    def set_names_not_removed(self) -> set[str]:
+        """The sets with at least one job that is not removed: those whose leaving the inbox matters."""
+        query = select(jobs.c.set_name).where(jobs.c.state != str(JobState.REMOVED)).distinct()
+        with self.engine.connect() as connection:
+            return set(connection.execute(query).scalars())
+
+    def mark_removed(self, job_id: str, message: str) -> bool:
+        """A waiting, queued or ended job becomes removed (an ended one keeps its finished_at);
+        False, changing nothing, for a running job (cancel it first: its supervisor must stop the
+        stage) or one removed already."""
+        return self.transition(job_id, JobState.REMOVED, message,
+                               finished_at=func.coalesce(jobs.c.finished_at, utc_now()))

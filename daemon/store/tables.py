@@ -92,6 +92,34 @@ job_events = Table(
     Column("message", Text, nullable=False, default=""),
 )
 
+# One row per job whose work folder (state/jobs/<job_id>/) retention removed, or found already gone
+# (daemon/retention.py). The primary key makes the record once-only whichever daemon gets there
+# first; ``outputs`` keeps what the job's outputs named in that folder before they were cleared.
+work_removals = Table(
+    "work_removals",
+    metadata,
+    Column("job_id", String(255), ForeignKey("jobs.id"), primary_key=True),
+    Column("removed_at", UtcDateTime, nullable=False),
+    Column("host", String(255)),  # the daemon that removed it
+    Column("bytes_freed", BigInteger),  # disk space the folder took (as du counts it); null: already gone
+    Column("outputs", JSON),
+)
+
+# One row per daemon (its host_name), rewritten at every heartbeat: who is alive, and doing what.
+daemons = Table(
+    "daemons",
+    metadata,
+    Column("host", String(255), primary_key=True),
+    Column("version", String(64), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("seen_at", UtcDateTime, nullable=False),  # the database's clock on PostgreSQL
+    Column("interval_seconds", Float, nullable=False),
+    Column("state", String(16), nullable=False),  # idle, running or stopped
+    Column("current_job", JSON),  # {job_id, name, stage, progress} while running
+    Column("problems", JSON, nullable=False, default=list),
+)
+
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)

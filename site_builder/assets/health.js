@@ -1,6 +1,8 @@
-// The daemon's heartbeat (health.json, rewritten by the daemon every interval_seconds): shown on
-// the health page in full and as one line in the gallery's header. A heartbeat older than three
-// intervals means the daemon is stopped, hung or cannot write the outbox.
+// The daemons' heartbeat (health.json, rewritten by every daemon every interval_seconds): shown on
+// the health page in full and as one line in the gallery's header. A file older than three
+// intervals means no daemon is left writing it: stopped, hung, or unable to write the outbox.
+// With several daemons on one job store, the file lists them all; one that has gone silent
+// (no heartbeat in the store for three of its intervals) is named in the summary.
 import { formatDuration, pollJson } from "./live-json.js";
 
 const fields = (name) => document.querySelectorAll(`[data-health-field="${name}"]`);
@@ -11,13 +13,47 @@ function describe(health, now) {
   const stale = health.state === "stopped" || age > 3 * (health.interval_seconds || 30);
   const queue = health.queue || {};
   const running = health.current_job;
+  const daemons = health.daemons || [];
+  const alive = daemons.filter((daemon) => daemon.alive);
+  const silent = daemons.filter((daemon) => daemon.state !== "stopped" && !daemon.alive);
   let summary;
   if (health.state === "stopped") summary = `stopped ${formatDuration(age)} ago`;
   else if (stale) summary = `no heartbeat for ${formatDuration(age)}: the daemon may be down`;
   else summary = running ? `running ${running.name} (${running.stage || "starting"})` : "idle";
+  if (!stale && daemons.length > 1) summary += `, ${alive.length} of ${daemons.length} daemons alive`;
   if (!stale && queue.queued) summary += `, ${queue.queued} queued`;
   if (!stale && health.problems && health.problems.length) return { age, stale: true, summary: health.problems[0], queue, running };
+  if (!stale && silent.length) {
+    return { age, stale: true, summary: `${summary}; no heartbeat from ${silent.map((daemon) => daemon.host).join(", ")}`, queue, running };
+  }
   return { age, stale, summary, queue, running };
+}
+
+function doing(daemon) {
+  const job = daemon.current_job;
+  const text = daemon.state === "running" && job
+    ? `${job.name} (${job.job_id}): ${job.stage || "starting"}, ${Math.round(job.progress)}%`
+    : daemon.state;
+  return daemon.problems && daemon.problems.length ? `${text}; ${daemon.problems.join("; ")}` : text;
+}
+
+function showDaemons(health, fileAge) {
+  const body = document.querySelector("[data-health-daemons]");
+  if (!body) return;
+  const rows = (health.daemons || []).map((daemon) => {
+    const condition = daemon.state === "stopped" ? "stopped" : daemon.alive ? "alive" : "silent";
+    // the writer measured each daemon's silence when it wrote the file; the file has aged since
+    const since = (daemon.seconds_since_heartbeat || 0) + fileAge;
+    const row = document.createElement("tr");
+    row.className = `daemon-${condition}`;
+    for (const text of [daemon.host, condition, `${formatDuration(since)} ago`, doing(daemon), daemon.version]) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.append(cell);
+    }
+    return row;
+  });
+  body.replaceChildren(...rows);
 }
 
 export function watchHealth(url = "health.json") {
@@ -33,6 +69,7 @@ export function watchHealth(url = "health.json") {
     put("version", health.version);
     put("host", health.host || "–");
     put("started_at", health.started_at);
+    showDaemons(health, age);
     return true;
   }, () => put("summary", "health.json cannot be read: the daemon has not written it yet, or the outbox is not served"));
 }

@@ -14,6 +14,7 @@ function show(status) {
   if (progressText) progressText.textContent = `${Math.round(status.progress)}%`;
   const eta = field("eta");
   if (eta) eta.textContent = status.eta_seconds ? `about ${formatDuration(status.eta_seconds)} left in ${status.stage}` : "";
+  showLogTail(status.log_tail);
   for (const [name, stage] of Object.entries(status.stages || {})) {
     const row = document.querySelector(`tr[data-stage="${CSS.escape(name)}"]`);
     if (!row) continue;
@@ -26,6 +27,19 @@ function show(status) {
   }
   sessionStorage.removeItem(`instarecon-reload-${status.job_id}`);
   return true;
+}
+
+// The log's last lines go in as text: a stage may print anything, markup included.
+function showLogTail(lines) {
+  const tail = field("log-tail");
+  if (!tail || !Array.isArray(lines)) return;
+  const text = lines.join("\n");
+  if (tail.textContent !== text) {
+    const following = tail.scrollTop + tail.clientHeight >= tail.scrollHeight - 4;  // not scrolled up to read
+    tail.textContent = text;
+    if (following) tail.scrollTop = tail.scrollHeight;
+  }
+  tail.closest("section").hidden = lines.length === 0;
 }
 
 pollJson("status.json", 2000, show);

@@ -1,0 +1,142 @@
+"""Riding out a job store that stops answering (PostgreSQL restarted, the network between hosts
+down, SQLite locked for too long): the daemon keeps running, its running stage keeps going, and
+the journal and health.json say what is happening, once and then every few minutes rather
+than at every retry.
+
+The main loop and the job worker share one ``StoreOutage``: whichever of them sees the database
+fail or answer again tells it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Callable, TypeVar
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+log = logging.getLogger("instarecon")
+
+T = TypeVar("T")
+
+REMIND_SECONDS = 300.0  # while it lasts, the journal says so again this often
+FIRST_DELAY_SECONDS = 0.5
+MAX_DELAY_SECONDS = 30.0
+
+
+class StoreUnavailable(Exception):
+    """The daemon is stopping while the job store is still away: the write waited for is given up.
+    The job stays marked running with this host; it resumes at the next start, or on another
+    host once its lease runs out."""
+
+
+def is_outage(error: BaseException) -> bool:
+    """The database away or refusing connections, as opposed to a bug of ours (a bad statement, a
+    broken constraint), which no waiting mends."""
+    if isinstance(error, (OperationalError, InterfaceError, PoolTimeoutError)):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def describe(error: BaseException) -> str:
+    """One line: the driver's own first line (no SQL, no parameters)."""
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
+
+
+class StoreOutage:
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self._clock = clock
+        self._now = now
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._since_wall: datetime | None = None
+        self._last_said = 0.0
+
+    @property
+    def ongoing(self) -> bool:
+        return self._since is not None
+
+    @property
+    def problem(self) -> str | None:
+        """What health.json says while it lasts (public: no error text, no database address)."""
+        since = self._since_wall
+        if since is None:
+            return None
+        return (f"the job store has not answered since {since.strftime('%H:%M:%S')} UTC; retrying, "
+                "and a running stage keeps going")
+
+    def failed(self, error: BaseException, doing: str) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._since is None:
+                self._since, self._since_wall, self._last_said = now, self._now(), now
+                log.warning("the job store does not answer (%s, while %s); retrying with backoff, "
+                            "and a running stage keeps going", describe(error), doing)
+            elif now - self._last_said >= REMIND_SECONDS:
+                self._last_said = now
+                log.warning("the job store has not answered for %.0f s (%s); still retrying", now - self._since,
+                            describe(error))
+
+    def answered(self) -> None:
+        with self._lock:
+            if self._since is None:
+                return
+            log.info("the job store answers again, after %.1f s", self._clock() - self._since)
+            self._since = self._since_wall = None
+
+    def wait_out(self, call: Callable[[], T], doing: str, stop: threading.Event,
+                 on_wait: Callable[[float], None] | None = None) -> T:
+        """``call()``, again and again with backoff while the database is away; other errors go
+        through at once. ``on_wait(seconds)`` before each wait. Raises StoreUnavailable if ``stop``
+        is set before it answers."""
+        delay = FIRST_DELAY_SECONDS
+        while True:
+            try:
+                result = call()
+            except Exception as error:
+                if not is_outage(error):
+                    raise
+                self.failed(error, doing)
+                if on_wait is not None:
+                    on_wait(delay)
+                if stop.wait(delay):
+                    raise StoreUnavailable(f"stopping while {doing}: the job store did not answer") from error
+                delay = min(delay * 2, MAX_DELAY_SECONDS)
+                continue
+            self.answered()
+            return result
+
+
+class PatientStore:
+    """The job store as the job runner writes it: a stage's start and end, a job's end, each wait
+    out an outage rather than fail a job whose work went well. Progress and cancel checks do not
+    come through here: they skip a beat instead of holding up a running stage."""
+
+    def __init__(self, store, outage: StoreOutage, stop: threading.Event):
+        self.raw = store  # for the calls that must never wait
+        self._outage = outage
+        self._stop = stop
+
+    @property
+    def host(self) -> str:
+        return self.raw.host
+
+    def get(self, job_id: str):
+        return self._outage.wait_out(lambda: self.raw.get(job_id), f"reading job {job_id}", self._stop)
+
+    def set_stage(self, job_id: str, *args, **fields) -> None:
+        self._outage.wait_out(lambda: self.raw.set_stage(job_id, *args, **fields), f"recording job {job_id}'s stage",
+                              self._stop)
+
+    def transition(self, job_id: str, *args, **fields) -> bool:
+        return self._outage.wait_out(lambda: self.raw.transition(job_id, *args, **fields),
+                                     f"recording job {job_id}'s state", self._stop)
+
+    def update_fields(self, job_id: str, **fields) -> None:
+        self._outage.wait_out(lambda: self.raw.update_fields(job_id, **fields), f"recording job {job_id}", self._stop)

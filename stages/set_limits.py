@@ -1,0 +1,160 @@
+"""A set measured against the size limits (max_photos, max_file_mb, max_set_mb), before any
+photo is read: how many photos, how large each one, how large all of them together.
+
+It counts exactly the files ingest would take as photos. For a folder, the photos of
+``walk_set``'s listing (junk, markers, job.toml, status.json, files still being written,
+hidden folders and links are not photos). For a .zip, the same rules applied to the entries'
+names as extraction lays them out, with the uncompressed sizes the archive declares, read
+from its central directory: a set over the limits is refused before anything is extracted.
+"""
+
+from __future__ import annotations
+
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from stages.photo_set import (
+    CANCEL_MARKER,
+    JOB_OPTIONS_FILE,
+    READY_MARKERS,
+    RETRY_MARKER,
+    STATUS_FILE,
+    FileRules,
+    SetListing,
+)
+from stages.zip_extract import entry_parts, open_zip
+
+# Decimal megabytes, as Finder, GNOME Files and camera specifications count them.
+MEGABYTE = 1_000_000
+_TOP_LEVEL_CONTROL_FILES = READY_MARKERS + (CANCEL_MARKER, RETRY_MARKER, JOB_OPTIONS_FILE)
+_WHERE = "in the daemon's configuration"
+
+
+@dataclass(frozen=True)
+class SetLimits:
+    max_photos: int = 500
+    max_file_mb: float = 50.0
+    max_set_mb: float = 5000.0
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> "SetLimits":
+        """From a stage's settings; a key that is missing (a job whose context was written
+        before these limits existed) keeps its default, the same as daemon/config.py's."""
+        defaults = cls()
+        return cls(
+            max_photos=int(settings.get("max_photos", defaults.max_photos)),
+            max_file_mb=float(settings.get("max_file_mb", defaults.max_file_mb)),
+            max_set_mb=float(settings.get("max_set_mb", defaults.max_set_mb)),
+        )
+
+
+@dataclass(frozen=True)
+class PhotoSize:
+    name: str  # relative to the set (or the archive), for people
+    size: int  # bytes; for a zip entry, its declared uncompressed size
+
+
+@dataclass(frozen=True)
+class LimitViolation:
+    message: str  # what is over which limit, by how much
+    hint: str  # what the user (or the administrator) can do about it
+
+
+def listed_photos(listing: SetListing) -> tuple[PhotoSize, ...]:
+    """The photos of a folder set's listing, with the sizes the walk saw."""
+    return tuple(PhotoSize(_display(entry.path), entry.size) for entry in listing.photos)
+
+
+def zip_photos(archive: Path, rules: FileRules) -> tuple[PhotoSize, ...]:
+    """The entries of a .zip set that ingest would take as photos once extracted; reads only
+    the central directory. StageFailed if the file is not a zip archive."""
+    with open_zip(archive) as opened:
+        entries = opened.infolist()
+    photos = []
+    for entry in entries:
+        parts = entry_parts(entry.filename)
+        if entry.is_dir() or _is_symlink(entry) or not _taken_as_photo(parts, rules):
+            continue
+        photos.append(PhotoSize("/".join(parts), entry.file_size))
+    return tuple(sorted(photos, key=lambda photo: photo.name))
+
+
+def first_violation(photos: Sequence[PhotoSize], limits: SetLimits) -> LimitViolation | None:
+    """The first limit the set breaks, in this order: number of photos, size of one photo
+    (the first in name order, with a count of the others), size of all together."""
+    if len(photos) > limits.max_photos:
+        return LimitViolation(
+            f"the set has {len(photos)} photos; at most {limits.max_photos} are allowed (max_photos)",
+            f"split the photos into sets of at most {limits.max_photos}, "
+            f"or have max_photos raised {_WHERE}",
+        )
+    max_file_bytes = _bytes(limits.max_file_mb)
+    too_large = sorted((photo for photo in photos if photo.size > max_file_bytes), key=lambda p: p.name)
+    if too_large:
+        first = too_large[0]
+        message = (
+            f"{first.name} is {_megabytes(first.size, limits.max_file_mb)} MB; photos may be at most "
+            f"{_number(limits.max_file_mb)} MB (max_file_mb)"
+        )
+        if len(too_large) > 1:
+            others = len(too_large) - 1
+            message += f"; {others} other {'photo is' if others == 1 else 'photos are'} over it too"
+        return LimitViolation(
+            message,
+            "export or save the photos over the limit again at a smaller size (a few thousand "
+            f"pixels on the long side are plenty), or have max_file_mb raised {_WHERE}",
+        )
+    total = sum(photo.size for photo in photos)
+    if total > _bytes(limits.max_set_mb):
+        return LimitViolation(
+            f"the set's {len(photos)} photos come to {_megabytes(total, limits.max_set_mb)} MB; at most "
+            f"{_number(limits.max_set_mb)} MB in total are allowed (max_set_mb)",
+            f"split the photos into smaller sets, save them at a smaller size, or have max_set_mb raised {_WHERE}",
+        )
+    return None
+
+
+def _taken_as_photo(parts: tuple[str, ...], rules: FileRules) -> bool:
+    """walk_set's rules for a file at ``parts`` below the set's root."""
+    if not parts:
+        return False
+    *folders, name = parts
+    if any(rules.is_junk(part) for part in parts):
+        return False  # junk files, and everything in junk folders
+    if any(folder.startswith(".") for folder in folders):
+        return False  # hidden folders are never looked into
+    if not folders and (name.lower() in _TOP_LEVEL_CONTROL_FILES or name == STATUS_FILE):
+        return False
+    return not rules.is_in_progress(name)
+
+
+def _is_symlink(entry: zipfile.ZipInfo) -> bool:
+    return stat.S_ISLNK(entry.external_attr >> 16)  # extraction refuses these
+
+
+def _bytes(megabytes: float) -> int:
+    return round(megabytes * MEGABYTE)
+
+
+def _megabytes(size: int, limit_mb: float) -> str:
+    """As precise as the limit, and more where needed, so that a size just over the limit
+    never reads as the limit: 73.4 (limit 50), 0.027 (limit 0.025), 50.000001 (limit 50)."""
+    value = size / MEGABYTE
+    for decimals in range(max(1, len(_number(limit_mb).partition(".")[2])), 7):
+        text = f"{value:.{decimals}f}"
+        if float(text) > limit_mb:
+            return text
+    return f"{value:.6f}"
+
+
+def _number(megabytes: float) -> str:
+    """As it would be written in the configuration: 50, 0.5."""
+    return str(int(megabytes)) if float(megabytes).is_integer() else repr(float(megabytes))
+
+
+def _display(path: str) -> str:
+    """Names that are not valid UTF-8 (old SMB shares) must still fit in JSON."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
