@@ -48,6 +48,9 @@ from daemon.store.tables import utc_now
 log = logging.getLogger("instarecon")
 
 RETENTION_LOCK_KEY = 0x1A5E_0D15  # pg_try_advisory_lock's key for retention passes; the same in every daemon
+# Which setting keeps the work folder of a job that ended in each state.
+KEPT_FOR = {JobState.DONE: "keep_work_days", JobState.CANCELLED: "keep_work_days", JobState.REMOVED: "keep_work_days",
+            JobState.FAILED: "keep_failed_days"}
 LOCK_FILE = "retention.lock"  # in the state folder (SQLite: the daemons of one host)
 FIRST_PASS_DELAY_SECONDS = 10.0  # after start: past the first inbox pass, and soon enough for a restart loop to show
 _JOB_ID = re.compile(r"[A-Za-z0-9._-]+-[0-9]+")  # daemon.store.job_ids' form: never ".", "..", or a path
@@ -81,9 +84,9 @@ class WorkFolderRetention:
     ):
         self._store = store
         self._jobs_dir = Path(jobs_dir)
-        self._keep = {JobState.DONE: keep_work, JobState.CANCELLED: keep_work, JobState.FAILED: keep_failed}
-        self._setting = {JobState.DONE: "keep_work_days", JobState.CANCELLED: "keep_work_days",
-                         JobState.FAILED: "keep_failed_days"}
+        self._setting = KEPT_FOR
+        self._keep = {state: keep_failed if setting == "keep_failed_days" else keep_work
+                      for state, setting in KEPT_FOR.items()}
         self._now = now
         self._should_stop = should_stop
         self._lock_file = lock_file or self._jobs_dir.parent / LOCK_FILE
@@ -113,9 +116,7 @@ class WorkFolderRetention:
                 outcome.skipped = True
                 return outcome
             now = self._now()
-            due = [job for states, keep in (((JobState.DONE, JobState.CANCELLED, JobState.REMOVED), self._keep[JobState.DONE]),
-                                            ((JobState.FAILED,), self._keep[JobState.FAILED]))
-                   for job in self._store.finished_before(states, now - keep)]
+            due = [job for state, keep in self._keep.items() for job in self._store.finished_before([state], now - keep)]
             for job in sorted(due, key=lambda job: (job.finished_at, job.id)):
                 if self._should_stop():
                     return outcome

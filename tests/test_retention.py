@@ -78,6 +78,7 @@ def test_finished_jobs_go_after_their_keep_time_and_unfinished_jobs_never(opened
         "done-old": _job(store, "done-old", JobState.DONE, 7 * DAY + timedelta(minutes=1)),
         "done-young": _job(store, "done-young", JobState.DONE, 6.9 * DAY),
         "cancelled-old": _job(store, "cancelled-old", JobState.CANCELLED, 7.1 * DAY),
+        "removed-old": _job(store, "removed-old", JobState.REMOVED, 7.1 * DAY),  # its set left the inbox
         "failed-old": _job(store, "failed-old", JobState.FAILED, 30 * DAY + timedelta(minutes=1)),
         "failed-8d": _job(store, "failed-8d", JobState.FAILED, 8 * DAY),
         "running": _job(store, "running", JobState.RUNNING),
@@ -89,7 +90,7 @@ def test_finished_jobs_go_after_their_keep_time_and_unfinished_jobs_never(opened
 
     outcome = _retention(store, state).run()
 
-    gone = {"done-old", "cancelled-old", "failed-old"}
+    gone = {"done-old", "cancelled-old", "removed-old", "failed-old"}
     assert {name for name, folder in folders.items() if not folder.exists()} == gone
     assert outcome.removed == {jobs[name].id: sizes[name] for name in gone}
     assert sizes["done-old"] > 15000  # three 5 kB photos at least
@@ -106,7 +107,7 @@ def test_finished_jobs_go_after_their_keep_time_and_unfinished_jobs_never(opened
             assert document["warnings"] == []
             assert store.get(job.id).updated_at == job.updated_at  # not written at all
     lines = _removal_lines(caplog)
-    assert len(lines) == 3
+    assert len(lines) == 4
     for name in gone:
         assert [line for line in lines if str(folders[name]) in line and f"{sizes[name]:,} bytes" in line]
 

@@ -11,15 +11,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import BigInteger, Engine, String, and_, create_engine, event, func, insert, literal, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from daemon.store.advisory_lock import advisory_lock
 from daemon.store.job_ids import job_id_for
 from daemon.store.migrate import upgrade_to_head
-from daemon.store.states import ALLOWED_FROM, JobState
-from daemon.store.tables import job_events, jobs, utc_now
+from daemon.store.states import ALLOWED_FROM, TERMINAL_STATES, JobState
+from daemon.store.tables import UtcDateTime, job_events, jobs, utc_now, work_removals
 
 
 @dataclass(frozen=True)
@@ -397,9 +397,6 @@ class JobStore:
     def finished_before(self, states: Iterable[JobState], moment: datetime) -> list[JobRecord]:
         """Jobs in ``states`` (finished ones only) that finished before ``moment`` and whose work
         folder is not recorded as removed (``record_work_removed``), the longest finished first."""
-        from daemon.store.states import TERMINAL_STATES
-        from daemon.store.tables import work_removals
-
         wanted = {JobState(state) for state in states}
         if not wanted <= TERMINAL_STATES:
             raise ValueError(f"only finished jobs have a finished_at: {sorted(wanted - TERMINAL_STATES)}")
@@ -418,11 +415,6 @@ class JobStore:
         and ``note`` joins its warnings, so its status.json, written again, names no file that is
         gone. False, changing nothing, when the job is not finished or another daemon recorded the
         removal first: the primary key of work_removals lets one record per job through."""
-        from sqlalchemy import BigInteger, String, literal
-
-        from daemon.store.states import TERMINAL_STATES
-        from daemon.store.tables import UtcDateTime, work_removals
-
         finished = [str(state) for state in TERMINAL_STATES]
         record = select(
             jobs.c.id, literal(at, UtcDateTime()), literal(self.host, String()), literal(bytes_freed, BigInteger()),
