@@ -22,12 +22,14 @@ from stages.set_limits import listed_photos, zip_photos
 GB = 1_000_000_000
 MB = 1_000_000
 
-# What each stage writes, roughly and on the generous side (measured on our sets: sfm 0.55 MB a
-# photo for the demo's 24; a Gaussian is 248 bytes in a .ply, 32 in a .splat).
+# What each stage writes, roughly and on the generous side (the demo's 24 photos: sfm 13 MB; its
+# last checkpoint 36.0 MB for 49,946 Gaussians, 720 bytes each; 79 MB in all, estimated 160 MB).
 SFM_BYTES_PER_PHOTO = 2 * MB  # COLMAP's database (features, matches) and the sparse model
 PLY_BYTES_PER_GAUSSIAN = 248
 SPLAT_BYTES_PER_GAUSSIAN = 32
-TRAIN_PLY_COPIES = 3  # the trained model, a checkpoint, and the filtered copy made before publishing
+CHECKPOINT_BYTES_PER_GAUSSIAN = 750  # parameters and Adam's two moments (gaussian_splatting.checkpoint)
+# training keeps one checkpoint, but the next is written before the last goes; then the .ply
+TRAIN_BYTES_PER_GAUSSIAN = 2 * CHECKPOINT_BYTES_PER_GAUSSIAN + PLY_BYTES_PER_GAUSSIAN
 EVALUATE_BYTES_PER_PHOTO = MB // 4  # renders of the held-out eighth, side by side with the photos
 PUBLISH_EXTRA_BYTES = 5 * MB  # poster, thumbnails, cameras.json
 
@@ -54,7 +56,7 @@ def estimate_writes(stages: Iterable[str], size: SetSize, max_gaussians: int) ->
         elif stage == "sfm":
             state += SFM_BYTES_PER_PHOTO * size.photos
         elif stage == "train":
-            state += TRAIN_PLY_COPIES * PLY_BYTES_PER_GAUSSIAN * max_gaussians
+            state += TRAIN_BYTES_PER_GAUSSIAN * max_gaussians
         elif stage == "evaluate":
             state += EVALUATE_BYTES_PER_PHOTO * size.photos
         elif stage == "publish":

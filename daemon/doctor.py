@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import shutil
 import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from daemon.config import ConfigError, Settings, check_folders
+from daemon.disk_guard import GB, free_bytes
 from stages.gpu_watch import NvmlUnavailable, describe_error, find_device, initialise, load_nvml, text
 from stages.registry import PIPELINE
-
-MIN_FREE_GB = 2.0
 
 # import name -> distribution name, for the version shown
 _CORE_MODULES = {
@@ -79,10 +77,10 @@ def check_folders_and_space(settings: Settings) -> list[Finding]:
         return [Finding(False, "folders", str(error), "create the folder or fix the setting; see deploy/instarecon.example.toml")]
     findings = [Finding(True, "folders", f"inbox {settings.inbox}, outbox {settings.outbox}, state {settings.state}")]
     for name, folder in (("state", settings.state), ("outbox", settings.outbox)):
-        free_gb = shutil.disk_usage(folder).free / 1024**3
-        ok = free_gb >= MIN_FREE_GB
+        free_gb = free_bytes(folder) / GB  # as the daemon's disk guard counts it
+        ok = free_gb >= settings.min_free_gb
         findings.append(Finding(ok, f"free disk ({name})", f"{free_gb:.1f} GB free in {folder}",
-                                f"free space: at least {MIN_FREE_GB:g} GB are needed"))
+                                f"free space: no stage starts below min_free_gb = {settings.min_free_gb:g} GB"))
     return findings
 
 

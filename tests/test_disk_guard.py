@@ -98,7 +98,8 @@ def test_no_stage_starts_when_the_disk_runs_short_between_stages(tmp_path, small
 def test_the_estimate_counts_only_the_stages_left():
     size = SetSize(photos=40, bytes=200 * MB)
     whole = estimate_writes(["ingest", "sfm", "train", "evaluate", "publish"], size, max_gaussians=1_000_000)
-    assert whole.state_bytes == 200 * MB + 80 * MB + 3 * 248 * MB + 10 * MB + (280 * MB + 5 * MB)
+    # the photos, 2 MB a photo, two checkpoints and a .ply, 1/4 MB a photo, the .ply and .splat
+    assert whole.state_bytes == 200 * MB + 80 * MB + (2 * 750 + 248) * MB + 10 * MB + (280 * MB + 5 * MB)
     assert whole.outbox_bytes == 280 * MB + 5 * MB
     assert estimate_writes(["publish"], size, 1_000_000) == DiskNeed(285 * MB, 285 * MB)
     assert estimate_writes(["ingest"], size, 1_000_000) == DiskNeed(200 * MB, 0)
