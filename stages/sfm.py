@@ -25,7 +25,7 @@ from stages.colmap_mapping import GLOBAL, check_mapper, reconstruct
 from stages.colmap_matching import match_features, plan_matching
 from stages.sfm_inputs import IngestedSet, read_ingested
 from stages.sfm_progress import FEATURES, MAPPING, MATCHING, UNDISTORTING
-from stages.sfm_quality import check_registration
+from stages.sfm_quality import check_points, check_registration
 from stages.sfm_split import HOLD_OUT_EVERY, TEST_FILE, TRAIN_FILE, split_held_out
 
 SCRATCH_DIR = "scratch"  # COLMAP database, distorted models, undistorter leftovers
@@ -79,6 +79,7 @@ def _reconstruct(context: StageContext, photo_set: IngestedSet, scratch: Path,
     unregistered = photo_set.sources([photo.name for photo in photo_set.photos if photo.name not in placed])
     warnings = [plan.warning] if plan.warning else []
     warnings += check_registration(len(registered), unregistered, float(settings["sfm_min_registered_fraction"]))
+    check_points(model.num_points3D(), len(registered))
     # past the gate, a model with at least 3 photos exists
     log.info("registered %d of %d photos, %d points", len(registered), total, model.num_points3D())
 

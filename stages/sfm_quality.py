@@ -19,6 +19,16 @@ HINT = (
 )
 
 
+def check_points(points: int, registered: int) -> None:
+    """StageFailed for a model without a single 3D point: its poses rest on nothing, and training
+    would have no points to start from."""
+    if points == 0:
+        raise StageFailed(
+            f"structure from motion placed {registered} photos but could triangulate no 3D point from them",
+            hint=HINT,
+        )
+
+
 def check_registration(registered: int, unregistered: list[str], min_fraction: float) -> tuple[str, ...]:
     """Warnings naming the photos left out; StageFailed when fewer than 3 photos were placed.
 

@@ -16,8 +16,10 @@ from daemon.config import Settings
 from daemon.demo_set import write_demo_set
 from daemon.job_options import default_options
 from stages.base import StageContext, StageFailed, StageResult
+from stages.colmap_mapping import best_model
 from stages.ingest import IngestStage
 from stages.sfm import SfmStage
+from stages.sfm_quality import check_points
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 PINHOLE_MODEL_ID = 1
@@ -226,3 +228,23 @@ def test_the_same_set_gives_the_same_model_twice_on_one_thread(tmp_path):
     first = run_sfm(folder, tmp_path / "first", settings={"threads": 1}).metrics
     second = run_sfm(folder, tmp_path / "second", settings={"threads": 1}).metrics
     assert (first["points"], first["mean_reprojection_error"]) == (second["points"], second["mean_reprojection_error"])
+
+
+def test_a_model_without_3d_points_is_never_the_scene(tmp_path):
+    """The multi-threaded mapper can, rarely, end in photos placed on no point at all: such a model
+    loses to any model with points, and a set whose only model is one fails with that reason."""
+    run_sfm(ring(tmp_path / "ring"), tmp_path / "job")
+    scene = pycolmap.Reconstruction(str(tmp_path / "job" / "sfm" / "sparse" / "0"))
+    pointless = pycolmap.Reconstruction(scene)
+    pointless.delete_all_points2D_and_points3D()
+    smaller = pycolmap.Reconstruction(scene)
+    smaller.deregister_frame(next(iter(smaller.reg_frame_ids())))
+    assert (pointless.num_reg_images(), pointless.num_points3D()) == (8, 0)
+    assert smaller.num_reg_images() == 7 and smaller.num_points3D() > 0
+
+    best = best_model({0: pointless, 1: smaller})
+    assert (best.num_reg_images(), best.num_points3D()) == (7, smaller.num_points3D())
+    assert best_model({0: pointless}).num_points3D() == 0 and best_model({}) is None
+    with pytest.raises(StageFailed, match="placed 8 photos but could triangulate no 3D point"):
+        check_points(0, 8)
+    check_points(1, 3)
