@@ -134,7 +134,8 @@ def _status(settings, store, job_id: str | None, as_json: bool, limit: int) -> i
         return 0
     jobs = store.list_jobs(limit=limit)
     if as_json:
-        print(json.dumps([build_status(job, PIPELINE, settings.jobs_dir, _folder_names(settings)) for job in jobs], indent=2, ensure_ascii=False))
+        names = _folder_names(settings)
+        print(json.dumps([build_status(job, PIPELINE, settings.jobs_dir, names) for job in jobs], indent=2, ensure_ascii=False))
         return 0
     print(_daemons_table(DaemonRegistry(store.engine).daemons()))
     print()
@@ -315,7 +316,8 @@ def _remove(settings, store, job_id: str, confirmed: bool) -> int:
             print(now, file=sys.stderr)
             return 1
         deleted = unpublish(settings.outbox, job.id)
-        documents = [build_status(each, PIPELINE, settings.jobs_dir, _folder_names(settings)) for each in store.list_jobs()]
+        names = _folder_names(settings)
+        documents = [build_status(each, PIPELINE, settings.jobs_dir, names) for each in store.list_jobs()]
         write_gallery(settings.outbox, listed_views(settings.outbox, documents), __version__)
     print(f"{job_id}: removed; {deleted} files deleted with {folder}/; the gallery no longer lists it")
     return 0

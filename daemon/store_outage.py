@@ -123,10 +123,6 @@ class PatientStore:
         self._outage = outage
         self._stop = stop
 
-    @property
-    def host(self) -> str:
-        return self.raw.host
-
     def get(self, job_id: str):
         return self._outage.wait_out(lambda: self.raw.get(job_id), f"reading job {job_id}", self._stop)
 

@@ -6,9 +6,9 @@ import json
 import os
 import time
 import zipfile
-from pathlib import Path
 
 from tests.daemon_harness import DaemonProcess, make_layout, run_cli, stage_starts, state_is, wait_for
+from tests.file_states import file_states
 from tests.photo_sets import small_set
 
 
@@ -252,18 +252,11 @@ def test_the_inbox_is_never_modified_except_status_json(tmp_path):
     layout = make_layout(tmp_path)
     small_set(layout.inbox / "kept", ready=True)
     (layout.inbox / "kept" / "bad.jpg").write_text("nope")
-    before = _snapshot(layout.inbox)
+    before = file_states(layout.inbox)
     with DaemonProcess(layout, until_idle=True) as daemon:
         assert daemon.wait(60) == 0
-    after = _snapshot(layout.inbox)
+    after = file_states(layout.inbox)
     assert {k: v for k, v in after.items() if not k.endswith("status.json")} == before
-
-
-def _snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
-    return {
-        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes())
-        for p in folder.rglob("*") if p.is_file()
-    }
 
 
 def _tiny_png() -> bytes:

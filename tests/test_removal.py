@@ -25,6 +25,7 @@ from daemon.store import JobState, open_store
 from site_builder import write_gallery
 from stages.atomic_files import atomic_write_json
 from tests.daemon_harness import DaemonProcess, make_layout, run_cli, state_is, wait_for
+from tests.file_states import file_states
 from tests.photo_sets import small_set
 from tests.site_documents import status_document
 
@@ -355,10 +356,6 @@ def test_a_running_job_whose_set_is_deleted_is_stopped_then_removed(tmp_path):
 # ---- instarecon remove
 
 
-def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
-
-
 def test_instarecon_remove_deletes_the_page_only_with_yes_and_the_gallery_forgets_it_without_a_daemon(tmp_path):
     layout = make_layout(tmp_path)
     for name in ("keep", "old"):
@@ -367,13 +364,13 @@ def test_instarecon_remove_deletes_the_page_only_with_yes_and_the_gallery_forget
         assert daemon.wait(120) == 0, daemon.log()
     assert _listed(layout.outbox) == {"keep-1": "done", "old-1": "done"}
     page = layout.outbox / "old-1"
-    outbox_before = _snapshot(layout.outbox)
-    inbox_before = _snapshot(layout.inbox)
+    outbox_before = file_states(layout.outbox, folders=True)
+    inbox_before = file_states(layout.inbox, folders=True)
 
     asked = run_cli(layout, "remove", "old-1")
     assert asked.returncode != 0
     assert str(page) in asked.stdout and "index.html" in asked.stdout and "--yes" in asked.stdout
-    assert _snapshot(layout.outbox) == outbox_before  # nothing deleted, nothing written
+    assert file_states(layout.outbox, folders=True) == outbox_before  # nothing deleted, nothing written
     assert json.loads(run_cli(layout, "status", "old-1", "--json").stdout)["state"] == "done"
 
     done = run_cli(layout, "remove", "old-1", "--yes")
@@ -382,7 +379,7 @@ def test_instarecon_remove_deletes_the_page_only_with_yes_and_the_gallery_forget
     assert _listed(layout.outbox) == {"keep-1": "done"} and _cards(layout.outbox) == {"keep-1": "done"}
     assert (layout.outbox / "keep-1" / "index.html").is_file() and (layout.outbox / "keep-1" / "status.json").is_file()
     assert json.loads(run_cli(layout, "status", "old-1", "--json").stdout)["state"] == "removed"
-    assert _snapshot(layout.inbox) == inbox_before  # the inbox is never touched
+    assert file_states(layout.inbox, folders=True) == inbox_before  # the inbox is never touched
     again = run_cli(layout, "remove", "old-1", "--yes")
     assert again.returncode == 0 and "already removed" in again.stdout
     missing = run_cli(layout, "remove", "nothing-1", "--yes")

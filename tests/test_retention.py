@@ -6,7 +6,6 @@ on SQLite and PostgreSQL (the ``database_url`` fixture); one test runs the real 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from daemon.store import JobState, open_store
 from daemon.store.tables import work_removals
 from stages.registry import PIPELINE
 from tests.daemon_harness import DaemonProcess, make_layout, validate_status, wait_for
+from tests.file_states import file_states
 from tests.photo_sets import small_set
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -132,12 +132,6 @@ def test_keep_times_come_from_the_settings(opened, tmp_path):
     assert _retention(store, state, keep_work_days=1.5).run().removed.keys() == {done.id}
 
 
-def _tree(root: Path) -> dict[str, tuple[str, int]]:
-    """Every file under ``root``: its bytes' hash and mtime."""
-    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def test_outbox_and_inbox_stay_byte_for_byte_even_when_the_work_folder_links_to_them(tmp_path):
     inbox, outbox, state = tmp_path / "inbox", tmp_path / "outbox", tmp_path / "state"
     small_set(inbox / "kermit", ready=True)
@@ -153,14 +147,14 @@ def test_outbox_and_inbox_stay_byte_for_byte_even_when_the_work_folder_links_to_
         (folder / "photos").symlink_to(inbox / "kermit")  # links out of the work folder: removed, not followed
         (folder / "published").symlink_to(outbox / job.id)
         (folder / "scene.ply").hardlink_to(outbox / job.id / "scene.ply")
-        before_inbox, before_outbox = _tree(inbox), _tree(outbox)
+        before_inbox, before_outbox = file_states(inbox), file_states(outbox)
 
         assert _retention(store, state).run().removed.keys() == {job.id}
     finally:
         store.engine.dispose()
     assert not folder.exists() and folder.parent.is_dir()
-    assert _tree(inbox) == before_inbox and len(before_inbox) >= 5
-    assert _tree(outbox) == before_outbox
+    assert file_states(inbox) == before_inbox and len(before_inbox) >= 5
+    assert file_states(outbox) == before_outbox
 
 
 def test_a_link_in_the_jobs_folder_is_never_followed_and_unknown_folders_stay(tmp_path, caplog):
@@ -178,15 +172,15 @@ def test_a_link_in_the_jobs_folder_is_never_followed_and_unknown_folders_stay(tm
         (jobs_dir / "stranger-1").symlink_to(elsewhere, target_is_directory=True)
         orphan = _work_folder(jobs_dir, "forgotten-3")
         _work_folder(jobs_dir, normal.id)
-        before = _tree(elsewhere)
+        before = file_states(elsewhere)
         retention = _retention(store, state)
 
         first, second = retention.run(), retention.run()
     finally:
         store.engine.dispose()
     assert first.removed.keys() == {normal.id} and first.refused == second.refused == [linked.id]
-    assert _tree(elsewhere) == before and (jobs_dir / linked.id).is_symlink() and (jobs_dir / "stranger-1").is_symlink()
-    assert orphan.is_dir() and _tree(orphan)
+    assert file_states(elsewhere) == before and (jobs_dir / linked.id).is_symlink() and (jobs_dir / "stranger-1").is_symlink()
+    assert orphan.is_dir() and file_states(orphan)
     assert build_status(store.get(linked.id), PIPELINE, jobs_dir)["outputs"]  # nothing recorded for it
     refusals = [r for r in caplog.records if "symbolic link" in r.getMessage()]
     assert len(refusals) == 1 and refusals[0].levelno == logging.WARNING  # once a run, not every pass

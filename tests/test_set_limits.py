@@ -4,7 +4,6 @@ starts."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -27,6 +26,7 @@ from stages.set_limits import (
 )
 from stages.zip_extract import ZipLimits, extract_zip
 from tests.daemon_harness import DaemonProcess, make_layout, stage_starts
+from tests.file_states import file_states
 from tests.photo_sets import small_set
 
 NO_RULES = FileRules()
@@ -247,19 +247,10 @@ def make_context(tmp_path: Path, source: Path, **settings) -> StageContext:
     )
 
 
-def fingerprint(folder: Path) -> dict[str, tuple[int, int, str]]:
-    """Every file's size, mtime and content hash: what 'untouched' means."""
-    return {
-        str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns,
-                                        hashlib.sha256(path.read_bytes()).hexdigest())
-        for path in sorted(folder.rglob("*")) if path.is_file()
-    }
-
-
 def test_ingest_refuses_a_folder_over_a_limit_before_reading_any_photo(tmp_path):
     folder = tmp_path / "inbox" / "set1"
     small_set(folder, views=4)
-    before = fingerprint(folder)
+    before = file_states(folder)
     context = make_context(tmp_path, folder, max_photos=3)
     calls = []
     with pytest.raises(StageFailed) as failure:
@@ -268,7 +259,7 @@ def test_ingest_refuses_a_folder_over_a_limit_before_reading_any_photo(tmp_path)
     assert failure.value.hint
     assert calls == []  # not even "checking 4 photos"
     assert list(context.output_dir.iterdir()) == []  # no images/ folder, no manifest
-    assert fingerprint(folder) == before
+    assert file_states(folder) == before
 
 
 def test_ingest_refuses_a_zip_over_a_limit_before_extracting_anything(tmp_path):
@@ -277,7 +268,7 @@ def test_ingest_refuses_a_zip_over_a_limit_before_extracting_anything(tmp_path):
     # the central directory says the first photo unpacks to 73.4 MB; its data is still the small
     # photo, which extraction would give (zipfile stops at the data's end, the CRC matches)
     patch_central_sizes(archive, made[0].name, 73_400_000)
-    before = fingerprint(archive.parent)
+    before = file_states(archive.parent)
     context = make_context(tmp_path, archive)
     calls = []
     with pytest.raises(StageFailed) as failure:
@@ -285,7 +276,7 @@ def test_ingest_refuses_a_zip_over_a_limit_before_extracting_anything(tmp_path):
     assert failure.value.message == f"{made[0].name} is 73.4 MB; photos may be at most 50 MB (max_file_mb)"
     assert calls == []  # not even "extracting zip archive"
     assert list(context.output_dir.iterdir()) == []
-    assert fingerprint(archive.parent) == before
+    assert file_states(archive.parent) == before
 
 
 def patch_central_sizes(archive: Path, name: str, size: int) -> None:
@@ -355,7 +346,7 @@ def test_the_daemon_fails_each_set_over_a_limit_before_any_stage_and_runs_the_on
     write(layout.inbox / "fine" / ".DS_Store", 200_000)
     for name in ("crowd", "bulky", "heavy", "fine"):
         (layout.inbox / name / "READY").touch()
-    before = fingerprint(layout.inbox)
+    before = file_states(layout.inbox)
 
     with DaemonProcess(layout, until_idle=True, paced=True) as daemon:
         assert daemon.wait(180) == 0, daemon.log()
@@ -373,7 +364,7 @@ def test_the_daemon_fails_each_set_over_a_limit_before_any_stage_and_runs_the_on
     assert passed["state"] == "done", passed
     assert passed["images"]["accepted"] == len(fine) == 5
     assert stage_starts(layout, passed["job_id"], "sfm") == 1  # the paced SfM does run for a set within
-    after = fingerprint(layout.inbox)
+    after = file_states(layout.inbox)
     assert {name: value for name, value in after.items() if not name.endswith("status.json")} == before
 
 
@@ -382,7 +373,7 @@ def test_the_daemon_applies_the_default_limits(tmp_path):
     paced_set(layout.inbox / "tall", views=4)
     write(layout.inbox / "tall" / "IMG_0042.jpg", 73_400_000)  # sparse: 73.4 MB of nothing
     (layout.inbox / "tall" / "READY").touch()
-    before = fingerprint(layout.inbox)
+    before = file_states(layout.inbox)
 
     with DaemonProcess(layout, until_idle=True, paced=True) as daemon:
         assert daemon.wait(120) == 0, daemon.log()
@@ -390,5 +381,5 @@ def test_the_daemon_applies_the_default_limits(tmp_path):
     assert_refused_before_any_stage(
         layout, daemon, "tall", "IMG_0042.jpg is 73.4 MB; photos may be at most 50 MB (max_file_mb)"
     )
-    after = fingerprint(layout.inbox)
+    after = file_states(layout.inbox)
     assert {name: value for name, value in after.items() if not name.endswith("status.json")} == before
