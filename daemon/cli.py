@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from daemon import __version__
-
-EXIT_CONFIG = 78  # EX_CONFIG: the unit file tells systemd not to restart on it
+from stages.file_names import display_name
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo-set":
         return _demo_set(args)
 
-    from daemon.config import ConfigError, check_folders, load_settings
+    from daemon.config import EXIT_CONFIG, ConfigError, check_folders, load_settings
 
     overrides = {key: getattr(args, key) for key in ("inbox", "outbox", "state", "database_url")}
     try:
@@ -159,7 +158,7 @@ def _daemons_table(daemons) -> str:
     rows = [("DAEMON", "CONDITION", "HEARTBEAT", "VERSION", "DOING")]
     for daemon in daemons:
         job = daemon.current_job
-        doing = f"{job['name']} ({job['job_id']}): {job.get('stage') or 'starting'} {job.get('progress', 0):.0f}%" \
+        doing = f"{display_name(job['name'])} ({job['job_id']}): {job.get('stage') or 'starting'} {job.get('progress', 0):.0f}%" \
             if job and daemon.state == "running" else daemon.state
         if daemon.problems:
             doing += "; " + "; ".join(daemon.problems)
@@ -187,7 +186,7 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 
 def _describe(document: dict) -> str:
     lines = [
-        f"job       {document['job_id']}  (set '{document['name']}', attempt {document['attempt']})",
+        f"job       {document['job_id']}  (set '{display_name(document['name'])}', attempt {document['attempt']})",
         f"state     {document['state']}  {document['progress']:.0f}%  {document['message']}",
     ]
     if document["eta_seconds"] is not None:
@@ -263,7 +262,7 @@ def _retry(settings, store, job_id: str) -> int:
     except ValueError as error:
         print(f"instarecon: {error}", file=sys.stderr)
         return 1
-    print(f"{new_job.id}: queued (attempt {new_job.attempt} of set '{new_job.set_name}')")
+    print(f"{new_job.id}: queued (attempt {new_job.attempt} of set '{display_name(new_job.set_name)}')")
     return 0
 
 

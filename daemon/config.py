@@ -35,6 +35,9 @@ DEFAULT_STAGE_TIMEOUTS = {
 }
 
 
+EXIT_CONFIG = 78  # EX_CONFIG: the unit file tells systemd not to restart on it
+
+
 class ConfigError(Exception):
     """A setting that stops the daemon from starting; str() is the one line to show."""
 
@@ -45,11 +48,12 @@ class Settings:
     outbox: Path = Path("outbox")
     state: Path = Path("state")  # job database and per-job work folders
     database_url: str = ""  # empty: SQLite in the state folder
-    host_name: str = ""  # this daemon's name in the jobs it runs; empty: the machine's host name
+    host_name: str = ""  # this daemon's name; empty: the machine's host name (<host>:<pid> while that is taken)
     lease_seconds: float = 60.0  # a running job whose daemon stops renewing for this long is taken over
     watch_mode: str = "native"  # "polling" for network shares written by other hosts
     poll_interval_seconds: float = 2.0  # polling observer only
     settle_seconds: float = 60.0  # a set with no change for this long is complete
+    ready_quiet_seconds: float = 5.0  # a set holding READY is complete once unchanged for this long
     rescan_interval_seconds: float = 300.0  # full inbox rescan: the net under lost events
     ignore_patterns: tuple[str, ...] = ()  # junk names, added to the built-in list
     threads: int = 0  # worker threads for stages; 0 means one per CPU core
@@ -183,6 +187,11 @@ def _validated(key: str, value: Any) -> Any:
         return _positive_number(key, value, "a number of standard deviations")
     if key in ("max_file_mb", "max_set_mb"):
         return _positive_number(key, value, "a number of megabytes")
+    if key == "ready_quiet_seconds":
+        _expect(key, value, (int, float), "a number of seconds (0: READY counts at once)")
+        if value < 0:
+            raise ConfigError(f"setting '{key}' must be 0 or more, got {value!r}")
+        return float(value)
     if key in ("min_free_gb",):
         _expect(key, value, (int, float), "a number of gigabytes (0 turns the check off)")
         if value < 0:

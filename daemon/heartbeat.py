@@ -41,6 +41,7 @@ class Heartbeat:
         host: str,
         registry: DaemonRegistry,
         clock: Callable[[], float] = time.monotonic,
+        process: str | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ):
         self.path = outbox / HEALTH_FILE
@@ -56,8 +57,10 @@ class Heartbeat:
         self._others: list[dict[str, Any]] = []  # the other daemons, as last read from the store
         self._failing = False
         self._registry_failing = False
+        self._name_lost = False
+        self._process = process
         # of a daemon killed mid-write; other daemons may be writing theirs this very moment
-        remove_temporaries(self.path, older_than_seconds=600)
+        remove_temporaries(self.path)
 
     def beat(
         self,
@@ -118,11 +121,15 @@ class Heartbeat:
     def _tell_store(self, own: Mapping[str, Any]) -> None:
         """Our row in, the others' out; a store that does not answer leaves the others as last read."""
         try:
-            self._registry.beat(
+            written = self._registry.beat(
                 host=self._host, version=self._version, pid=os.getpid(), started_at=self._started_at,
                 interval_seconds=self._interval, state=own["state"], current_job=own["current_job"],
-                problems=own["problems"],
+                problems=own["problems"], process=self._process,
             )
+            if not written and not self._name_lost:
+                log.warning("the daemon name %s was taken by another daemon while this one was silent; this one's "
+                            "row is no longer written (its jobs are safe: each lease is held by one process)", self._host)
+            self._name_lost = not written
             self._others = [_entry(record) for record in self._registry.daemons() if record.host != self._host]
         except Exception as error:
             if not is_outage(error):

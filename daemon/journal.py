@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Any, TextIO
 
+from stages.file_names import display_name, without_surrogates
+
 FIELD_NAMES = ("JOB_ID", "SET_NAME", "STAGE")
 
 _PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
@@ -23,7 +25,7 @@ _LEVEL_BY_PRIORITY = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITI
 
 def job_fields(job: Any, stage: str | None = None) -> dict[str, str]:
     """The ``extra=`` for a log call about a job (anything with .id and .set_name)."""
-    fields = {"JOB_ID": job.id, "SET_NAME": job.set_name}
+    fields = {"JOB_ID": job.id, "SET_NAME": display_name(job.set_name)}
     stage = stage or getattr(job, "stage", None)
     if stage:
         fields["STAGE"] = stage
@@ -37,6 +39,19 @@ def level_for_priority(priority: int) -> int:
 def _fields_suffix(record: logging.LogRecord) -> str:
     fields = " ".join(f"{name}={getattr(record, name)}" for name in FIELD_NAMES if hasattr(record, name))
     return f" [{fields}]" if fields else ""
+
+
+class OneLineArguments(logging.Filter):
+    """Whatever a log call quotes (a set's name above all) is shown on one line, exactly, as valid
+    text: a name holding a newline cannot start a line of its own (with a priority prefix such as
+    ``<0>`` that journald would believe), and one that is not UTF-8 cannot fail the write."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(display_name(arg) if isinstance(arg, str) else arg for arg in record.args)
+        if isinstance(record.msg, str):
+            record.msg = without_surrogates(record.msg)
+        return True
 
 
 class PriorityFormatter(logging.Formatter):
@@ -85,6 +100,7 @@ def setup_logging(level: str = "info", stream: TextIO | None = None) -> logging.
     if handler is None:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(TerminalFormatter() if stream.isatty() else PriorityFormatter("%(message)s"))
+    handler.addFilter(OneLineArguments())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -27,7 +27,7 @@ class MetricsTextfile:
         self._stage_seconds: dict[str, dict[str, float]] = {}  # job id -> stage -> seconds, finished stages
         self._last_success: float | None = None
         self._failing = False
-        remove_temporaries(path)  # of a daemon killed mid-write; this daemon is the one writer
+        remove_temporaries(path)  # of a daemon killed mid-write
 
     def observe(self, documents: Sequence[Mapping[str, Any]]) -> None:
         """Take in the status documents just written (the first pass after start: every job)."""

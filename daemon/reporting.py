@@ -34,17 +34,18 @@ class Reporting:
         self._publisher = StatusPublisher(settings, store, pipeline)
         self._site = SitePublisher(settings.outbox, version, store.host, lambda: site_lock(store.engine, settings.state))
         self._heartbeat = Heartbeat(settings.outbox, settings.heartbeat_seconds, version, store.host,
-                                    DaemonRegistry(store.engine), clock)
+                                    DaemonRegistry(store.engine), clock, process=store.process)
         self._metrics = MetricsTextfile(Path(settings.metrics_textfile), version) if settings.metrics_textfile else None
         # Built before the first pass: the jobs already stored are not news when it shows them ended.
         self._notifications = Notifications(settings, clock, known_jobs=store.job_ids())
         self._queue: dict[str, int] = {}  # the last counts read, for a heartbeat when the store fails
 
-    def report(self, current: JobRecord | None) -> str:
-        """Bring every view up to date; returns the one line for `systemctl status`."""
+    def report(self, current: JobRecord | None, problems: tuple[str, ...] = ()) -> str:
+        """Bring every view up to date; returns the one line for `systemctl status`. ``problems``:
+        what health.json should say is wrong beside the jobs (the inbox watcher is down, say)."""
         documents, counts = self._follow_jobs()
         job = (self._store.get(current.id) or current) if current is not None else None
-        beaten = self._heartbeat.beat("running" if job else "idle", self._queue, _running(job))
+        beaten = self._heartbeat.beat("running" if job else "idle", self._queue, _running(job), problems)
         self._write_metrics(counts, documents or beaten)
         return summary_line(counts, job)
 

@@ -8,24 +8,27 @@ the queue to resume at the next start, and returns an exit code.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
+from types import TracebackType
 from typing import Callable, Sequence
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from daemon import __version__
-from daemon.config import Settings
+from daemon.config import EXIT_CONFIG, Settings
 from daemon.inbox_watcher import InboxWatcher
 from daemon.job_runner import JobRunner
 from daemon.set_intake import CANCEL_FILE_REASON, SetIntake, list_set_names
 from daemon.settle_clock import SettleClock
 from daemon.reporting import Reporting
 from daemon.retention import WorkFolderRetention
-from daemon.store import ACTIVE_STATES, JobStore, open_store
+from daemon.store import ACTIVE_STATES, DaemonRegistry, JobStore, NameInUse, claim_name, open_store
 from daemon.store_outage import StoreOutage, StoreUnavailable, is_outage
 from daemon.systemd_notify import SystemdNotifier
+from daemon.this_process import this_process
 from daemon.worker import JobWorker
 from stages.registry import PIPELINE, StageSpec
 
@@ -33,6 +36,8 @@ log = logging.getLogger("instarecon")
 
 BUSY_TICK_SECONDS = 0.5  # while a job runs: how fresh status.json stays
 IDLE_TICK_SECONDS = 5.0
+WATCHER_CHECK_SECONDS = 1.0  # while the inbox watcher is down: how often to try it again
+UNWATCHED_RESCAN_SECONDS = 5.0  # and to rescan the inbox, as a polling watcher would
 
 
 class Daemon:
@@ -52,6 +57,7 @@ class Daemon:
         self._rescan_requested = True
         self._deadlines: dict[str, float] = {}  # set name -> when to look again (settling)
         self._watcher: InboxWatcher | None = None
+        self._next_unwatched_rescan = 0.0
 
     def request_stop(self, *_signal_args) -> None:
         self._stop_requested.set()
@@ -70,6 +76,9 @@ class Daemon:
         except StoreUnavailable:
             log.info("stopped before the job store answered")
             return 0
+        except NameInUse as taken:
+            log.error("%s", taken)
+            return EXIT_CONFIG
         reporting = Reporting(settings, store, self._pipeline, __version__, self._clock)
         intake = SetIntake(settings, store, SettleClock(settings.settle_seconds, self._clock))
         runner = JobRunner(settings, store, self._pipeline, self._stop_requested, self._wake.set, outage)
@@ -85,17 +94,17 @@ class Daemon:
                           coalesce=True, id="retention")
 
         log.info(
-            "instarecon %s starting: inbox %s, outbox %s, state %s, %s watching",
-            __version__, settings.inbox, settings.outbox, settings.state, settings.watch_mode,
+            "instarecon %s starting as %s: inbox %s, outbox %s, state %s, %s watching",
+            __version__, store.host, settings.inbox, settings.outbox, settings.state, settings.watch_mode,
         )
-        watcher.start()
         self._watcher = watcher
+        previous_hook, threading.excepthook = threading.excepthook, self._thread_ended_on_exception
+        watcher.start()  # a watcher that cannot start is tried again from the loop (InboxWatcher.check)
         scheduler.start()
         worker.start()
-        self._tick(store, intake, worker)
-        self._notifier.ready(reporting.report(worker.current_job))
         last_ping = self._clock()
         exit_code = 0
+        ready = False
         try:
             while not self._stop_requested.is_set():
                 if not worker.is_alive():
@@ -103,9 +112,12 @@ class Daemon:
                     exit_code = 1
                     break
                 passed = alive = False
+                line = None
                 try:
                     self._tick(store, intake, worker)
-                    self._notifier.status(reporting.report(worker.current_job))
+                    line = reporting.report(worker.current_job, _problems(watcher))
+                    if ready:
+                        self._notifier.status(line)
                     outage.answered()
                     passed = alive = True
                 except Exception as error:
@@ -118,6 +130,9 @@ class Daemon:
                     else:  # a bug of ours: the watchdog restarts the daemon if it lasts
                         log.exception("inbox pass failed; trying again")
                         reporting.trouble(worker.current_job)
+                if not ready:  # after the first pass, whatever its outcome: systemd waits for no more
+                    self._notifier.ready(line or "started; the first inbox pass failed (see the journal)")
+                    ready = True
                 if passed and until_idle and self._idle(store, worker):
                     log.info("nothing left waiting, queued or running; exiting (--until-idle)")
                     break
@@ -138,30 +153,49 @@ class Daemon:
             reporting.stopped()
             self._notifier.close()
             store.engine.dispose()
+            threading.excepthook = previous_hook
         return exit_code
 
+    def _thread_ended_on_exception(self, args: threading.ExceptHookArgs) -> None:
+        """Any thread that dies of an exception says so in the journal, with its traceback; one of the
+        inbox watcher's (watchdog's own threads, which the watcher cannot see) is restarted."""
+        thread = args.thread.name if args.thread is not None else "?"
+        log.error("thread %s stopped on an exception", thread,
+                  exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+        if self._watcher is not None and _raised_in_watchdog(args.exc_traceback):
+            self._watcher.thread_died(thread, args.exc_value)
+            self._wake.set()
+
     def _open_store(self) -> JobStore:
+        """The job store, under this daemon's name (one live process per name: claim_name), with the
+        jobs of daemon processes that are gone back in the queue."""
         settings = self._settings
-        store = open_store(settings.resolved_database_url, settings.host_name or None, settings.lease_seconds)
-        for job in store.requeue_interrupted():
-            log.info("%s: job %s was interrupted; it resumes at %s", job.set_name, job.id, job.stage or "its start")
+        store = open_store(settings.resolved_database_url, lease_seconds=settings.lease_seconds)
+        claim = claim_name(DaemonRegistry(store.engine), settings.host_name, process=this_process(),
+                           version=__version__, interval_seconds=settings.heartbeat_seconds)
+        store = store.named(claim.name)
+        for job in store.requeue_orphans(claim.previous_provably_gone):
+            log.info("%s: job %s was interrupted (its daemon %s stopped); it resumes at %s", job.set_name, job.id,
+                     job.host, job.stage or "its start")
         return store
 
     def _tick(self, store: JobStore, intake: SetIntake, worker: JobWorker) -> None:
         now = self._clock()
         names = {name for name, due in self._deadlines.items() if due <= now}
-        names |= self._watcher.take_dirty() if self._watcher is not None else set()
+        if self._watcher is not None:
+            if self._watcher.check():
+                self._rescan_requested = True  # its events were missed
+            names |= self._watcher.take_dirty()
+            if not self._watcher.watching and now >= self._next_unwatched_rescan:
+                self._rescan_requested = True  # no events come while it is down: look ourselves
+                self._next_unwatched_rescan = now + UNWATCHED_RESCAN_SECONDS
         if self._rescan_requested:
             self._rescan_requested = False
             listed = list_set_names(self._settings.inbox, intake.rules)
             # sets gone since (deleted while the daemon was down, or their events lost) are looked at too
             names |= set(listed) | set(self._deadlines) | intake.missing_sets(listed)
         for name in sorted(names):
-            try:
-                remaining = intake.reconcile(name)
-            except OSError as error:  # the set changed under us (renamed, deleted): look again later
-                log.warning("%s: could not be read (%s); looking again shortly", name, error)
-                remaining = 1.0
+            remaining = intake.reconcile(name)  # a set's own trouble stays the set's (SetIntake.reconcile)
             if remaining is None:
                 self._deadlines.pop(name, None)
             else:
@@ -174,6 +208,8 @@ class Daemon:
 
     def _tick_timeout(self, worker: JobWorker, ping_every: float | None) -> float:
         timeout = BUSY_TICK_SECONDS if worker.current_job is not None else IDLE_TICK_SECONDS
+        if self._watcher is not None and not self._watcher.watching:
+            timeout = min(timeout, WATCHER_CHECK_SECONDS)
         if self._deadlines:
             timeout = min(timeout, max(0.05, min(self._deadlines.values()) - self._clock()))
         if ping_every is not None:
@@ -185,6 +221,18 @@ class Daemon:
             return False
         counts = store.count_by_state()
         return not any(counts[state] for state in ACTIVE_STATES)
+
+
+def _raised_in_watchdog(trace: TracebackType | None) -> bool:
+    while trace is not None:
+        if f"{os.sep}watchdog{os.sep}" in trace.tb_frame.f_code.co_filename:
+            return True
+        trace = trace.tb_next
+    return False
+
+
+def _problems(watcher: InboxWatcher) -> tuple[str, ...]:
+    return () if watcher.problem is None else (watcher.problem,)
 
 
 def install_signal_handlers(daemon: Daemon) -> None:

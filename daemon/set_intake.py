@@ -26,6 +26,8 @@ from daemon.config import Settings
 from daemon.journal import job_fields
 from daemon.settle_clock import SettleClock
 from daemon.store import ACTIVE_STATES, TERMINAL_STATES, JobRecord, JobState, JobStore
+from daemon.store_outage import is_outage
+from stages.file_names import display_name
 from stages.photo_set import CANCEL_MARKER, STATUS_FILE, FileEntry, FileRules, SetListing, walk_set
 from stages.set_limits import LimitViolation, SetLimits, first_violation, listed_photos, zip_photos
 
@@ -37,7 +39,13 @@ CANCEL_FILE_REASON = "cancelled: a CANCEL file was dropped into the set"
 SET_LEFT_INBOX = "removed: the set is no longer in the inbox"
 REMOVED_WHILE_RUNNING = "cancelled: the set was removed from the inbox while the job ran"
 CHANGED_AFTER_RUN = "set changed after its last run"
+CHANGED_WHILE_RUNNING = "cancelled: the set changed while the job ran; a new attempt starts once it is complete again"
 RUNNING_RECHECK_SECONDS = 1.0  # how soon to look again while a removed set's running job stops
+READ_RETRIES = 5  # a set that cannot be read this many times in a row fails (a disk error, not a rename)
+READ_RETRY_SECONDS = 1.0
+# The fingerprint of a job failed because its set could not be examined: any real listing differs,
+# so the set runs as a new attempt once it can be examined.
+UNEXAMINED = "unexamined"
 
 
 def could_be_set(name: str, rules: FileRules) -> bool:
@@ -71,6 +79,8 @@ class SetIntake:
         self._rules = FileRules(settings.ignore_patterns)
         self._inbox_device = _device_of(settings.inbox)  # a different one later: the share was (un)mounted
         self._inbox_trouble_told: str | None = None
+        self._read_failures: dict[str, int] = {}  # set name -> reads failed in a row
+        self._unexaminable: set[str] = set()  # sets whose examination failed, told once
 
     @property
     def rules(self) -> FileRules:
@@ -78,7 +88,63 @@ class SetIntake:
 
     def reconcile(self, name: str) -> float | None:
         """Bring the set's latest job in line with the inbox; returns seconds until the
-        set should be looked at again (still settling), or None."""
+        set should be looked at again (still settling), or None.
+
+        Whatever goes wrong while one set is examined is that set's problem: a read that fails
+        (the set renamed or deleted under us) is tried again shortly, a few times; anything else
+        fails the set's job with the reason (``examination_failed``). Only the job store's
+        outages reach the caller: they are every set's, and the pass waits them out."""
+        try:
+            remaining = self._reconcile(name)
+        except Exception as error:
+            if is_outage(error):
+                raise
+            if isinstance(error, OSError):
+                failures = self._read_failures[name] = self._read_failures.get(name, 0) + 1
+                if failures <= READ_RETRIES:
+                    if failures == 1:
+                        log.warning("%s: could not be read (%s); looking again shortly", name, error)
+                    return READ_RETRY_SECONDS
+            return self.examination_failed(name, error)
+        self._read_failures.pop(name, None)
+        self._unexaminable.discard(name)
+        return remaining
+
+    def examination_failed(self, name: str, error: BaseException) -> None:
+        """The set's job fails with what went wrong (its status.json says so), once; the set is
+        looked at again at its next event or rescan, and runs once it can be examined."""
+        cause = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        if name in self._unexaminable:
+            log.debug("%s: still cannot be examined (%s)", name, cause)
+            return None
+        self._unexaminable.add(name)
+        log.error("%s: the set could not be examined (%s); it is looked at again when it changes", name, cause,
+                  exc_info=error)
+        message = f"the daemon could not examine this set ({display_name(cause)})"
+        hint = ("change the set (or drop a RETRY file) to have it looked at again; if this keeps happening, "
+                "please report it with the journal (journalctl -u instarecon)")
+        try:
+            latest = self._store.latest_for_set(name)
+            if latest is not None and latest.state is JobState.RUNNING:
+                return None  # its run goes on; the journal has the rest
+            if latest is None or latest.state in TERMINAL_STATES:
+                if latest is not None and latest.fingerprint == UNEXAMINED and latest.state is JobState.FAILED:
+                    return None
+                path = self._settings.inbox / name
+                latest = self._store.create_job(
+                    set_name=name, source_path=path, source_kind="zip" if name.lower().endswith(".zip") else "folder",
+                    fingerprint=UNEXAMINED, state=JobState.WAITING, message=message,
+                    attempt=(latest.attempt if latest is not None else 0) + 1,
+                )
+            self._store.transition(latest.id, JobState.FAILED, message, stage="ingest",
+                                   error={"stage": "ingest", "message": message, "hint": hint})
+        except Exception as recording:
+            if is_outage(recording):
+                raise
+            log.exception("%s: could not record that the set cannot be examined", name)
+        return None
+
+    def _reconcile(self, name: str) -> float | None:
         path = self._settings.inbox / name
         if not could_be_set(name, self._rules):
             return None
@@ -100,6 +166,8 @@ class SetIntake:
             return None
 
         fingerprint = listing.content_fingerprint()
+        if latest is not None and latest.state is JobState.RUNNING and latest.fingerprint != fingerprint:
+            return self._stop_stale_run(latest)
         why_new = _why_new_attempt(latest, fingerprint, listing.retry_mtime_ns)
         if why_new == CHANGED_AFTER_RUN:
             # Only once the change has settled, READY or not (a READY left from the last run says
@@ -139,26 +207,30 @@ class SetIntake:
             if latest.state == JobState.QUEUED:
                 self._store.transition(latest.id, JobState.WAITING, "the set changed before it started; waiting again")
                 latest = self._store.get(latest.id)
+        if latest.state is not JobState.WAITING:
+            return None  # queued, unchanged: it waits for its turn
 
-        remaining = 0.0 if listing.ready else self._settle.remaining(name, listing.activity_fingerprint())
+        # READY says the sender is done, but some send it first, or stall after it: it counts once
+        # nothing in the set has changed for a short quiet period (without it, for settle_seconds)
+        quiet = self._settings.ready_quiet_seconds if listing.ready else self._settings.settle_seconds
+        remaining = self._settle.remaining(name, listing.activity_fingerprint(), quiet)
         if remaining > 0:
             message = self._waiting_message(listing)
             if latest.message != message:
                 self._store.update_fields(latest.id, message=message)
             return remaining
         self._settle.forget(name)
-        if latest.state == JobState.WAITING:
-            violation = self._over_limits(path, kind, listing)
-            if violation is not None:  # said now, not after hours in the queue (ingest checks again)
-                self._store.transition(
-                    latest.id, JobState.FAILED, violation.message, stage="ingest",
-                    error={"stage": "ingest", "message": violation.message, "hint": violation.hint},
-                )
-                log.error("%s: refused: %s", name, violation.message, extra=job_fields(latest))
-                return None
-            how = "READY marker" if listing.ready else f"no change for {self._settings.settle_seconds:g} s"
-            self._store.transition(latest.id, JobState.QUEUED, f"queued ({how})")
-            log.info("%s: complete (%s), queued as %s", name, how, latest.id, extra=job_fields(latest))
+        violation = self._over_limits(path, kind, listing)
+        if violation is not None:  # said now, not after hours in the queue (ingest checks again)
+            self._store.transition(
+                latest.id, JobState.FAILED, violation.message, stage="ingest",
+                error={"stage": "ingest", "message": violation.message, "hint": violation.hint},
+            )
+            log.error("%s: refused: %s", name, violation.message, extra=job_fields(latest))
+            return None
+        how = "READY marker" if listing.ready else f"no change for {self._settings.settle_seconds:g} s"
+        self._store.transition(latest.id, JobState.QUEUED, f"queued ({how})")
+        log.info("%s: complete (%s), queued as %s", name, how, latest.id, extra=job_fields(latest))
         return None
 
     def retry(self, job: JobRecord) -> JobRecord:
@@ -170,7 +242,7 @@ class SetIntake:
         path = self._settings.inbox / job.set_name
         found = None if path.is_symlink() else self._read_set(path)
         if found is None:
-            raise ValueError(f"the set '{job.set_name}' is no longer in the inbox ({path})")
+            raise ValueError(f"the set '{display_name(job.set_name)}' is no longer in the inbox ({display_name(str(path))})")
         kind, listing = found
         return self._store.create_job(
             set_name=job.set_name,
@@ -206,7 +278,20 @@ class SetIntake:
         except OSError:
             return False
 
+    def _stop_stale_run(self, job: JobRecord) -> float:
+        """The set changed while its job ran (a copy that stalled, photos added after READY): that run
+        would publish a scene of a set that no longer is, so it is cancelled, and the set, once it has
+        settled, runs as a new attempt. Looked at again shortly, until the run has stopped."""
+        if not job.cancel_requested:
+            self._store.request_cancel(job.id, CHANGED_WHILE_RUNNING)
+            log.warning("%s: the set changed while job %s ran; stopping it, a new attempt starts once the set is "
+                        "complete again", job.set_name, job.id, extra=job_fields(job))
+        return RUNNING_RECHECK_SECONDS
+
     def _waiting_message(self, listing: SetListing) -> str:
+        if listing.ready:
+            return (f"READY found ({len(listing.photos)} files): starting once nothing in the set has changed for "
+                    f"{self._settings.ready_quiet_seconds:g} s")
         message = (
             f"waiting for the set to be complete ({len(listing.photos)} files so far): drop a file named READY "
             f"into it, or leave it unchanged for {self._settings.settle_seconds:g} s"
@@ -221,7 +306,7 @@ class SetIntake:
         latest = self._store.latest_for_set(name)
         if latest is not None and latest.fingerprint == fingerprint:
             return None
-        message = f"'{name}' is a symbolic link; the daemon never follows links in the inbox"
+        message = f"'{display_name(name)}' is a symbolic link; the daemon never follows links in the inbox"
         job = self._store.create_job(
             set_name=name, source_path=path, source_kind="link", fingerprint=fingerprint,
             state=JobState.WAITING, message=message,

@@ -1,5 +1,6 @@
-"""When a set counts as complete without a READY marker: nothing changed for a while; and when
-a set missing from the inbox counts as gone: missing for as long.
+"""When a set counts as complete: nothing in it changed for a while (settle_seconds, or the short
+ready_quiet_seconds once it holds READY); and when a set missing from the inbox counts as gone:
+missing for settle_seconds.
 
 Pure bookkeeping over an injected clock, so tests need no sleeping.
 """
@@ -24,14 +25,16 @@ class SettleClock:
         self._seen: dict[str, _Seen] = {}
         self._missing: dict[str, float] = {}  # set name -> when it was first found missing
 
-    def remaining(self, name: str, activity_fingerprint: str) -> float:
-        """Seconds until the set is settled; any change in it starts the wait over."""
+    def remaining(self, name: str, activity_fingerprint: str, quiet_seconds: float | None = None) -> float:
+        """Seconds until the set has been unchanged for ``quiet_seconds`` (by default the settle
+        time); any change in it starts the wait over."""
+        quiet = self._settle_seconds if quiet_seconds is None else quiet_seconds
         now = self._clock()
         seen = self._seen.get(name)
         if seen is None or seen.fingerprint != activity_fingerprint:
             self._seen[name] = _Seen(activity_fingerprint, now)
-            return self._settle_seconds
-        return max(0.0, self._settle_seconds - (now - seen.since))
+            return quiet
+        return max(0.0, quiet - (now - seen.since))
 
     def forget(self, name: str) -> None:
         self._seen.pop(name, None)

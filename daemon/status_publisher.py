@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,6 +37,9 @@ log = logging.getLogger("instarecon.status")
 # Jobs updated this close before the last pass are written again: clocks and
 # transactions do not order updated_at perfectly.
 _OVERLAP = timedelta(seconds=2)
+# Another daemon killed mid-write leaves its temporary file beside a status.json that this daemon
+# keeps writing: looked for again this often.
+SWEEP_EVERY_SECONDS = 60.0
 
 
 def inbox_status_path(settings: Settings, job: JobRecord) -> Path:
@@ -52,7 +56,7 @@ class StatusPublisher:
         self._watermark: datetime | None = None
         self._last_written: dict[str, dict[str, Any]] = {}
         self._unwritable_sets: dict[str, str] = {}
-        self._swept: set[Path] = set()  # status files whose crash leftovers this run removed
+        self._swept: dict[Path, float] = {}  # status file -> when its crash leftovers were last swept
         # status.json is public: its log lines name these folders short
         self._folder_names = FolderNames.of(settings.inbox, settings.outbox, settings.state)
         self._running: dict[str, JobRecord] = {}  # jobs this daemon runs, as last read from the store
@@ -138,12 +142,14 @@ class StatusPublisher:
         return job_log_path(self._settings.jobs_dir, job.id)
 
     def _write(self, path: Path, document: dict[str, Any]) -> None:
-        """Atomically; the first time in this run, after removing the temporary files a daemon
-        killed mid-write left beside it (this daemon is the one writer of its jobs' status)."""
-        if path not in self._swept:
+        """Atomically; first (and again at most once a minute) removing the temporary files that a
+        daemon killed mid-write left beside it. Several daemons write the same status files, so
+        only what is provably abandoned goes (``remove_temporaries``): never another's write."""
+        now = time.monotonic()
+        if now - self._swept.get(path, -SWEEP_EVERY_SECONDS) >= SWEEP_EVERY_SECONDS:
             if remove_temporaries(path):
-                log.info("removed half-written copies of %s left by an earlier run", path)
-            self._swept.add(path)
+                log.info("removed half-written copies of %s left by a daemon that was stopped mid-write", path)
+            self._swept[path] = now
         atomic_write_json(path, document)
 
     def _write_beside_set(self, job: JobRecord, document: dict[str, Any]) -> None:

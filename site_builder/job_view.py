@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
+from stages.file_names import display_name
+
 # The files a finished job's folder in the outbox offers for download, in the order shown.
 DOWNLOADS = (
     ("scene.splat", "Splat (web viewers)", "splat_bytes"),
@@ -101,7 +103,7 @@ def job_view(status: Mapping[str, Any], job_folder: Path) -> JobView:
     gaussians = published.get("gaussians", trained.get("gaussians"))
     return JobView(
         job_id=str(status["job_id"]),
-        name=str(status["name"]),
+        name=display_name(str(status["name"])),  # exact, on one line, even if not UTF-8 (stages/file_names.py)
         state=str(status["state"]),
         host=status.get("host"),
         stage=status.get("stage"),

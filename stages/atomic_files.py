@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import json
 import os
@@ -29,39 +30,88 @@ def atomic_copy(source: Path, destination: Path, mode: int = 0o644) -> None:
 
 
 def _replace(path: Path, write: Callable[[BinaryIO], Any], mode: int) -> None:
-    """``write`` into a temporary file beside ``path``, fsync, rename over ``path``."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """``write`` into a temporary file beside ``path``, fsync, rename over ``path``.
+
+    The temporary file is named ``.<name>.<random>.tmp`` only once it is locked (flock), and the
+    lock holds until it has been renamed to ``path``: so a ``.tmp`` file that nobody holds the lock
+    of is provably one whose writer died, which any process may remove (``remove_temporaries``),
+    while a write under way, in any process, is never touched. Should the temporary file vanish
+    all the same (a sweeper of an older version, without the lock), the write is made once more."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
+        _replace_once(path, write, mode)
+    except FileNotFoundError:
+        if not path.parent.is_dir():
+            raise
+        _replace_once(path, write, mode)
     _fsync_directory(path.parent)
 
 
-def remove_temporaries(path: Path, older_than_seconds: float = 0.0) -> int:
+def _replace_once(path: Path, write: Callable[[BinaryIO], Any], mode: int) -> None:
+    fd, new_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=NEW_SUFFIX, dir=path.parent)
+    tmp_name = new_name.removesuffix(NEW_SUFFIX) + TMP_SUFFIX
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            locked = _lock(handle.fileno(), blocking=True)
+            if locked:  # a file system without locks keeps the .new name: only age makes it a leftover
+                os.rename(new_name, tmp_name)
+            else:
+                tmp_name = new_name
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+            os.fchmod(handle.fileno(), mode)
+            os.replace(tmp_name, path)  # before the file is closed: the lock holds until it has its name
+    except BaseException:
+        for name in (new_name, tmp_name):
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass
+        raise
+
+
+TMP_SUFFIX = ".tmp"  # a temporary file its writer has locked: unlocked, it is a leftover
+NEW_SUFFIX = ".new"  # one created a moment ago and not locked yet (or on a file system without locks)
+# A .new file is a leftover only when unlocked and older than this: its writer locks and renames it
+# within microseconds, so only a writer killed in that very moment, or a file system without
+# locks, leaves one.
+STALE_AFTER_SECONDS = 3600.0
+
+
+def remove_temporaries(path: Path) -> int:
     """Remove the temporary files that writes of ``path`` left when their process was killed
-    before the rename (``atomic_write_bytes`` names them ``.<name>.<random>.tmp``); returns how
-    many. Call it only where this process is the one writer of ``path``, or, where other
-    processes write it too, with ``older_than_seconds`` well beyond the time one write takes."""
+    before the rename (see ``_replace``); returns how many. Only what is provably abandoned goes:
+    a ``.tmp`` file no process holds the lock of (a live writer holds it, even one stopped by
+    SIGSTOP), or a ``.new`` file unlocked and an hour old. So any process may sweep, whoever else
+    writes ``path`` at the same moment."""
     removed = 0
-    for leftover in Path(path).parent.glob(f".{glob.escape(Path(path).name)}.*.tmp"):
+    folder, name = Path(path).parent, glob.escape(Path(path).name)
+    for leftover in [*folder.glob(f".{name}.*{TMP_SUFFIX}"), *folder.glob(f".{name}.*{NEW_SUFFIX}")]:
         try:
-            if older_than_seconds and time.time() - leftover.stat().st_mtime < older_than_seconds:
+            fd = os.open(leftover, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:  # gone (renamed into place, or swept by another), or not ours to open
+            continue
+        try:
+            young = time.time() - os.fstat(fd).st_mtime < STALE_AFTER_SECONDS
+            if (leftover.name.endswith(NEW_SUFFIX) and young) or not _lock(fd, blocking=False):
                 continue  # another writer's, under way
-            leftover.unlink()
+            os.unlink(leftover)
             removed += 1
         except FileNotFoundError:
-            pass
+            pass  # its writer renamed it into place just now
+        finally:
+            os.close(fd)
     return removed
+
+
+def _lock(fd: int, blocking: bool) -> bool:
+    """An exclusive flock; False if another process holds one, or if the file system cannot lock
+    (as some network file systems cannot): then nothing is taken for abandoned on its word."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
 
 
 def atomic_write_json(path: Path, document: Any) -> None:

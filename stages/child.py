@@ -35,9 +35,12 @@ _SYSLOG_PRIORITY = {
 
 
 class _PriorityFormatter(logging.Formatter):
+    """Every line gets the priority: a message of several lines (a traceback, or text that quotes a
+    name holding a newline) must not leave a line whose own start reads like a priority."""
+
     def format(self, record: logging.LogRecord) -> str:
         priority = _SYSLOG_PRIORITY.get(record.levelno, 6)
-        return f"<{priority}>{super().format(record)}"
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).split("\n"))
 
 
 def _report_progress(percent: float, message: str = "", eta_seconds: float | None = None) -> None:

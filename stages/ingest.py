@@ -27,7 +27,8 @@ from stages.photo_checks import (
     normalise_photo,
     own_pixel_limit,
 )
-from stages.photo_set import FileEntry, FileRules, SetListing, walk_set
+from stages.file_names import display_name
+from stages.photo_set import MAX_FOLDER_DEPTH, FileEntry, FileRules, SetListing, walk_set
 from stages.set_limits import PhotoSize, SetLimits, first_violation, listed_photos, zip_photos
 from stages.zip_extract import ZipLimits, extract_zip
 
@@ -150,14 +151,18 @@ def _ingest_folder(
     candidates = [item for item in results if isinstance(item, _Accepted)]
     accepted, duplicates = _split_duplicates(candidates, context.output_dir)
     rejected = [item for item in results if isinstance(item, _Rejected)] + duplicates
-    rejected += [_Rejected(_display_path(link.path), _SYMLINK_REASON) for link in listing.symlinks]
+    rejected += [_Rejected(display_name(link.path), _SYMLINK_REASON) for link in listing.symlinks]
     return _Outcome(
         found=len(listing.photos) + len(listing.symlinks),
         accepted=tuple(accepted),
         rejected=tuple(sorted(rejected, key=lambda item: item.file)),
         notes=tuple(
-            f"folder '{_display_path(name)}' could not be read; photos in it were skipped"
+            f"folder '{display_name(name)}' could not be read; photos in it were skipped"
             for name in listing.unreadable
+        ) + tuple(
+            f"folder '{display_name(name)}' is nested more than {MAX_FOLDER_DEPTH} folders deep; photos in it "
+            "were skipped"
+            for name in listing.too_deep
         ),
     )
 
@@ -185,8 +190,8 @@ def _normalise_all(
         try:
             photo = normalise_photo(folder / entry.path, images_dir / name, rules)
         except PhotoRejected as rejection:
-            return _Rejected(_display_path(entry.path), rejection.reason)
-        return _Accepted(_display_path(entry.path), f"{IMAGES_DIR}/{name}", photo)
+            return _Rejected(display_name(entry.path), rejection.reason)
+        return _Accepted(display_name(entry.path), f"{IMAGES_DIR}/{name}", photo)
 
     report(0.0, f"checking {len(photos)} photos")
     results = []
@@ -234,11 +239,6 @@ def output_names(relative_paths: Iterable[str]) -> dict[str, str]:
         taken.add(candidate.casefold())
         names[path] = candidate
     return names
-
-
-def _display_path(path: str) -> str:
-    """Names that are not valid UTF-8 (old SMB shares) must still fit in JSON."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _too_few_message(outcome: _Outcome) -> str:

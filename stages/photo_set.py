@@ -10,8 +10,11 @@ import fnmatch
 import hashlib
 import os
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from stages.file_names import display_name
 
 STATUS_FILE = "status.json"
 JOB_OPTIONS_FILE = "job.toml"
@@ -21,9 +24,15 @@ READY_MARKERS = ("ready", ".ready", "ready.txt")
 CANCEL_MARKER = "cancel"
 RETRY_MARKER = "retry"
 
+# Photos may sit in subfolders of a set, this many levels down at most.
+MAX_FOLDER_DEPTH = 32
+
 # Written by tools that have not finished: they are not photos, but while they change
 # the set is not complete.
 IN_PROGRESS_PATTERNS = ("*.part", "*.tmp", "*.crdownload", "~$*")
+# The daemon writes status.json as ".status.json.<random>.new", then ".tmp", then renames it
+# (stages/atomic_files.py).
+_STATUS_TEMPORARY = re.compile(rf"^\.{re.escape(STATUS_FILE)}\..+\.(tmp|new)$")
 # rsync writes ".<name>.<6 random characters>" and renames it when the file is complete.
 _RSYNC_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9]{6}$")
 
@@ -62,6 +71,7 @@ class SetListing:
     in_progress: tuple[FileEntry, ...] = ()
     symlinks: tuple[SymlinkEntry, ...] = ()
     unreadable: tuple[str, ...] = ()  # folders the walk could not list
+    too_deep: tuple[str, ...] = ()  # folders below MAX_FOLDER_DEPTH, not looked into
     job_options: FileEntry | None = None
     ready: bool = False
     cancel_mtime_ns: int | None = None
@@ -75,7 +85,7 @@ class SetListing:
         """(message, hint) when a link leads out of the inbox: such a set is refused whole."""
         if not self.escaping_symlinks:
             return None
-        path = self.escaping_symlinks[0].path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        path = display_name(self.escaping_symlinks[0].path)
         return (
             f"the set contains a symbolic link '{path}' that points outside the inbox; refused, "
             "as the link could expose files that were never meant to be sent",
@@ -86,20 +96,25 @@ class SetListing:
         """Identity of what the pipeline would read: a new value means a new attempt."""
         digest = hashlib.sha256()
         for entry in self.photos:
-            digest.update(f"p\0{entry.path}\0{entry.size}\0{entry.mtime_ns}\n".encode())
+            digest.update(_record("p", entry.path, entry.size, entry.mtime_ns))
         if self.job_options is not None:
             entry = self.job_options
-            digest.update(f"o\0{entry.path}\0{entry.size}\0{entry.mtime_ns}\n".encode())
+            digest.update(_record("o", entry.path, entry.size, entry.mtime_ns))
         for link in self.symlinks:
-            digest.update(f"l\0{link.path}\0{link.target}\n".encode())
+            digest.update(_record("l", link.path, link.target))
         return digest.hexdigest()
 
     def activity_fingerprint(self) -> str:
         """Changes whenever anything is still being written; the settle clock restarts on it."""
         digest = hashlib.sha256(self.content_fingerprint().encode())
         for entry in self.in_progress:
-            digest.update(f"t\0{entry.path}\0{entry.size}\0{entry.mtime_ns}\n".encode())
+            digest.update(_record("t", entry.path, entry.size, entry.mtime_ns))
         return digest.hexdigest()
+
+
+def _record(kind: str, *fields: object) -> bytes:
+    """One line of a fingerprint; names as the file system's bytes (they need not be UTF-8)."""
+    return b"\0".join(os.fsencode(str(field)) for field in (kind, *fields)) + b"\n"
 
 
 @dataclass(frozen=True)
@@ -126,23 +141,29 @@ class FileRules:
 
 
 def walk_set(set_root: Path, inbox_root: Path, rules: FileRules) -> SetListing:
-    """List a set folder without following links; markers count only at its top level."""
+    """List a set folder without following links; markers count only at its top level. Folders
+    are walked breadth-first to ``MAX_FOLDER_DEPTH`` levels: deeper ones are listed in
+    ``too_deep``, not entered (a tree nested a thousand deep is an attack or a mistake, and
+    recursion through it would fail)."""
     set_root = Path(set_root)
     real_inbox = os.path.realpath(inbox_root)
     photos: list[FileEntry] = []
     in_progress: list[FileEntry] = []
     symlinks: list[SymlinkEntry] = []
     unreadable: list[str] = []
+    too_deep: list[str] = []
     markers: dict[str, FileEntry] = {}
     job_options: FileEntry | None = None
+    folders: deque[tuple[str, str, int]] = deque([(str(set_root), "", 0)])  # path, relative, depth
 
-    def visit(folder: Path, relative: str) -> None:
-        nonlocal job_options
+    while folders:
+        folder, relative, depth = folders.popleft()
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            with os.scandir(folder) as scanned:
+                entries = sorted(scanned, key=lambda e: e.name)
         except OSError:
             unreadable.append(relative or ".")
-            return
+            continue
         for entry in entries:
             rel = f"{relative}/{entry.name}" if relative else entry.name
             if rules.is_junk(entry.name):
@@ -156,8 +177,12 @@ def walk_set(set_root: Path, inbox_root: Path, rules: FileRules) -> SetListing:
             if entry.is_dir(follow_symlinks=False):
                 # Hidden folders belong to tools, never hold photos: rsync's .~tmp~ and
                 # --partial-dir keep unfinished files there under their real names.
-                if not entry.name.startswith("."):
-                    visit(Path(entry.path), rel)
+                if entry.name.startswith("."):
+                    continue
+                if depth + 1 > MAX_FOLDER_DEPTH:
+                    too_deep.append(rel)
+                else:
+                    folders.append((entry.path, rel, depth + 1))
                 continue
             if not entry.is_file(follow_symlinks=False):
                 continue  # sockets, fifos, devices: never photos
@@ -169,8 +194,8 @@ def walk_set(set_root: Path, inbox_root: Path, rules: FileRules) -> SetListing:
             lowered = entry.name.lower()
             if not relative and lowered in READY_MARKERS + (CANCEL_MARKER, RETRY_MARKER):
                 markers[lowered] = item
-            elif not relative and entry.name == STATUS_FILE:
-                continue
+            elif not relative and (entry.name == STATUS_FILE or _STATUS_TEMPORARY.match(entry.name)):
+                continue  # ours: status.json, and its temporary names while it is written
             elif not relative and lowered == JOB_OPTIONS_FILE:
                 job_options = item
             elif rules.is_in_progress(entry.name):
@@ -178,12 +203,12 @@ def walk_set(set_root: Path, inbox_root: Path, rules: FileRules) -> SetListing:
             else:
                 photos.append(item)
 
-    visit(set_root, "")
     return SetListing(
         photos=tuple(sorted(photos, key=lambda e: e.path)),
-        in_progress=tuple(in_progress),
-        symlinks=tuple(symlinks),
-        unreadable=tuple(unreadable),
+        in_progress=tuple(sorted(in_progress, key=lambda e: e.path)),
+        symlinks=tuple(sorted(symlinks, key=lambda e: e.path)),
+        unreadable=tuple(sorted(unreadable)),
+        too_deep=tuple(sorted(too_deep)),
         job_options=job_options,
         ready=any(marker in markers for marker in READY_MARKERS),
         cancel_mtime_ns=markers[CANCEL_MARKER].mtime_ns if CANCEL_MARKER in markers else None,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from stages.file_names import display_name
 from stages.photo_set import (
     CANCEL_MARKER,
     JOB_OPTIONS_FILE,
@@ -65,7 +66,7 @@ class LimitViolation:
 
 def listed_photos(listing: SetListing) -> tuple[PhotoSize, ...]:
     """The photos of a folder set's listing, with the sizes the walk saw."""
-    return tuple(PhotoSize(_display(entry.path), entry.size) for entry in listing.photos)
+    return tuple(PhotoSize(display_name(entry.path), entry.size) for entry in listing.photos)
 
 
 def zip_photos(archive: Path, rules: FileRules) -> tuple[PhotoSize, ...]:
@@ -153,8 +154,3 @@ def _megabytes(size: int, limit_mb: float) -> str:
 def _number(megabytes: float) -> str:
     """As it would be written in the configuration: 50, 0.5."""
     return str(int(megabytes)) if float(megabytes).is_integer() else repr(float(megabytes))
-
-
-def _display(path: str) -> str:
-    """Names that are not valid UTF-8 (old SMB shares) must still fit in JSON."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

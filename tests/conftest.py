@@ -22,5 +22,5 @@ def every_status_json_validates(tmp_path: Path):
         if path.name.startswith("."):
             continue  # a temporary name: never left behind by a finished write
         validate_status(json.loads(path.read_text()))
-    leftovers = [p for p in tmp_path.rglob(".*status.json.*.tmp")]
+    leftovers = [*tmp_path.rglob(".*status.json.*.tmp"), *tmp_path.rglob(".*status.json.*.new")]
     assert not leftovers, f"half-written status files left behind: {leftovers}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import jsonschema
 
@@ -55,7 +55,7 @@ class Layout:
 
 
 def make_layout(root: Path, **settings: Any) -> Layout:
-    """Folders and a configuration tuned for tests: 1 s settle, no periodic rescan."""
+    """Folders and a configuration tuned for tests: 1 s settle (0.3 s after READY), no periodic rescan."""
     layout = Layout(root, root / "inbox", root / "outbox", root / "state", root / "instarecon.toml")
     layout.inbox.mkdir(parents=True)
     layout.outbox.mkdir()
@@ -64,6 +64,7 @@ def make_layout(root: Path, **settings: Any) -> Layout:
         "outbox": str(layout.outbox),
         "state": str(layout.state),
         "settle_seconds": 1.0,
+        "ready_quiet_seconds": 0.3,
         "rescan_interval_seconds": 3600,
         "poll_interval_seconds": 0.2,
         "cancel_grace_seconds": 2.0,
@@ -151,15 +152,20 @@ def processes_of(layout: Layout, program: bytes) -> list[int]:
     return pids
 
 
-def wait_for(probe: Callable[[], T], timeout: float = 30.0, what: str = "condition", interval: float = 0.05) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` otherwise."""
+def wait_for(probe: Callable[[], T], timeout: float = 30.0, what: str = "condition", interval: float = 0.05,
+             show: Sequence["DaemonProcess"] = ()) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` otherwise, and with the
+    logs of the daemons in ``show``: what the processes a test started said is the first thing
+    anyone needs to see when it times out."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            logs = "".join(f"\n--- {' '.join(daemon.command[-3:])} ({daemon.log_path.name}):\n{daemon.log()}"
+                           for daemon in show)
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{logs}")
         time.sleep(interval)
 
 

@@ -254,13 +254,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def opened(database_url: str):
     """Opens job stores on the test's database (each with its own engine, as another daemon
     would have); their connections are closed at the end."""
-    from daemon.store import open_store
+    from daemon.store import JobStore, open_store
 
     stores = []
 
     def open_one(**options):
-        stores.append(open_store(database_url, **options))
-        return stores[-1]
+        store = open_store(database_url, **options)
+        if stores:  # another daemon: a process of its own, which cannot be looked up from here
+            store = JobStore(store.engine, host=store.host, lease_seconds=store.lease.total_seconds(),
+                             process=f"daemon-{len(stores) + 1}-elsewhere")
+        stores.append(store)
+        return store
 
     yield open_one
     for store in stores:

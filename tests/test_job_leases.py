@@ -4,18 +4,24 @@ throwaway PostgreSQL (tests/postgres_server.py)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from daemon.store import JobState
 from daemon.store.job_store import JobStore, make_engine
 from daemon.store.migrate import upgrade_to_head
+from tests.daemon_harness import REPO
 
 
 def stores(url: str, *hosts: str, lease_seconds: float) -> list[JobStore]:
+    """Stores as daemons on other machines would hold them: each its own process key, which cannot
+    be looked up from here (daemon/this_process.py), so only their leases tell who holds a job."""
     engine = make_engine(url)
     upgrade_to_head(engine)
-    return [JobStore(make_engine(url), host=host, lease_seconds=lease_seconds) for host in hosts]
+    return [JobStore(make_engine(url), host=host, lease_seconds=lease_seconds, process=f"{host}-elsewhere")
+            for host in hosts]
 
 
 def queued_job(store: JobStore, name: str = "garden"):
@@ -53,11 +59,42 @@ def test_a_job_is_taken_over_only_after_its_lease_runs_out_and_its_old_host_is_f
         "queued", "started", "taken over from alpha, whose lease ran out", "done after publish"]
 
 
-def test_a_restarted_daemon_requeues_only_its_own_jobs(database_url):
-    alpha, beta = stores(database_url, "alpha", "beta", lease_seconds=60)
-    mine, theirs = queued_job(alpha, "mine"), queued_job(alpha, "theirs")
-    assert alpha.claim_next().id == mine.id
-    assert beta.claim_next().id == theirs.id
-    assert [job.id for job in alpha.requeue_interrupted()] == [mine.id]
-    assert alpha.get(mine.id).state == JobState.QUEUED and alpha.get(mine.id).lease_expires_at is None
-    assert alpha.get(theirs.id).state == JobState.RUNNING  # beta is alive and holds it
+def claim_in_a_process(url: str, name: str, *, exits: bool) -> subprocess.Popen:
+    """A real process that claims the next job under ``name`` (as a daemon does), then exits or
+    stays alive until its stdin closes."""
+    code = (f"from daemon.store import open_store; s = open_store({url!r}, host={name!r}); s.claim_next(); "
+            "print('claimed', flush=True); import sys; sys.stdin.read()")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline() == "claimed\n"
+    if exits:
+        process.stdin.close()
+        assert process.wait(timeout=30) == 0
+    return process
+
+
+def test_a_starting_daemon_requeues_the_jobs_of_processes_that_are_gone_and_no_other(database_url):
+    """Only the lease decides who runs a job: a daemon starting under the same name as one that is
+    still alive (the service, and `instarecon run` by hand beside it) leaves that one's job alone;
+    the job of a daemon process that has exited goes back to the queue at once, keeping its place;
+    a daemon elsewhere, which cannot be looked up from here, keeps its job until its lease runs out."""
+    alpha, elsewhere = stores(database_url, "alpha", "beta", lease_seconds=60)
+    gone, alive, remote = queued_job(alpha, "gone"), queued_job(alpha, "alive"), queued_job(alpha, "remote")
+    claim_in_a_process(database_url, "alpha", exits=True)
+    holder = claim_in_a_process(database_url, "alpha", exits=False)
+    try:
+        assert elsewhere.claim_next().id == remote.id
+        starting = JobStore(make_engine(database_url), host="alpha", lease_seconds=60)
+        requeued = starting.requeue_orphans(name_was_free=True)
+        assert [job.id for job in requeued] == [gone.id]
+        again = starting.get(gone.id)
+        assert (again.state, again.lease_expires_at, again.lease_owner) == (JobState.QUEUED, None, None)
+        assert again.message == "resuming: the daemon that ran it (alpha) has stopped"
+        assert starting.get(alive.id).state == JobState.RUNNING  # its process lives: same name, not ours
+        assert starting.get(remote.id).state == JobState.RUNNING  # elsewhere: its lease decides
+        assert not starting.renew_lease(alive.id)  # a name is not a lease
+        assert not starting.transition(alive.id, JobState.DONE, "done")
+        assert starting.claim_next().id == gone.id  # first in the queue still
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)

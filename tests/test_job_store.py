@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from daemon.store import JobState, open_store
 from daemon.store.job_ids import job_id_for
+from tests.test_job_leases import claim_in_a_process
 from daemon.store.job_store import make_engine
 from daemon.store.migrate import alembic_config
 from daemon.store.states import ALLOWED_FROM
@@ -79,12 +80,12 @@ def test_claims_are_atomic_under_concurrency(opened):
     assert sorted(claimed) == sorted(created)  # each exactly once
 
 
-def test_claim_takes_the_oldest_queued_job_and_interrupted_jobs_keep_their_place(opened):
+def test_claim_takes_the_oldest_queued_job_and_interrupted_jobs_keep_their_place(opened, database_url):
     store = opened()
     first, second = _job(store, "a"), _job(store, "b")
-    running = store.claim_next()
-    assert running.id == first.id
-    requeued = store.requeue_interrupted()
+    claim_in_a_process(database_url, store.host, exits=True)  # a daemon that claimed it, then died
+    assert store.get(first.id).state == JobState.RUNNING
+    requeued = store.requeue_orphans(name_was_free=True)
     assert [job.id for job in requeued] == [first.id]
     assert store.claim_next().id == first.id  # still ahead of b
     assert store.claim_next().id == second.id

@@ -47,7 +47,7 @@ def inbox_of(database_url, tmp_path):
 
     def make():
         settings = Settings(inbox=tmp_path / "inbox", outbox=tmp_path / "outbox", state=tmp_path / "state",
-                            database_url=database_url, settle_seconds=SETTLE)
+                            database_url=database_url, settle_seconds=SETTLE, ready_quiet_seconds=0)
         for folder in (settings.inbox, settings.outbox, settings.state):
             folder.mkdir(exist_ok=True)
         stores.append(open_store(database_url))

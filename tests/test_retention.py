@@ -43,7 +43,7 @@ def _job(store, name: str, state: JobState, finished_ago: timedelta | None = Non
     job = store.create_job(set_name=name, source_path=Path("/inbox") / name, source_kind="folder",
                            fingerprint="f" * 64, state=start, message="m")
     if state in (JobState.RUNNING, JobState.DONE):
-        assert store.transition(job.id, JobState.RUNNING, "started", host=store.host)
+        assert store.transition(job.id, JobState.RUNNING, "started", host=store.host, lease_owner=store.process)
     if state not in (JobState.WAITING, JobState.QUEUED, JobState.RUNNING):
         assert store.transition(job.id, state, f"ended {state}")
     store.update_fields(job.id, finished_at=NOW - (finished_ago or 400 * DAY), outputs=dict(outputs or {}))

@@ -98,3 +98,55 @@ def test_junk_files_are_ignored(tmp_path, watch_mode):
         done = wait_for(state_is(layout, "attic", "done"), 30, "the job to finish")
     assert done["images"] == {"found": 4, "accepted": 4, "rejected": []}
     assert (layout.inbox / "Thumbs.db").exists() is False
+
+
+@pytest.mark.parametrize("watch_mode", WATCH_MODES)
+def test_ready_dropped_before_the_photos_counts_once_they_have_stopped_coming(tmp_path, watch_mode):
+    """Some upload scripts drop READY first: the set starts only once nothing in it has changed for
+    ready_quiet_seconds, with every photo."""
+    quiet = 1.5
+    layout = make_layout(tmp_path / "site", watch_mode=watch_mode, settle_seconds=600, ready_quiet_seconds=quiet)
+    photos = small_set(tmp_path / "camera", views=6)
+    target = layout.inbox / "garden"
+    with DaemonProcess(layout) as daemon:
+        time.sleep(0.5)
+        target.mkdir()
+        (target / "READY").touch()
+        shutil.copy2(tmp_path / "camera" / "job.toml", target / "job.toml")
+        for photo in photos:  # one every half of the quiet period
+            time.sleep(quiet / 2)
+            shutil.copy2(photo, target / photo.name)
+            document = layout.status("garden")
+            assert document is None or document["state"] == "waiting", document
+        last_photo = time.monotonic()
+        waiting = wait_for(state_is(layout, "garden", "waiting"), 10, "the waiting status", show=[daemon])
+        assert "READY found" in waiting["message"], waiting["message"]
+        wait_for(state_is(layout, "garden", "queued", "running", "done"), 15, "the set to be queued", show=[daemon])
+        assert time.monotonic() - last_photo >= quiet - 0.1
+        done = wait_for(state_is(layout, "garden", "done"), 30, "the job to finish", show=[daemon])
+    assert done["images"]["accepted"] == 6 and done["attempt"] == 1
+
+
+def test_a_set_that_changes_while_its_job_runs_stops_that_run_and_runs_again_whole(tmp_path):
+    """An SMB copy that stalls for longer than the settle time, then goes on: the partial run is
+    stopped (it would publish a scene of a set that no longer is) and the whole set runs."""
+    layout = make_layout(tmp_path / "site", settle_seconds=1.0)
+    photos = small_set(tmp_path / "camera", views=6, stop_after=None)
+    target = layout.inbox / "garden"
+    target.mkdir()
+    (target / "job.toml").write_text('stop_after = "sfm"\niterations = 600\n')  # a long paced stage
+    for photo in photos[:4]:
+        shutil.copy2(photo, target / photo.name)
+    with DaemonProcess(layout, paced=True) as daemon:
+        first = wait_for(lambda: (d := layout.status("garden")) and d["stage"] == "sfm" and d, 30,
+                         "the partial set to run", show=[daemon])
+        for photo in photos[4:]:  # the copy goes on
+            shutil.copy2(photo, target / photo.name)
+        second = wait_for(lambda: (d := layout.status("garden")) and d["attempt"] == 2 and d["state"] == "running"
+                          and d["stage"] == "sfm" and d, 60, "the whole set to run", show=[daemon])
+    stopped = layout.outbox_status(first["job_id"])
+    assert stopped["state"] == "cancelled", stopped
+    assert "the set changed while the job ran" in stopped["message"]
+    assert stopped["stages"]["sfm"]["state"] == "cancelled"
+    assert first["images"]["accepted"] == 4 and second["images"]["accepted"] == 6
+    assert "the set changed while job garden-1 ran" in daemon.log()

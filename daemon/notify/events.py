@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
+from stages.file_names import display_name
+
 PAYLOAD_VERSION = 1
 
 
@@ -38,7 +40,8 @@ class Event:
 
     @property
     def set_name(self) -> str:
-        return str(self.document.get("name") or self.id)
+        """On one line and valid text, whatever bytes the set's folder name holds (for mail and logs)."""
+        return display_name(str(self.document.get("name") or self.id))
 
     @property
     def stage(self) -> str | None:

@@ -1,4 +1,12 @@
-"""Job ids: readable, URL- and file-name-safe, one per set and attempt."""
+"""Job ids: readable, URL- and file-name-safe, one per set and attempt, never two sets' alike.
+
+``<slug>-<attempt>``. The slug is the set's name where that is already safe; otherwise the name
+cleaned, a dash and a hash of the exact name (bytes that are not UTF-8 included). A safe name that
+itself ends in a dash and six (or sixteen) hex digits (``my-set-35db3f``) could pass for the cleaned
+form of another name (``my set``), so it is hashed as well: a slug ending so always carries its own
+name's hash. Two names can then share a slug only if their hashes collide; the job store
+notices that and asks for a longer hash (``digits``).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +14,19 @@ import hashlib
 import re
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+SHORT_HASH_DIGITS = 6
+LONG_HASH_DIGITS = 16
+_LOOKS_HASHED = re.compile(rf"-([0-9a-f]{{{SHORT_HASH_DIGITS}}}|[0-9a-f]{{{LONG_HASH_DIGITS}}})$")
 
 
-def set_slug(set_name: str) -> str:
-    """The set name where it is already safe; otherwise a cleaned name plus a short hash,
-    so that two names that clean to the same text still get different ids."""
+def set_slug(set_name: str, digits: int = SHORT_HASH_DIGITS) -> str:
     cleaned = _UNSAFE.sub("-", set_name).strip("-.") or "set"
     cleaned = cleaned[:80]
-    if cleaned == set_name:
+    if cleaned == set_name and not _LOOKS_HASHED.search(set_name) and digits == SHORT_HASH_DIGITS:
         return cleaned
-    digest = hashlib.sha256(set_name.encode("utf-8", "surrogateescape")).hexdigest()[:6]
+    digest = hashlib.sha256(set_name.encode("utf-8", "surrogateescape")).hexdigest()[:digits]
     return f"{cleaned}-{digest}"
 
 
-def job_id_for(set_name: str, attempt: int) -> str:
-    return f"{set_slug(set_name)}-{attempt}"
+def job_id_for(set_name: str, attempt: int, digits: int = SHORT_HASH_DIGITS) -> str:
+    return f"{set_slug(set_name, digits)}-{attempt}"

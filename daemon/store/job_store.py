@@ -16,7 +16,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from daemon.store.advisory_lock import advisory_lock
-from daemon.store.job_ids import job_id_for
+from daemon.this_process import Liveness, liveness, this_process
+from daemon.store.job_ids import LONG_HASH_DIGITS, SHORT_HASH_DIGITS, job_id_for
 from daemon.store.migrate import upgrade_to_head
 from daemon.store.states import ALLOWED_FROM, TERMINAL_STATES, JobState
 from daemon.store.tables import UtcDateTime, job_events, jobs, utc_now, work_removals
@@ -51,6 +52,7 @@ class JobRecord:
     finished_at: datetime | None
     updated_at: datetime
     lease_expires_at: datetime | None = None
+    lease_owner: str | None = None  # the process running it (daemon/this_process.py)
 
     @classmethod
     def from_row(cls, row: Any) -> "JobRecord":
@@ -132,12 +134,20 @@ def _file_lock(database: str | None) -> Iterator[None]:
 
 class JobStore:
     """``host`` names this daemon in the jobs it runs; ``lease_seconds`` is how long a running job
-    stays its own without a renewal (``renew_lease``), after which another daemon may take it over."""
+    stays its own without a renewal (``renew_lease``), after which another daemon may take it over.
+    The lease is held by this process (``process``, a key from daemon/this_process.py), never by
+    the name: a job is this daemon's only while this very process holds its lease."""
 
-    def __init__(self, engine: Engine, host: str | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS):
+    def __init__(self, engine: Engine, host: str | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                 process: str | None = None):
         self.engine = engine
         self.host = host or socket.gethostname()
         self.lease = timedelta(seconds=lease_seconds)
+        self.process = process or str(this_process())
+
+    def named(self, host: str) -> "JobStore":
+        """The same store for a daemon of another name (the one DaemonRegistry.claim gave it)."""
+        return JobStore(self.engine, host=host, lease_seconds=self.lease.total_seconds(), process=self.process)
 
     # ---- reading
 
@@ -148,6 +158,12 @@ class JobStore:
 
     def latest_for_set(self, set_name: str) -> JobRecord | None:
         query = select(jobs).where(jobs.c.set_name == set_name).order_by(jobs.c.attempt.desc()).limit(1)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return JobRecord.from_row(row) if row else None
+
+    def _attempt_of(self, set_name: str, attempt: int) -> JobRecord | None:
+        query = select(jobs).where(and_(jobs.c.set_name == set_name, jobs.c.attempt == attempt))
         with self.engine.connect() as connection:
             row = connection.execute(query).first()
         return JobRecord.from_row(row) if row else None
@@ -200,7 +216,10 @@ class JobStore:
         """A new attempt for the set. With ``attempt`` (the one after the latest the caller saw),
         exactly that one: when another daemon, seeing the same set, created it first, the unique
         (set_name, attempt) constraint refuses ours and its job is returned, so a set becomes one
-        job however many daemons see it. Without, the next free number (``instarecon retry``)."""
+        job however many daemons see it. Without, the next free number (``instarecon retry``).
+        Should the id be another set's already (their names' short hashes collide: see job_ids),
+        the id takes a longer hash."""
+        digits = SHORT_HASH_DIGITS
         for _ in range(5):
             now = utc_now()
             try:
@@ -208,7 +227,7 @@ class JobStore:
                     number = attempt or connection.execute(
                         select(func.coalesce(func.max(jobs.c.attempt), 0)).where(jobs.c.set_name == set_name)
                     ).scalar_one() + 1
-                    job_id = job_id_for(set_name, number)
+                    job_id = job_id_for(set_name, number, digits)
                     connection.execute(
                         insert(jobs).values(
                             id=job_id,
@@ -233,8 +252,12 @@ class JobStore:
                     )
                     self._log_event(connection, job_id, "state", state=state, message=message)
             except IntegrityError:  # the transaction is rolled back
+                holder = self.get(job_id)
+                if holder is not None and holder.set_name != set_name:
+                    digits = LONG_HASH_DIGITS  # another set's job has this id
+                    continue
                 if attempt is not None:
-                    made = self.get(job_id_for(set_name, attempt))
+                    made = self._attempt_of(set_name, attempt)
                     if made is not None:
                         return made  # another daemon made this very attempt: it is the one job
                 continue  # another writer took this attempt number; count again
@@ -255,6 +278,7 @@ class JobStore:
             values.setdefault("finished_at", now)
         if to_state != JobState.RUNNING:
             values.setdefault("lease_expires_at", None)
+            values.setdefault("lease_owner", None)
         allowed = [str(s) for s in ALLOWED_FROM[to_state]]
         with self.engine.begin() as connection:
             changed = connection.execute(
@@ -276,7 +300,7 @@ class JobStore:
                 jobs.c.state == str(JobState.QUEUED),
                 and_(jobs.c.state == str(JobState.RUNNING), jobs.c.lease_expires_at < self._clock_now()),
             )
-            candidate = select(jobs.c.id, jobs.c.state, jobs.c.host).where(claimable)
+            candidate = select(jobs.c.id, jobs.c.state, jobs.c.host, jobs.c.lease_owner).where(claimable)
             candidate = candidate.order_by(jobs.c.queued_at, jobs.c.id).limit(1)
             if self.engine.dialect.name == "postgresql":
                 candidate = candidate.with_for_update(skip_locked=True)
@@ -286,7 +310,7 @@ class JobStore:
                     return None
                 message = "started"
                 if found.state == str(JobState.RUNNING):
-                    message = (f"taken over from {found.host}, whose lease ran out" if found.host != self.host
+                    message = (f"taken over from {found.host}, whose lease ran out" if found.lease_owner != self.process
                                else "resumed after its lease ran out here (the job store was away)")
                 row = connection.execute(
                     update(jobs)
@@ -294,6 +318,7 @@ class JobStore:
                     .values(
                         state=str(JobState.RUNNING),
                         host=self.host,
+                        lease_owner=self.process,
                         lease_expires_at=self._clock_now() + self.lease,
                         started_at=func.coalesce(jobs.c.started_at, now),
                         updated_at=now,
@@ -313,7 +338,7 @@ class JobStore:
         with self.engine.begin() as connection:
             renewed = connection.execute(
                 update(jobs)
-                .where(and_(jobs.c.id == job_id, jobs.c.state == str(JobState.RUNNING), jobs.c.host == self.host))
+                .where(and_(jobs.c.id == job_id, jobs.c.state == str(JobState.RUNNING), jobs.c.lease_owner == self.process))
                 .values(lease_expires_at=self._clock_now() + self.lease)
             ).rowcount
         return bool(renewed)
@@ -357,17 +382,38 @@ class JobStore:
                 )
         return self.get(job_id)
 
-    def requeue_interrupted(self) -> list[JobRecord]:
-        """Jobs this host was running when it died go back to the queue, to resume."""
-        interrupted = [
-            job for job in self.list_jobs(states=[JobState.RUNNING]) if job.host in (None, self.host)
-        ]
-        for job in interrupted:
-            where = f" at {job.stage}" if job.stage else ""
-            self.transition(
-                job.id, JobState.QUEUED, f"resuming{where} after the daemon restarted", queued_at=job.queued_at
-            )
-        return interrupted
+    def requeue_orphans(self, name_was_free: bool) -> list[JobRecord]:
+        """Running jobs whose daemon process is provably gone (it ran on this machine and has
+        exited, or ran in an earlier boot of it) go back to the queue at once, to resume. Any other
+        running job stays its holder's until its lease runs out. ``name_was_free``: this daemon took
+        its name from a holder that was gone (DaemonRegistry.claim); then the jobs of that name
+        that were started before leases named their process are its orphans too."""
+        orphans = []
+        for job in self.list_jobs(states=[JobState.RUNNING]):
+            if job.lease_owner is None:
+                gone = name_was_free and job.host in (None, self.host)
+            else:
+                gone = liveness(job.lease_owner) is Liveness.GONE
+            if gone and self._requeue_orphan(job):
+                orphans.append(job)
+        return orphans
+
+    def _requeue_orphan(self, job: JobRecord) -> bool:
+        """Back to the queue, if still held by the same gone process (another daemon may have
+        taken it over meanwhile)."""
+        where = f" at {job.stage}" if job.stage else ""
+        message = f"resuming{where}: the daemon that ran it ({job.host}) has stopped"
+        held_by = jobs.c.lease_owner.is_(None) if job.lease_owner is None else jobs.c.lease_owner == job.lease_owner
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                update(jobs)
+                .where(and_(jobs.c.id == job.id, jobs.c.state == str(JobState.RUNNING), held_by))
+                .values(state=str(JobState.QUEUED), message=message, lease_owner=None, lease_expires_at=None,
+                        updated_at=utc_now())
+            ).rowcount
+            if changed:
+                self._log_event(connection, job.id, "state", state=JobState.QUEUED, stage=job.stage, message=message)
+        return bool(changed)
 
     def _clock_now(self) -> Any:
         """The time leases are measured by: PostgreSQL's own clock, so hosts whose clocks disagree
@@ -377,8 +423,9 @@ class JobStore:
         return utc_now()
 
     def _ours(self):
-        """A job not running, or running here: the only ones this daemon may change as it runs them."""
-        return or_(jobs.c.state != str(JobState.RUNNING), jobs.c.host == self.host)
+        """A job not running, or running in this process: the only ones this daemon may change as it
+        runs them."""
+        return or_(jobs.c.state != str(JobState.RUNNING), jobs.c.lease_owner == self.process)
 
     def _log_event(self, connection, job_id: str, kind: str, *, state=None, stage=None, message: str = "") -> None:
         connection.execute(

@@ -22,6 +22,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from stages.file_names import name_from_store, stored_name, without_surrogates
+
 
 class UtcDateTime(TypeDecorator):
     """Aware UTC datetimes in and out, on SQLite (which keeps no zone) as on PostgreSQL."""
@@ -43,21 +45,46 @@ class UtcDateTime(TypeDecorator):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+class FileNameText(TypeDecorator):
+    """A set's name or path exactly as the file system holds it, even when it is not valid UTF-8
+    (stages/file_names.py escapes '%' and undecodable bytes as %XX in the database)."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else stored_name(value)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else name_from_store(value)
+
+
+class MessageText(TypeDecorator):
+    """A message for people, which may quote a file name: an undecodable byte in it is stored as
+    the text \\xNN rather than refused by the database."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else without_surrogates(value)
+
+
 metadata = MetaData()
 
 jobs = Table(
     "jobs",
     metadata,
     Column("id", String(255), primary_key=True),
-    Column("set_name", String(1024), nullable=False),
-    Column("source_path", Text, nullable=False),
+    Column("set_name", FileNameText(1024), nullable=False),
+    Column("source_path", FileNameText, nullable=False),
     Column("source_kind", String(16), nullable=False),  # "folder" or "zip"
     Column("fingerprint", String(64), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("state", String(16), nullable=False),
     Column("stage", String(32)),
     Column("progress", Float, nullable=False, default=0.0),
-    Column("message", Text, nullable=False, default=""),
+    Column("message", MessageText, nullable=False, default=""),
     Column("error", JSON),
     Column("metrics", JSON, nullable=False, default=dict),
     Column("options", JSON),
@@ -65,10 +92,11 @@ jobs = Table(
     Column("warnings", JSON, nullable=False, default=list),
     Column("images", JSON),
     Column("stages", JSON, nullable=False, default=dict),
-    Column("host", String(255)),  # the daemon running the job (its host_name)
+    Column("host", String(255)),  # the daemon running the job (its name: host_name, or the machine's)
+    Column("lease_owner", String(255)),  # and its process (daemon/this_process.py): who holds the lease
     Column("lease_expires_at", UtcDateTime),  # a running job whose lease passed may be taken over
     Column("cancel_requested", Boolean, nullable=False, default=False),
-    Column("cancel_reason", Text),
+    Column("cancel_reason", MessageText),
     Column("retry_token", BigInteger),  # mtime of the RETRY file this attempt answered
     Column("created_at", UtcDateTime, nullable=False),
     Column("queued_at", UtcDateTime),
@@ -89,7 +117,7 @@ job_events = Table(
     Column("kind", String(16), nullable=False),  # "state" or "stage"
     Column("state", String(16)),
     Column("stage", String(32)),
-    Column("message", Text, nullable=False, default=""),
+    Column("message", MessageText, nullable=False, default=""),
 )
 
 # One row per job whose work folder (state/jobs/<job_id>/) retention removed, or found already gone
@@ -105,13 +133,15 @@ work_removals = Table(
     Column("outputs", JSON),
 )
 
-# One row per daemon (its host_name), rewritten at every heartbeat: who is alive, and doing what.
+# One row per daemon name (host_name, or the machine's), rewritten at every heartbeat: who is alive,
+# and doing what. A name belongs to one live process at a time (DaemonRegistry.claim).
 daemons = Table(
     "daemons",
     metadata,
     Column("host", String(255), primary_key=True),
     Column("version", String(64), nullable=False),
     Column("pid", Integer, nullable=False),
+    Column("process", String(255)),  # the process key (daemon/this_process.py) that holds the name now
     Column("started_at", UtcDateTime, nullable=False),
     Column("seen_at", UtcDateTime, nullable=False),  # the database's clock on PostgreSQL
     Column("interval_seconds", Float, nullable=False),
