@@ -1,6 +1,8 @@
 """Per-set options from an optional ``job.toml``, checked against the published schema.
 
-A typo must fail the job with the reason rather than run an hour with the defaults.
+A typo must fail the job with the reason rather than run an hour with the defaults. It is read
+here, in the daemon process, so never more than 64 KB of it: a few megabytes of zip can unpack
+to gigabytes.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import json
 import tomllib
 import zipfile
+import zlib
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -15,11 +18,19 @@ from typing import Any
 
 import jsonschema
 
-from stages.photo_set import JOB_OPTIONS_FILE
+from stages.photo_set import JOB_OPTIONS_FILE, JOB_OPTIONS_MAX_BYTES, JOB_OPTIONS_TOO_LARGE, FileRules
+from stages.zip_extract import NOT_A_ZIP, ZIP_HINT
+from stages.zip_layout import zip_set_layout
+
+_FOLDER_MESSAGE = "job.toml is a folder, not a file; options go in a text file named job.toml at the top of the set"
 
 
 class JobOptionsError(Exception):
-    """job.toml cannot be used; str() says which key and why."""
+    """job.toml cannot be used; str() says which key and why, ``hint`` (if any) what to do."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
 
 
 @cache
@@ -47,11 +58,18 @@ def validate_options(document: dict[str, Any]) -> dict[str, Any]:
     return {**default_options(), **document}
 
 
-def read_job_options(source: Path) -> dict[str, Any]:
-    """Options of a set folder or .zip set; defaults when it has no job.toml."""
-    text = _job_toml_text(source)
-    if text is None:
+def read_job_options(source: Path, rules: FileRules) -> dict[str, Any]:
+    """Options of a set folder or .zip set; defaults when it has no job.toml. ``rules`` tell
+    litter apart, to find a zip's one top folder as ingest does (stages/zip_layout.py)."""
+    data = _zip_job_toml(source, rules) if source.is_file() else _folder_job_toml(source)
+    if data is None:
         return default_options()
+    if len(data) > JOB_OPTIONS_MAX_BYTES:
+        raise JobOptionsError(JOB_OPTIONS_TOO_LARGE)
+    try:
+        text = data.decode("utf-8-sig")  # Windows Notepad may start the file with a BOM
+    except UnicodeDecodeError:
+        raise JobOptionsError("job.toml is not UTF-8 text") from None
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -59,19 +77,48 @@ def read_job_options(source: Path) -> dict[str, Any]:
     return validate_options(document)
 
 
-def _job_toml_text(source: Path) -> str | None:
+def _folder_job_toml(folder: Path) -> bytes | None:
+    """At most JOB_OPTIONS_MAX_BYTES + 1 bytes of the folder's job.toml; None if it has none
+    (or only a link by that name: links are never followed)."""
     try:
-        if source.is_file() and zipfile.is_zipfile(source):
-            with zipfile.ZipFile(source) as archive:
-                names = {name.lower(): name for name in archive.namelist()}
-                if JOB_OPTIONS_FILE not in names:
-                    return None
-                return archive.read(names[JOB_OPTIONS_FILE]).decode("utf-8")
-        for candidate in source.iterdir():
-            if candidate.name.lower() == JOB_OPTIONS_FILE and candidate.is_file() and not candidate.is_symlink():
-                return candidate.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise JobOptionsError("job.toml is not UTF-8 text") from None
-    except (OSError, zipfile.BadZipFile) as error:
-        raise JobOptionsError(f"job.toml cannot be read: {error}") from None
+        for candidate in sorted(folder.iterdir()):
+            if candidate.name.lower() != JOB_OPTIONS_FILE or candidate.is_symlink():
+                continue
+            if candidate.is_dir():
+                raise JobOptionsError(_FOLDER_MESSAGE)
+            if candidate.is_file():
+                with open(candidate, "rb") as file:
+                    return file.read(JOB_OPTIONS_MAX_BYTES + 1)
+    except FileNotFoundError:
+        return None  # the set is gone: ingest says so
+    except OSError as error:
+        raise JobOptionsError(f"job.toml cannot be read: {error.strerror}") from None
     return None
+
+
+def _zip_job_toml(archive: Path, rules: FileRules) -> bytes | None:
+    """At most JOB_OPTIONS_MAX_BYTES + 1 bytes of the job.toml at the zip set's root, streamed:
+    whatever its header declares, no more is ever decompressed."""
+    try:
+        opened = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, EOFError):
+        raise JobOptionsError(NOT_A_ZIP, hint=ZIP_HINT) from None
+    except FileNotFoundError:
+        return None  # the set is gone: ingest says so
+    except OSError as error:
+        raise JobOptionsError(f"the zip archive cannot be read: {error.strerror}") from None
+    with opened:
+        layout = zip_set_layout(opened.infolist(), rules)
+        if layout.job_options_is_folder:
+            raise JobOptionsError(_FOLDER_MESSAGE)
+        if layout.job_options is None:
+            return None
+        entry = layout.job_options.entry
+        if entry.file_size > JOB_OPTIONS_MAX_BYTES:
+            raise JobOptionsError(JOB_OPTIONS_TOO_LARGE)
+        try:
+            with opened.open(entry) as member:
+                return member.read(JOB_OPTIONS_MAX_BYTES + 1)
+        # corrupt (a CRC that does not match), Deflate64, encrypted, or the file cut short
+        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError, OSError) as error:
+            raise JobOptionsError(f"job.toml in the zip archive cannot be read: {error}", hint=ZIP_HINT) from None

@@ -65,9 +65,10 @@ class JobRunner:
         options = job.options
         if options is None:
             try:
-                options = read_job_options(Path(job.source_path))
+                options = read_job_options(Path(job.source_path), FileRules(self._settings.ignore_patterns))
             except JobOptionsError as error:
-                return self._fail(job, self._pipeline[0].name, str(error), "fix job.toml; the set runs again once it changes")
+                hint = error.hint or "fix job.toml; the set runs again once it changes"
+                return self._fail(job, self._pipeline[0].name, str(error), hint)
             self._store.update_fields(job.id, options=options)
         plan = planned_stages(self._pipeline, options["stop_after"])
         stage_states = {name: dict(entry) for name, entry in job.stages.items()}

@@ -114,14 +114,15 @@ def _ingest_source(context: StageContext, report: ProgressReporter) -> _Outcome:
     if source.is_file() and source.suffix.lower() == ".zip":
         _refuse_over_limits(zip_photos(source, rules), limits)
         extracted = context.output_dir / EXTRACTED_DIR
-        zip_limits = ZipLimits(
+        zip_limits = ZipLimits(  # checked again as the bytes come out, in case the headers lie
             max_files=int(context.settings["zip_max_files"]),
             max_bytes=int(context.settings["zip_max_bytes"]),
+            max_file_bytes=limits.max_file_bytes,
+            max_set_bytes=limits.max_set_bytes,
         )
         try:
             report(0.0, "extracting zip archive")
-            extract_zip(source, extracted, zip_limits)
-            # zipfile gives no entry more bytes than it declares: the checked sizes hold
+            extract_zip(source, extracted, zip_limits, rules)  # its photos (and job.toml) only
             listing = walk_set(extracted, extracted, rules)
             return _ingest_folder(extracted, listing, context, report)
         finally:

@@ -18,6 +18,11 @@ from stages.file_names import display_name
 
 STATUS_FILE = "status.json"
 JOB_OPTIONS_FILE = "job.toml"
+# A job.toml holds a few lines; it is read only this far, from a folder or a .zip alike.
+JOB_OPTIONS_MAX_BYTES = 64 * 1024
+JOB_OPTIONS_TOO_LARGE = (
+    "job.toml is larger than 64 KB; job options are a few short lines (see the README's job.toml section)"
+)
 # Compared case-insensitively. READY.txt: what Windows Explorer's "New Text Document" becomes
 # when a user renames it to READY with file extensions hidden.
 READY_MARKERS = ("ready", ".ready", "ready.txt")
@@ -46,6 +51,7 @@ DEFAULT_JUNK_PATTERNS = (
     ".stfolder",
     ".stversions",
     "#recycle",
+    "__MACOSX",  # AppleDouble copies (._IMG_1.jpg) that macOS's "Compress" adds to a zip
 )
 
 

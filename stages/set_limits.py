@@ -4,33 +4,24 @@ photo is read: how many photos, how large each one, how large all of them togeth
 It counts exactly the files ingest would take as photos. For a folder, the photos of
 ``walk_set``'s listing (junk, markers, job.toml, status.json, files still being written,
 hidden folders and links are not photos). For a .zip, the same rules applied to the entries'
-names as extraction lays them out, with the uncompressed sizes the archive declares, read
-from its central directory: a set over the limits is refused before anything is extracted.
+names as extraction lays them out (stages/zip_layout.py: below the one top folder, if the
+archive has one), with the uncompressed sizes the archive declares, read from its central
+directory: a set over the limits is refused before anything is extracted.
 """
 
 from __future__ import annotations
 
-import stat
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from stages.file_names import display_name
-from stages.photo_set import (
-    CANCEL_MARKER,
-    JOB_OPTIONS_FILE,
-    READY_MARKERS,
-    RETRY_MARKER,
-    STATUS_FILE,
-    FileRules,
-    SetListing,
-)
-from stages.zip_extract import entry_parts, open_zip
+from stages.photo_set import FileRules, SetListing
+from stages.zip_extract import open_zip
+from stages.zip_layout import zip_set_layout
 
 # Decimal megabytes, as Finder, GNOME Files and camera specifications count them.
 MEGABYTE = 1_000_000
-_TOP_LEVEL_CONTROL_FILES = READY_MARKERS + (CANCEL_MARKER, RETRY_MARKER, JOB_OPTIONS_FILE)
 _WHERE = "in the daemon's configuration"
 
 
@@ -50,6 +41,14 @@ class SetLimits:
             max_file_mb=float(settings.get("max_file_mb", defaults.max_file_mb)),
             max_set_mb=float(settings.get("max_set_mb", defaults.max_set_mb)),
         )
+
+    @property
+    def max_file_bytes(self) -> int:
+        return _bytes(self.max_file_mb)
+
+    @property
+    def max_set_bytes(self) -> int:
+        return _bytes(self.max_set_mb)
 
 
 @dataclass(frozen=True)
@@ -73,13 +72,8 @@ def zip_photos(archive: Path, rules: FileRules) -> tuple[PhotoSize, ...]:
     """The entries of a .zip set that ingest would take as photos once extracted; reads only
     the central directory. StageFailed if the file is not a zip archive."""
     with open_zip(archive) as opened:
-        entries = opened.infolist()
-    photos = []
-    for entry in entries:
-        parts = entry_parts(entry.filename)
-        if entry.is_dir() or _is_symlink(entry) or not _taken_as_photo(parts, rules):
-            continue
-        photos.append(PhotoSize("/".join(parts), entry.file_size))
+        layout = zip_set_layout(opened.infolist(), rules)
+    photos = (PhotoSize(photo.name, photo.entry.file_size) for photo in layout.photos)
     return tuple(sorted(photos, key=lambda photo: photo.name))
 
 
@@ -92,8 +86,7 @@ def first_violation(photos: Sequence[PhotoSize], limits: SetLimits) -> LimitViol
             f"split the photos into sets of at most {limits.max_photos}, "
             f"or have max_photos raised {_WHERE}",
         )
-    max_file_bytes = _bytes(limits.max_file_mb)
-    too_large = sorted((photo for photo in photos if photo.size > max_file_bytes), key=lambda p: p.name)
+    too_large = sorted((photo for photo in photos if photo.size > limits.max_file_bytes), key=lambda p: p.name)
     if too_large:
         first = too_large[0]
         message = (
@@ -109,31 +102,13 @@ def first_violation(photos: Sequence[PhotoSize], limits: SetLimits) -> LimitViol
             f"pixels on the long side are plenty), or have max_file_mb raised {_WHERE}",
         )
     total = sum(photo.size for photo in photos)
-    if total > _bytes(limits.max_set_mb):
+    if total > limits.max_set_bytes:
         return LimitViolation(
             f"the set's {len(photos)} photos come to {_megabytes(total, limits.max_set_mb)} MB; at most "
             f"{_number(limits.max_set_mb)} MB in total are allowed (max_set_mb)",
             f"split the photos into smaller sets, save them at a smaller size, or have max_set_mb raised {_WHERE}",
         )
     return None
-
-
-def _taken_as_photo(parts: tuple[str, ...], rules: FileRules) -> bool:
-    """walk_set's rules for a file at ``parts`` below the set's root."""
-    if not parts:
-        return False
-    *folders, name = parts
-    if any(rules.is_junk(part) for part in parts):
-        return False  # junk files, and everything in junk folders
-    if any(folder.startswith(".") for folder in folders):
-        return False  # hidden folders are never looked into
-    if not folders and (name.lower() in _TOP_LEVEL_CONTROL_FILES or name == STATUS_FILE):
-        return False
-    return not rules.is_in_progress(name)
-
-
-def _is_symlink(entry: zipfile.ZipInfo) -> bool:
-    return stat.S_ISLNK(entry.external_attr >> 16)  # extraction refuses these
 
 
 def _bytes(megabytes: float) -> int:

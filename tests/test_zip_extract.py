@@ -77,11 +77,12 @@ def test_a_good_zip_is_extracted_with_its_folders(tmp_path):
 
 
 def test_backslash_separators_from_windows_tools_become_folders(tmp_path):
-    archive = write_zip(tmp_path / "set.zip", {"day1\\IMG_1.jpg": b"one"})
+    # a photo at the top too: an archive whose entries all sit in one folder is read as that folder
+    archive = write_zip(tmp_path / "set.zip", {"IMG_0.jpg": b"zero", "day1\\IMG_1.jpg": b"one"})
 
     extract_zip(archive, tmp_path / "out", GENEROUS)
 
-    assert files_under(tmp_path / "out") == {"day1/IMG_1.jpg": b"one"}
+    assert files_under(tmp_path / "out") == {"IMG_0.jpg": b"zero", "day1/IMG_1.jpg": b"one"}
 
 
 @pytest.mark.parametrize(
