@@ -58,6 +58,9 @@ class Settings:
     ignore_patterns: tuple[str, ...] = ()  # junk names, added to the built-in list
     threads: int = 0  # worker threads for stages; 0 means one per CPU core
     max_image_pixels: int = 178_956_970  # larger photos are refused (decompression bombs)
+    # memory (MB) ingest's threads may fill with photos being decoded; 0: a quarter of the service's
+    # (its cgroup's memory.max, systemd's MemoryMax=, else the machine's MemTotal)
+    ingest_memory_mb: float = 0.0
     zip_max_bytes: int = 20 * 1024**3  # uncompressed size limit of a .zip set
     zip_max_files: int = 10_000
     max_photos: int = 500  # a set with more photos fails before any heavy stage
@@ -112,6 +115,7 @@ class Settings:
         return {
             "threads": self.threads or (os.cpu_count() or 1),
             "max_image_pixels": self.max_image_pixels,
+            "ingest_memory_mb": self.ingest_memory_mb,  # 0 is resolved in the stage, in the service's cgroup
             "zip_max_bytes": self.zip_max_bytes,
             "zip_max_files": self.zip_max_files,
             "max_photos": self.max_photos,
@@ -189,6 +193,11 @@ def _validated(key: str, value: Any) -> Any:
         return _positive_number(key, value, "a number of megabytes")
     if key == "ready_quiet_seconds":
         _expect(key, value, (int, float), "a number of seconds (0: READY counts at once)")
+        if value < 0:
+            raise ConfigError(f"setting '{key}' must be 0 or more, got {value!r}")
+        return float(value)
+    if key == "ingest_memory_mb":
+        _expect(key, value, (int, float), "a number of megabytes (0: a quarter of the service's memory)")
         if value < 0:
             raise ConfigError(f"setting '{key}' must be 0 or more, got {value!r}")
         return float(value)

@@ -1,7 +1,8 @@
 """The ingest stage: turn the user's set (a folder or a .zip) into upright, stripped, sized JPEGs.
 
 The set itself is only ever read. A set over the size limits (stages/set_limits.py) fails
-before any photo is read or extracted. Photos are checked in a thread pool; the usable ones land
+before any photo is read or extracted. Photos are checked in a thread pool, which decodes no
+more at once than ingest's memory budget allows (stages/memory_budget.py); the usable ones land
 in ``images/`` and ``manifest.json`` says which file each came from and why others were not
 used, so that later stages never open the user's files again.
 """
@@ -19,6 +20,7 @@ from typing import Any, Iterable
 
 from stages.atomic_files import atomic_write_json
 from stages.base import ProgressReporter, Stage, StageContext, StageFailed, StageResult
+from stages.memory_budget import MemoryBudget, decoding_budget_bytes, return_freed_memory_promptly
 from stages.photo_checks import (
     NormalisedPhoto,
     PhotoRejected,
@@ -148,7 +150,9 @@ def _ingest_folder(
         heif_supported=enable_heif(),
     )
     threads = int(context.settings.get("threads") or os.cpu_count() or 1)
-    results = _normalise_all(folder, listing.photos, images_dir, photo_rules, threads, report)
+    # 0 (or a context written before the setting existed): a share of the service's memory
+    budget = MemoryBudget(decoding_budget_bytes(float(context.settings.get("ingest_memory_mb") or 0)))
+    results = _normalise_all(folder, listing.photos, images_dir, photo_rules, budget, threads, report)
     candidates = [item for item in results if isinstance(item, _Accepted)]
     accepted, duplicates = _split_duplicates(candidates, context.output_dir)
     rejected = [item for item in results if isinstance(item, _Rejected)] + duplicates
@@ -180,21 +184,24 @@ def _normalise_all(
     photos: tuple[FileEntry, ...],
     images_dir: Path,
     rules: PhotoRules,
+    budget: MemoryBudget,
     threads: int,
     report: ProgressReporter,
 ) -> list[_Accepted | _Rejected]:
-    """Check every photo in parallel; report progress from this thread as each one finishes."""
+    """Check every photo in parallel, each thread waiting for its photo's share of ``budget``;
+    report progress from this thread as each one finishes."""
     names = output_names(entry.path for entry in photos)
 
     def normalise(entry: FileEntry) -> _Accepted | _Rejected:
         name = names[entry.path]
         try:
-            photo = normalise_photo(folder / entry.path, images_dir / name, rules)
+            photo = normalise_photo(folder / entry.path, images_dir / name, rules, budget)
         except PhotoRejected as rejection:
             return _Rejected(display_name(entry.path), rejection.reason)
         return _Accepted(display_name(entry.path), f"{IMAGES_DIR}/{name}", photo)
 
     report(0.0, f"checking {len(photos)} photos")
+    return_freed_memory_promptly()  # process-wide: the daemon runs ingest in a process of its own
     results = []
     with own_pixel_limit(), ThreadPoolExecutor(max_workers=threads) as pool:
         futures = [pool.submit(normalise, entry) for entry in photos]

@@ -6,14 +6,17 @@ folder is kept across interrupted runs (the registry marks the stage resumable):
 a checkpoint, the trainer continues from it with ``--resume``. On the CPU the photos are read
 downsized (``train_cpu_max_image_size``) and fewer iterations run by default, because a CPU
 iteration costs a hundred GPU ones. When the GPU runs out of memory, training restarts once
-at half the resolution and the job says so in its warnings. On a GPU, its memory and utilisation
-are sampled while the trainer runs (``stages.gpu_watch``) into ``metrics.train.gpu``.
+at half the resolution and the job says so in its warnings; a trainer that runs out of memory
+for good (the GPU's again, or the machine's: killed by SIGKILL) fails the job with a hint to
+train smaller. On a GPU, its memory and utilisation are sampled while the trainer runs
+(``stages.gpu_watch``) into ``metrics.train.gpu``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -22,7 +25,7 @@ from typing import Any, Mapping
 from gaussian_splatting.rasterize import resolve_backend
 from PIL import Image
 
-from stages.base import ProgressReporter, Stage, StageContext, StageResult
+from stages.base import ProgressReporter, Stage, StageContext, StageFailed, StageResult
 from stages.gpu_watch import GpuWatch
 from stages.trainer_process import TrainerProgress, TrainerRun, run_trainer
 
@@ -32,6 +35,9 @@ MODEL_DIR = "model"
 OUR_TRAINER = (sys.executable, "-m", "gaussian_splatting")
 EXIT_OUT_OF_MEMORY = 4  # our trainer's exit status for CUDA out-of-memory (gaussian_splatting.cli)
 _OOM_TEXT = ("CUDA out of memory", "OutOfMemoryError")
+_SMALLER_MODEL = "set a smaller train_max_image_size or max_gaussians in job.toml"
+_MACHINE_OUT_OF_MEMORY_HINT = f"the machine ran out of memory: {_SMALLER_MODEL}, or send fewer photos"
+_GPU_OUT_OF_MEMORY_HINT = f"the GPU ran out of memory, at half the resolution too: {_SMALLER_MODEL}"
 
 
 def resolution_scale(images_dir: Path, max_image_size: int | None) -> int:
@@ -90,6 +96,9 @@ class TrainStage(Stage):
                 command = self._command(settings, sfm_dir, model_dir, iterations, evaluate, backend, scale, max_gaussians)
                 run = run_trainer(command, forward, environment, on_start=gpu.add_process)
         if run.returncode != 0:
+            hint = _memory_hint(run, backend)
+            if hint is not None:  # the user can do something about it: a failure, not a crash
+                raise StageFailed(_describe_failure(run), hint=hint)
             raise RuntimeError(_describe_failure(run))
 
         ply = model_dir / "point_cloud" / f"iteration_{iterations}" / "point_cloud.ply"
@@ -137,6 +146,17 @@ def _describe_failure(run: TrainerRun) -> str:
         return f"the trainer was killed by signal {signal_number}{cause}"
     last = run.log_tail[-1] if run.log_tail else "no output"
     return f"the trainer exited with status {run.returncode}: {last}"
+
+
+def _memory_hint(run: TrainerRun, backend: str) -> str | None:
+    """What to change when the trainer ran out of memory: SIGKILL is, in practice, the kernel's
+    out-of-memory killer (the unit's MemoryMax=, or the machine's memory); a CUDA out-of-memory
+    error that outlasted the retry at half resolution is the GPU's."""
+    if run.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL):  # 137: through a shell
+        return _MACHINE_OUT_OF_MEMORY_HINT
+    if backend == "cuda" and _out_of_memory(run):
+        return _GPU_OUT_OF_MEMORY_HINT
+    return None
 
 
 def _out_of_memory(run: TrainerRun) -> bool:

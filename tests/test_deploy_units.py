@@ -64,6 +64,16 @@ def test_service_settings_the_issue_asks_for():
     assert one.get("ProcSubset", "all") == "all"
 
 
+def test_memory_runs_out_inside_the_service_and_the_daemon_lives_on():
+    one = {key: values[-1] for key, values in service().items()}
+    # a share of the machine's memory, so that the kernel's OOM killer acts inside this service
+    assert one["MemoryMax"].endswith("%") and 50 <= int(one["MemoryMax"].removesuffix("%")) < 100
+    # systemd's default, stop, would stop the whole service for a killed stage, and restart it
+    # into the same job; the daemon itself fails the job with the memory hint
+    assert one["OOMPolicy"] == "continue"
+    assert "MemoryHigh" not in one, "without swap it only slows a growing stage to a crawl"
+
+
 def test_writable_folders_match_the_configuration_the_tmpfiles_and_the_user():
     config = tomllib.loads(EXAMPLE_CONFIG.read_text())
     folders = [config["inbox"], config["outbox"], config["state"]]

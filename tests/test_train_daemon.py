@@ -1,6 +1,7 @@
 """Training and evaluation under the real daemon: progress with an ETA in status.json, a
 daemon killed mid-training that resumes from the trainer's checkpoint, the held-out scores and
-the standard PLY at the end, then the published scene, shown by the viewer in Chromium."""
+the standard PLY at the end, then the published scene, shown by the viewer in Chromium; and a
+trainer killed by the out-of-memory killer, which fails the job with the memory hint."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from plyfile import PlyData
 
 from daemon.demo_set import write_demo_set
 from tests.daemon_harness import DaemonProcess, Layout, make_layout, processes_of, state_is, wait_for
+from tests.killed_trainer import KILLED_TRAINER
 
 STANDARD_PROPERTIES = (
     ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
@@ -136,3 +138,20 @@ def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(t
     print(f"viewer vs the trainer's poster: {viewer_psnr:.2f} dB")
     assert viewer_psnr >= 30.0
     page.assert_clean()
+
+
+def test_a_trainer_killed_by_sigkill_fails_the_job_with_the_memory_hint(tmp_path):
+    """The kernel's out-of-memory killer ends the trainer, not the stage: the job still says that
+    memory ran out, and what to train smaller."""
+    # cuda: the photos are read at full size, so the stage needs no SfM model to size them by
+    layout = make_layout(tmp_path, train_backend="cuda", trainer_command=KILLED_TRAINER)
+    write_demo_set(layout.inbox / "ring", views=4, width=160, height=120)
+    with DaemonProcess(layout, until_idle=True, pipeline="tests.killed_trainer:INGEST_AND_TRAIN") as daemon:
+        assert daemon.wait(120) == 0, daemon.log()
+    document = wait_for(state_is(layout, "ring", "failed"), 5, "the job to fail")
+    assert document["error"] == {
+        "stage": "train",
+        "message": "the trainer was killed by signal 9 (SIGKILL: most likely the out-of-memory killer)",
+        "hint": "the machine ran out of memory: set a smaller train_max_image_size or max_gaussians in job.toml, "
+                "or send fewer photos",
+    }, daemon.log()

@@ -1,6 +1,7 @@
 """The train stage's contract with a trainer command: the reference trainer's flags only for a
 trainer named in the settings, progress and ETA from its JSON lines, one retry at half the
-resolution when the GPU runs out of memory, and a clear error when it fails.
+resolution when the GPU runs out of memory (and a hint to train smaller when that is not
+enough), and a clear error when it fails.
 
 A stand-in trainer script plays the GPU that this machine does not have: it runs out of memory
 at full resolution, as a real one does on a small card."""
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.base import StageContext
+from stages.base import StageContext, StageFailed
 from stages.train import TrainStage
 
 STAND_IN = textwrap.dedent('''
@@ -24,10 +25,11 @@ STAND_IN = textwrap.dedent('''
     with open(Path(__file__).with_name("calls.jsonl"), "a") as calls:
         calls.write(json.dumps(args) + "\\n")
     model, iterations = Path(args[args.index("-m") + 1]), int(args[args.index("--iterations") + 1])
-    if "-r" not in args:
+    mode = Path(args[args.index("-s") + 1], "mode").read_text()
+    if "-r" not in args or "--small-gpu" in mode:
         print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr)
         sys.exit(1)
-    if "--fail" in Path(args[args.index("-s") + 1], "mode").read_text():
+    if "--fail" in mode:
         print("2026-01-01 00:00:00,000 ERROR trainer: points.ply has no points", file=sys.stderr)
         sys.exit(1)
     for iteration in (iterations // 2, iterations):
@@ -75,3 +77,13 @@ def test_a_failing_trainer_fails_the_stage_with_its_last_words(tmp_path):
     context = _context(tmp_path, mode="--fail")
     with pytest.raises(RuntimeError, match="the trainer exited with status 1: .*points.ply has no points"):
         TrainStage().run(context, lambda *args: None)
+
+
+def test_out_of_gpu_memory_at_half_resolution_too_fails_with_a_hint_to_train_smaller(tmp_path):
+    context = _context(tmp_path, mode="--small-gpu")
+    with pytest.raises(StageFailed) as failure:
+        TrainStage().run(context, lambda *args: None)
+    assert len((tmp_path / "calls.jsonl").read_text().splitlines()) == 2  # full, then half resolution
+    assert failure.value.message.startswith("the trainer exited with status 1: torch.OutOfMemoryError")
+    assert failure.value.hint == ("the GPU ran out of memory, at half the resolution too: "
+                                  "set a smaller train_max_image_size or max_gaussians in job.toml")
