@@ -6,6 +6,7 @@ A typo must fail the job with the reason rather than run an hour with the defaul
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 import zipfile
 from functools import cache
@@ -16,6 +17,10 @@ from typing import Any
 import jsonschema
 
 from stages.photo_set import JOB_OPTIONS_FILE
+
+
+# "... At most 8192: <why>." in an option's description
+_UPPER_BOUND_REASON = re.compile(r"At most [0-9,]+: (.*?)\.?$")
 
 
 class JobOptionsError(Exception):
@@ -43,6 +48,11 @@ def validate_options(document: dict[str, Any]) -> dict[str, Any]:
             known = ", ".join(schema["properties"])
             raise JobOptionsError(f"job.toml: unknown key '{unknown[0]}' (known keys: {known})")
         key = ".".join(str(part) for part in error.path)
+        if error.validator == "maximum":
+            # the bound and why it is there (the schema's description says), rather than jsonschema's words
+            why = _UPPER_BOUND_REASON.search(schema["properties"][key]["description"])
+            raise JobOptionsError(f"job.toml: '{key}' is {error.instance:,}, more than the {error.validator_value:,} "
+                                  f"a job may ask for" + (f": {why.group(1)}" if why else ""))
         raise JobOptionsError(f"job.toml: '{key}': {error.message}")
     return {**default_options(), **document}
 

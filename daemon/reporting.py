@@ -40,11 +40,12 @@ class Reporting:
         self._notifications = Notifications(settings, clock, known_jobs=store.job_ids())
         self._queue: dict[str, int] = {}  # the last counts read, for a heartbeat when the store fails
 
-    def report(self, current: JobRecord | None) -> str:
-        """Bring every view up to date; returns the one line for `systemctl status`."""
+    def report(self, current: JobRecord | None, problems: tuple[str, ...] = ()) -> str:
+        """Bring every view up to date; returns the one line for `systemctl status`. ``problems``:
+        what holds the work up (a job waiting for disk space), for health.json."""
         documents, counts = self._follow_jobs()
         job = (self._store.get(current.id) or current) if current is not None else None
-        beaten = self._heartbeat.beat("running" if job else "idle", self._queue, _running(job))
+        beaten = self._heartbeat.beat("running" if job else "idle", self._queue, _running(job), problems)
         self._write_metrics(counts, documents or beaten)
         return summary_line(counts, job)
 

@@ -93,7 +93,7 @@ class Daemon:
         scheduler.start()
         worker.start()
         self._tick(store, intake, worker)
-        self._notifier.ready(reporting.report(worker.current_job))
+        self._notifier.ready(reporting.report(worker.current_job, worker.problems))
         last_ping = self._clock()
         exit_code = 0
         try:
@@ -105,7 +105,7 @@ class Daemon:
                 passed = alive = False
                 try:
                     self._tick(store, intake, worker)
-                    self._notifier.status(reporting.report(worker.current_job))
+                    self._notifier.status(reporting.report(worker.current_job, worker.problems))
                     outage.answered()
                     passed = alive = True
                 except Exception as error:
