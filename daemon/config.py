@@ -67,6 +67,7 @@ class Settings:
     max_file_mb: float = 50.0  # a photo larger than this fails its set (before any heavy stage)
     max_set_mb: float = 5000.0  # a set larger than this in total fails (before any heavy stage)
     min_free_gb: float = 2.0  # no stage starts while the state or outbox folder has less free space
+    space_wait_hold_minutes: float = 15.0  # a job waiting for disk space holds up the jobs behind it this long at most
     keep_work_days: float = 7.0  # work folders of done (and cancelled) jobs are removed after this long
     keep_failed_days: float = 30.0  # work folders of failed jobs are kept this long, for a look at what went wrong
     unpublish_removed: bool = False  # true: a set deleted from the inbox takes its published page with it
@@ -203,6 +204,11 @@ def _validated(key: str, value: Any) -> Any:
         return float(value)
     if key in ("min_free_gb",):
         _expect(key, value, (int, float), "a number of gigabytes (0 turns the check off)")
+        if value < 0:
+            raise ConfigError(f"setting '{key}' must be 0 or more, got {value!r}")
+        return float(value)
+    if key == "space_wait_hold_minutes":
+        _expect(key, value, (int, float), "a number of minutes (0: jobs behind a waiting one run at once)")
         if value < 0:
             raise ConfigError(f"setting '{key}' must be 0 or more, got {value!r}")
         return float(value)

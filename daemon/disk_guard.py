@@ -6,7 +6,11 @@ Before each stage the job runner asks for what the stages still ahead will write
 from the set's size and photo count and the job's Gaussian cap) plus ``min_free_gb`` of headroom,
 in the state folder and in the outbox (together, when they share a file system). Short: the job
 goes back to the queue, keeping its place, with the reason in status.json, and runs once space
-is freed.
+is freed. More than the whole file system holds: no freeing will ever make room, so the job
+fails at once with the numbers instead of waiting forever.
+
+After a stage dies, ``filled`` tells whether the disk is what killed it: the guard left at least
+``min_free_gb`` free when the stage started, so less than that now means the stage filled it.
 """
 
 from __future__ import annotations
@@ -45,6 +49,45 @@ class DiskNeed:
     state_bytes: int
     outbox_bytes: int
 
+    def at_least(self, floor: "DiskNeed") -> "DiskNeed":
+        return DiskNeed(max(self.state_bytes, floor.state_bytes), max(self.outbox_bytes, floor.outbox_bytes))
+
+
+@dataclass(frozen=True)
+class Shortage:
+    """Why a need does not fit now, on one file system (the state folder's, the outbox's, or
+    both when they share one)."""
+
+    where: str  # "state folder", "outbox folder" or "state folder and outbox folder"
+    free: int
+    need: int  # what the job will write there
+    headroom: int  # min_free_gb
+    capacity: int  # the whole file system
+    unreadable: str | None = None  # the free space could not be read: why
+
+    @property
+    def more(self) -> int:
+        """How much more must be freed before the job fits."""
+        return max(0, self.need + self.headroom - self.free)
+
+    @property
+    def never_fits(self) -> bool:
+        """Not even the whole file system, emptied, would hold it (with the headroom)."""
+        return self.unreadable is None and self.need + self.headroom > self.capacity
+
+    @property
+    def reason(self) -> str:
+        if self.unreadable is not None:
+            return f"cannot tell the free space in the {self.where} ({self.unreadable})"
+        if self.never_fits:
+            whose = "their" if " and " in self.where else "its"
+            needs = f"the job needs about {size_text(self.need)} in the {self.where}"
+            if self.need <= self.capacity:
+                needs += f" and min_free_gb keeps {size_text(self.headroom)} free"
+            return f"{needs}, more than {whose} whole file system holds ({size_text(self.capacity)})"
+        return (f"not enough free space in the {self.where}: {size_text(self.free)} free, the job needs about "
+                f"{size_text(self.need)} more and min_free_gb keeps {size_text(self.headroom)} free")
+
 
 def estimate_writes(stages: Iterable[str], size: SetSize, max_gaussians: int) -> DiskNeed:
     """What ``stages`` will write, at most, into the state folder and the outbox."""
@@ -71,31 +114,59 @@ def free_bytes(folder: Path) -> int:
     return stats.f_bavail * stats.f_frsize
 
 
+def total_bytes(folder: Path) -> int:
+    """The size of the file system holding ``folder`` (statvfs's f_blocks): what no freeing goes past."""
+    stats = os.statvfs(folder)
+    return stats.f_blocks * stats.f_frsize
+
+
+# With min_free_gb = 0 a disk counts as filled below this; a stage that died with more free died of something else.
+FILLED_FLOOR_BYTES = MB
+
+
 class DiskGuard:
     def __init__(self, state: Path, outbox: Path, min_free_gb: float,
-                 free_space: Callable[[Path], int] = free_bytes):
+                 free_space: Callable[[Path], int] = free_bytes, total_space: Callable[[Path], int] = total_bytes):
         self._folders = {"state": state, "outbox": outbox}
         self._headroom = int(min_free_gb * GB)
         self._free_space = free_space
+        self._total_space = total_space
 
-    def shortage(self, need: DiskNeed) -> str | None:
-        """None if ``need`` fits with ``min_free_gb`` to spare in every folder; else why not."""
+    def shortage(self, need: DiskNeed) -> Shortage | None:
+        """None if ``need`` fits with ``min_free_gb`` to spare in every folder; else why not (a need
+        that no file system here could ever hold first)."""
         wanted = {"state": need.state_bytes, "outbox": need.outbox_bytes}
+        short = []
+        for names in self._by_device():
+            folder = self._folders[names[0]]
+            where = " and ".join(f"{name} folder" for name in names)
+            bytes_wanted = sum(wanted[name] for name in names)
+            try:
+                free, capacity = self._free_space(folder), self._total_space(folder)
+            except OSError as error:
+                return Shortage(where, 0, bytes_wanted, self._headroom, 0, unreadable=error.strerror)
+            if free < bytes_wanted + self._headroom:
+                short.append(Shortage(where, free, bytes_wanted, self._headroom, capacity))
+        return next((s for s in short if s.never_fits), short[0] if short else None)
+
+    def filled(self) -> tuple[str, int] | None:
+        """The folder(s) whose file system is full now (below ``min_free_gb``, which the guard left
+        free before the stage started), with the bytes still free; None when none is."""
+        for names in self._by_device():
+            try:
+                free = self._free_space(self._folders[names[0]])
+            except OSError:
+                continue
+            if free < max(self._headroom, FILLED_FLOOR_BYTES):
+                return " and ".join(f"{name} folder" for name in names), free
+        return None
+
+    def _by_device(self) -> list[list[str]]:
+        """The folders grouped by file system, the state folder's first."""
         by_device: dict[int, list[str]] = {}
         for name, folder in self._folders.items():
             by_device.setdefault(_device(folder), []).append(name)
-        for names in by_device.values():
-            folder = self._folders[names[0]]
-            try:
-                free = self._free_space(folder)
-            except OSError as error:
-                return f"cannot tell the free space in the {' and '.join(names)} folder ({error.strerror})"
-            bytes_wanted = sum(wanted[name] for name in names)
-            if free < bytes_wanted + self._headroom:
-                where = " and ".join(f"{name} folder" for name in names)
-                return (f"not enough free space in the {where}: {_gb(free)} free, the job needs about "
-                        f"{_gb(bytes_wanted)} more and min_free_gb keeps {_gb(self._headroom)} free")
-        return None
+        return list(by_device.values())
 
 
 def measure_set(source: Path, inbox: Path, rules: FileRules) -> SetSize:
@@ -118,5 +189,18 @@ def _device(folder: Path) -> int:
         return -id(folder)  # a folder not there: judged on its own (and free_space says why)
 
 
-def _gb(size: int) -> str:
+def folder_bytes(folder: Path) -> int:
+    """What the files under ``folder`` take on disk (allocated blocks: a sparse file counts what it holds)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass  # gone meanwhile
+    return total
+
+
+def size_text(size: int) -> str:
+    """Decimal units, as the rest of the messages count them: "1.20 GB", "740.0 MB"."""
     return f"{size / GB:.2f} GB" if size >= GB else f"{size / MB:.1f} MB"

@@ -23,7 +23,7 @@ from typing import Any, Callable, Literal, Mapping
 
 from daemon.status_document import iso
 from daemon.store import DaemonRecord, DaemonRegistry
-from daemon.store_outage import describe, is_outage
+from daemon.store_outage import describe, is_disk_full, is_outage
 from stages.atomic_files import atomic_write_json, remove_temporaries
 
 log = logging.getLogger("instarecon")
@@ -135,8 +135,9 @@ class Heartbeat:
             if not is_outage(error):
                 raise
             if not self._registry_failing:  # the outage itself is told by whoever met it first
-                log.info("heartbeat: the job store does not answer (%s); health.json shows the other daemons as "
-                         "last heard", describe(error))
+                trouble = "cannot write, its disk is full" if is_disk_full(error) else "does not answer"
+                log.info("heartbeat: the job store %s (%s); health.json shows the other daemons as last heard",
+                         trouble, describe(error))
             self._registry_failing = True
             return
         self._registry_failing = False

@@ -57,7 +57,7 @@ class JobLease:
                             "finished stage once the job store answers", self._job.set_name, self._job.id, since,
                             self._lease_seconds)
             return
-        self._outage.answered()
+        self._outage.answered(wrote=True)
         if not renewed:
             self.lost = True
             log.warning("%s: job %s was taken over by another daemon after our lease ran out; stopping it here",

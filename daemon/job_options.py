@@ -8,6 +8,7 @@ to gigabytes.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 import zipfile
 import zlib
@@ -23,6 +24,10 @@ from stages.zip_extract import NOT_A_ZIP, ZIP_HINT
 from stages.zip_layout import zip_set_layout
 
 _FOLDER_MESSAGE = "job.toml is a folder, not a file; options go in a text file named job.toml at the top of the set"
+
+
+# "... At most 8192: <why>." in an option's description
+_UPPER_BOUND_REASON = re.compile(r"At most [0-9,]+: (.*?)\.?$")
 
 
 class JobOptionsError(Exception):
@@ -54,6 +59,11 @@ def validate_options(document: dict[str, Any]) -> dict[str, Any]:
             known = ", ".join(schema["properties"])
             raise JobOptionsError(f"job.toml: unknown key '{unknown[0]}' (known keys: {known})")
         key = ".".join(str(part) for part in error.path)
+        if error.validator == "maximum":
+            # the bound and why it is there (the schema's description says), rather than jsonschema's words
+            why = _UPPER_BOUND_REASON.search(schema["properties"][key]["description"])
+            raise JobOptionsError(f"job.toml: '{key}' is {error.instance:,}, more than the {error.validator_value:,} "
+                                  f"a job may ask for" + (f": {why.group(1)}" if why else ""))
         raise JobOptionsError(f"job.toml: '{key}': {error.message}")
     return {**default_options(), **document}
 

@@ -2,6 +2,10 @@
 
 Stages whose ``result.json`` already exists are not run again: that is what makes a
 job resume where it stopped after the daemon was killed.
+
+A stage that fills the disk (it says "No space left on device", or it dies without a word while
+the disk is full) does not fail its job: the job goes back to waiting for space with the stages
+it finished, and resumes at that stage once more is free than the stage had.
 """
 
 from __future__ import annotations
@@ -16,13 +20,23 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from daemon.config import Settings
-from daemon.disk_guard import DiskGuard, estimate_writes, measure_set
+from daemon.disk_guard import (
+    DiskGuard,
+    DiskNeed,
+    SetSize,
+    Shortage,
+    estimate_writes,
+    folder_bytes,
+    measure_set,
+    size_text,
+)
 from daemon.job_lease import JobLease
 from daemon.job_log import JOB_LOG_FILE, JobLog
 from daemon.job_options import JobOptionsError, read_job_options
 from daemon.journal import job_fields, level_for_priority
 from daemon.pipeline_plan import overall_progress, planned_stages
 from daemon.progress_writer import ProgressWriter
+from daemon.space_waits import SpaceWaits
 from daemon.status_document import iso
 from daemon.store import JobRecord, JobState, JobStore
 from daemon.store_outage import PatientStore, StoreOutage, is_outage
@@ -33,6 +47,16 @@ from stages.photo_set import FileRules
 from stages.registry import StageSpec
 
 log = logging.getLogger("instarecon.job")
+
+# What a stage (Python's OSError, SQLite, a C++ library) says when a write finds the disk full, in
+# the order they are looked for, and the words the job's message repeats
+DISK_FULL_WORDS = (
+    ("no space left on device", "No space left on device"),
+    ("database or disk is full", "database or disk is full"),
+    ("disk full", "disk full"),
+    ("[errno 28]", "No space left on device"),
+    ("enospc", "No space left on device"),
+)
 
 
 class JobRunner:
@@ -53,13 +77,24 @@ class JobRunner:
         self._stop_requested = stop_requested
         self._on_change = on_change  # wakes the main loop so status.json follows at once
         self._disk = DiskGuard(settings.state, settings.outbox, settings.min_free_gb)
-        self._told_short: set[str] = set()  # jobs whose wait for space the journal has had
-        self._short: tuple[JobRecord, Sequence[StageSpec], Mapping[str, Any]] | None = None
+        self.space_waits = SpaceWaits(settings.space_wait_hold_minutes * 60)
+        # what to ask the disk again for each job waiting for space: its record, stages left, options
+        self._waiting: dict[str, tuple[JobRecord, Sequence[StageSpec], Mapping[str, Any]]] = {}
+        # a job whose stage filled the disk needs at least this before that stage runs again
+        self._floors: dict[str, tuple[str, DiskNeed]] = {}
 
     def run(self, job: JobRecord) -> JobState:
         """Run what is left of ``job``; returns the state it ends in (QUEUED if interrupted, or
-        waiting for disk space: then ``short_of_space``)."""
-        self._short = None
+        waiting for disk space: then it is in ``space_waits``)."""
+        try:
+            return self._run(job)
+        finally:
+            if job.id not in self._waiting:
+                self.space_waits.forget(job.id)
+                self._floors.pop(job.id, None)
+
+    def _run(self, job: JobRecord) -> JobState:
+        self._waiting.pop(job.id, None)
         job_dir = self._settings.jobs_dir / job.id
         job_dir.mkdir(parents=True, exist_ok=True)
         options = job.options
@@ -87,9 +122,12 @@ class JobRunner:
                 continue
             stages_left = plan[plan.index(spec):]
             shortage = self._disk_shortage(job, stages_left, options)
+            if shortage is not None and shortage.never_fits:
+                return self._fail(job, spec.name, shortage.reason, self._never_fits_hint(job, stages_left, options))
             if shortage is not None:
-                self._short = (job, stages_left, options)
-                return self._wait_for_space(job, spec.name, shortage)
+                return self._wait_for_space(job, stages_left, options, f"waiting before {spec.name}: {shortage.reason}",
+                                            shortage, "; the job starts when space is freed")
+            self.space_waits.forget(job.id)
             ending = self._run_stage(job, spec, plan, options, stage_states, job_dir, lease)
             if lease.lost or ending is not JobState.RUNNING:
                 return ending
@@ -99,34 +137,64 @@ class JobRunner:
         self._on_change()
         return JobState.DONE
 
-    def _disk_shortage(self, job: JobRecord, stages_left: Sequence[StageSpec], options: Mapping[str, Any]) -> str | None:
+    def _disk_shortage(self, job: JobRecord, stages_left: Sequence[StageSpec],
+                       options: Mapping[str, Any]) -> Shortage | None:
+        need = self._estimate(job, stages_left, options)
+        floor = self._floors.get(job.id)
+        if floor is not None and floor[0] == stages_left[0].name:
+            need = need.at_least(floor[1])  # more than the stage had when it filled the disk
+        return self._disk.shortage(need)
+
+    def _estimate(self, job: JobRecord, stages_left: Sequence[StageSpec], options: Mapping[str, Any]) -> DiskNeed:
         settings = self._settings
         size = measure_set(Path(job.source_path), settings.inbox, FileRules(settings.ignore_patterns))
+        return estimate_writes([spec.name for spec in stages_left], size, self._max_gaussians(options))
+
+    def _max_gaussians(self, options: Mapping[str, Any]) -> int:
+        settings = self._settings
         # the daemon never imports torch: "auto" trains on the GPU where an NVIDIA driver is loaded
         on_cpu = settings.train_backend == "cpu" or (
             settings.train_backend == "auto" and not Path("/proc/driver/nvidia/version").exists())
-        max_gaussians = options.get("max_gaussians") or (
-            settings.train_cpu_max_gaussians if on_cpu else settings.train_max_gaussians)
-        return self._disk.shortage(estimate_writes([spec.name for spec in stages_left], size, int(max_gaussians)))
+        return int(options.get("max_gaussians") or (
+            settings.train_cpu_max_gaussians if on_cpu else settings.train_max_gaussians))
 
-    def _wait_for_space(self, job: JobRecord, stage: str, shortage: str) -> JobState:
-        """Back to the queue, in its place, until space is freed; the worker looks again later."""
-        message = f"waiting before {stage}: {shortage}"
+    def _never_fits_hint(self, job: JobRecord, stages_left: Sequence[StageSpec], options: Mapping[str, Any]) -> str:
+        """What to lower: the Gaussian cap when the Gaussians take most of the estimate, else the photos."""
+        names = [spec.name for spec in stages_left]
+        max_gaussians = self._max_gaussians(options)
+        whole = self._estimate(job, stages_left, options)
+        per_million = (estimate_writes(names, SetSize(0, 0), 2_000_000).state_bytes
+                       - estimate_writes(names, SetSize(0, 0), 1_000_000).state_bytes)
+        if 2 * per_million * max_gaussians / 1_000_000 >= whole.state_bytes:
+            return (f"lower max_gaussians in job.toml (it is {max_gaussians:,}; each million Gaussians takes about "
+                    f"{size_text(per_million)} in the state folder), or give the state folder a larger disk")
+        return "send fewer or smaller photos, or give the state folder (or the outbox) a larger disk"
+
+    def _wait_for_space(self, job: JobRecord, stages_left: Sequence[StageSpec], options: Mapping[str, Any],
+                        message: str, shortage: Shortage | None, journal_note: str = "") -> JobState:
+        """Back to the queue, in its place, until space is freed; the worker looks again later
+        (at once when ``shortage`` is None: the space is there already)."""
+        stage = stages_left[0].name
+        self._waiting[job.id] = (job, stages_left, options)
         self._store.transition(job.id, JobState.QUEUED, message, queued_at=job.queued_at)
-        if job.id not in self._told_short:
-            self._told_short.add(job.id)
-            log.warning("%s: %s; the job starts when space is freed", job.set_name, message, extra=job_fields(job, stage))
+        if shortage is None or self.space_waits.short(job.id, stage, shortage):
+            log.warning("%s: %s%s", job.set_name, message, journal_note, extra=job_fields(job, stage))
         self._on_change()
         return JobState.QUEUED
 
-    @property
-    def short_of_space(self) -> bool:
-        """The last job went back to the queue to wait for disk space."""
-        return self._short is not None
+    def space_freed(self, job_id: str) -> bool:
+        """Whether a job that waits for space would fit now (asks the disk, not the store)."""
+        waiting = self._waiting.get(job_id)
+        return waiting is None or self._disk_shortage(*waiting) is None
 
-    def space_freed(self) -> bool:
-        """Whether the job that waits for space would fit now (asks the disk, not the store)."""
-        return self._short is None or self._disk_shortage(*self._short) is None
+    def waiting_job_ids(self) -> list[str]:
+        return list(self._waiting)
+
+    def forget(self, job_id: str) -> None:
+        """A job that waited for space left the queue some other way (cancelled, removed, run elsewhere)."""
+        self._waiting.pop(job_id, None)
+        self._floors.pop(job_id, None)
+        self.space_waits.forget(job_id)
 
     def _run_stage(
         self,
@@ -142,6 +210,7 @@ class JobRunner:
         if not spec.resumable and stage_dir.exists():
             shutil.rmtree(stage_dir)  # a partial run from before a crash
         stage_dir.mkdir(parents=True, exist_ok=True)
+        (stage_dir / ERROR_FILE).unlink(missing_ok=True)  # a kept folder's: it would speak for this run
         context = StageContext(
             job_id=job.id,
             set_name=job.set_name,
@@ -190,13 +259,14 @@ class JobRunner:
         if lease.lost:
             return JobState.RUNNING  # stopped: the job is not ours any more, nor its record
         seconds = round((datetime.now(timezone.utc) - started).total_seconds(), 3)
-        return self._settle_outcome(job, spec, plan, stage_states, stage_dir, outcome, seconds)
+        return self._settle_outcome(job, spec, plan, options, stage_states, stage_dir, outcome, seconds)
 
     def _settle_outcome(
         self,
         job: JobRecord,
         spec: StageSpec,
         plan: Sequence[StageSpec],
+        options: Mapping[str, Any],
         stage_states: dict[str, dict[str, Any]],
         stage_dir: Path,
         outcome: ChildOutcome,
@@ -205,6 +275,11 @@ class JobRunner:
         name = spec.name
         if outcome.ending is Ending.FINISHED:
             return self._record_result(job, spec, plan, stage_states, stage_dir / RESULT_FILE, seconds)
+        if outcome.ending in (Ending.FAILED, Ending.CRASHED):
+            # before any write to the job store, which may live on the disk that is full
+            filled = self._filled_disk(stage_dir, outcome)
+            if filled is not None:
+                return self._wait_after_disk_filled(job, spec, plan, options, stage_states, stage_dir, seconds, *filled)
         ended_state = {Ending.CANCELLED: "cancelled", Ending.INTERRUPTED: "interrupted"}.get(outcome.ending, "failed")
         stage_states[name] = {
             "state": ended_state,
@@ -250,6 +325,65 @@ class JobRunner:
             else f"details in the journal (journalctl JOB_ID={job.id}) and in jobs/{job.id}/{JOB_LOG_FILE} in the state folder"
         )
         return self._fail(job, name, message, hint)
+
+    def _filled_disk(self, stage_dir: Path, outcome: ChildOutcome) -> tuple[str, str] | None:
+        """(which folder's disk, the words that tell it) when the stage died of a full disk: it says
+        so (error.json, its last log lines), or it died without saying while the disk is full."""
+        failure = _read_json(stage_dir / ERROR_FILE) or {}
+        said = " ".join([str(failure.get("message") or ""), str(failure.get("hint") or ""), *outcome.last_log_lines])
+        said = said.lower()
+        words = next((shown for sought, shown in DISK_FULL_WORDS if sought in said), None)
+        filled = self._disk.filled()
+        if words is None and filled is None:
+            return None
+        where = filled[0] if filled is not None else "state folder"  # where stages write
+        if words is None:
+            words = f"it {describe_exit(outcome.returncode)} with {size_text(filled[1])} free"
+        return where, words
+
+    def _wait_after_disk_filled(
+        self,
+        job: JobRecord,
+        spec: StageSpec,
+        plan: Sequence[StageSpec],
+        options: Mapping[str, Any],
+        stage_states: dict[str, dict[str, Any]],
+        stage_dir: Path,
+        seconds: float,
+        where: str,
+        words: str,
+    ) -> JobState:
+        """Back to waiting for space, keeping the finished stages (and a resumable stage's
+        checkpoints); the stage runs again only once it has twice the room it filled (twice what
+        it had written, less what it keeps), or the estimate if that is more: it cannot loop."""
+        name = spec.name
+        written = folder_bytes(stage_dir)
+        kept = written if spec.resumable else 0
+        if not spec.resumable:
+            shutil.rmtree(stage_dir, ignore_errors=True)  # frees the space now; re-made on the next run anyway
+        stages_left = plan[plan.index(spec):]
+        estimate = self._estimate(job, stages_left, options)
+        self._floors[job.id] = (name, DiskNeed(max(estimate.state_bytes, 2 * written - kept), estimate.outbox_bytes))
+        stage_states[name] = {
+            "state": "interrupted",
+            "started_at": stage_states[name].get("started_at"),
+            "finished_at": iso(datetime.now(timezone.utc)),
+            "seconds": seconds,
+        }
+        self._store.set_stage(job.id, name, stage_states[name], f"{name}: interrupted, the disk is full")
+        filled = f"the disk of the {where} filled up during {name} ({words})"
+        shortage = self._disk_shortage(job, stages_left, options)
+        if shortage is not None and shortage.never_fits:
+            self._floors.pop(job.id, None)
+            return self._fail(job, name, f"{filled}; to run again, {shortage.reason}",
+                              "give the state folder a larger disk, or lower max_gaussians or max_image_size in "
+                              "job.toml")
+        if shortage is None:  # freed already (while the job store waited for its disk, say): the next claim runs it
+            resumes = f"space has been freed since: the job resumes at {name}"
+        else:
+            resumes = f"the job resumes at {name} once {size_text(shortage.more)} more are free in the {shortage.where}"
+        self.space_waits.forget(job.id)  # a new wait: the hold counts from now
+        return self._wait_for_space(job, stages_left, options, f"{filled}; {resumes}", shortage)
 
     def _record_result(
         self,

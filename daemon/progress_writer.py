@@ -66,5 +66,5 @@ class ProgressWriter:
             self._pending = pending  # tried again at the next tick
             return
         self._stages_unwritten = False
-        self._outage.answered()
+        self._outage.answered(wrote=True)
         self._on_change()

@@ -42,7 +42,8 @@ class Reporting:
 
     def report(self, current: JobRecord | None, problems: tuple[str, ...] = ()) -> str:
         """Bring every view up to date; returns the one line for `systemctl status`. ``problems``:
-        what health.json should say is wrong beside the jobs (the inbox watcher is down, say)."""
+        what health.json should say is wrong beside the jobs (the inbox watcher is down, a job waits for
+        disk space)."""
         documents, counts = self._follow_jobs()
         job = (self._store.get(current.id) or current) if current is not None else None
         beaten = self._heartbeat.beat("running" if job else "idle", self._queue, _running(job), problems)

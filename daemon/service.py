@@ -115,7 +115,7 @@ class Daemon:
                 line = None
                 try:
                     self._tick(store, intake, worker)
-                    line = reporting.report(worker.current_job, _problems(watcher))
+                    line = reporting.report(worker.current_job, _problems(watcher) + worker.problems)
                     if ready:
                         self._notifier.status(line)
                     outage.answered()

@@ -5,6 +5,10 @@ than at every retry.
 
 The main loop and the job worker share one ``StoreOutage``: whichever of them sees the database
 fail or answer again tells it.
+
+A store that answers but cannot write because its disk is full (SQLite in the state folder:
+"database or disk is full") is told as such, not as a store that does not answer: reads still
+work there, so only a write that goes through (or a minute with no write failing) ends it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ T = TypeVar("T")
 REMIND_SECONDS = 300.0  # while it lasts, the journal says so again this often
 FIRST_DELAY_SECONDS = 0.5
 MAX_DELAY_SECONDS = 30.0
+# a full disk is over when no write has failed for this long: every writer retries more often
+FULL_QUIET_SECONDS = 2 * MAX_DELAY_SECONDS
 
 
 class StoreUnavailable(Exception):
@@ -39,6 +45,22 @@ def is_outage(error: BaseException) -> bool:
     if isinstance(error, (OperationalError, InterfaceError, PoolTimeoutError)):
         return True
     return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """A write refused for want of disk space (SQLite's "database or disk is full", PostgreSQL's
+    DiskFull, or the OS's own ENOSPC), as opposed to a database that does not answer."""
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).lower()
+    return ("database or disk is full" in text or "no space left on device" in text
+            or type(cause).__name__ == "DiskFull")
+
+
+def _full_disk_of(error: BaseException) -> str:
+    """Whose disk is full, in words for people: SQLite lives in the state folder."""
+    cause = getattr(error, "orig", None) or error
+    return "the disk of the state folder" if type(cause).__module__.startswith("sqlite3") else \
+        "the database server's disk"
 
 
 def describe(error: BaseException) -> str:
@@ -57,6 +79,12 @@ class StoreOutage:
         self._since: float | None = None
         self._since_wall: datetime | None = None
         self._last_said = 0.0
+        # writes refused for a full disk: since when (clock, wall), the last refusal, whose disk
+        self._full_since: float | None = None
+        self._full_since_wall: datetime | None = None
+        self._full_last = 0.0
+        self._full_said = -REMIND_SECONDS
+        self._full_disk = ""
 
     @property
     def ongoing(self) -> bool:
@@ -66,12 +94,19 @@ class StoreOutage:
     def problem(self) -> str | None:
         """What health.json says while it lasts (public: no error text, no database address)."""
         since = self._since_wall
-        if since is None:
-            return None
-        return (f"the job store has not answered since {since.strftime('%H:%M:%S')} UTC; retrying, "
-                "and a running stage keeps going")
+        if since is not None:
+            return (f"the job store has not answered since {since.strftime('%H:%M:%S')} UTC; retrying, "
+                    "and a running stage keeps going")
+        with self._lock:
+            if self._full_since is None or self._clock() - self._full_last >= FULL_QUIET_SECONDS:
+                return None
+            return (f"the job store cannot write since {self._full_since_wall.strftime('%H:%M:%S')} UTC: "
+                    f"{self._full_disk} is full; retrying until space is freed")
 
     def failed(self, error: BaseException, doing: str) -> None:
+        if is_disk_full(error):
+            self._refused_for_space(error, doing)
+            return
         with self._lock:
             now = self._clock()
             if self._since is None:
@@ -83,18 +118,35 @@ class StoreOutage:
                 log.warning("the job store has not answered for %.0f s (%s); still retrying", now - self._since,
                             describe(error))
 
-    def answered(self) -> None:
+    def _refused_for_space(self, error: BaseException, doing: str) -> None:
         with self._lock:
+            now = self._clock()
+            if self._full_since is None or now - self._full_last >= FULL_QUIET_SECONDS:
+                self._full_since, self._full_since_wall = now, self._now()
+            self._full_last = now
+            self._full_disk = _full_disk_of(error)
+            if now - self._full_said >= REMIND_SECONDS:  # a write that slips through now and then says nothing new
+                self._full_said = now
+                log.warning("the job store cannot write: %s is full (%s, while %s); retrying until space is freed",
+                            self._full_disk, describe(error), doing)
+
+    def answered(self, wrote: bool = False) -> None:
+        """The store answered; ``wrote``: a write went through, so its disk has room again."""
+        with self._lock:
+            if wrote and self._full_since is not None:
+                if self._clock() - self._full_last < FULL_QUIET_SECONDS:
+                    log.info("the job store writes again, after %.1f s", self._clock() - self._full_since)
+                self._full_since = self._full_since_wall = None
             if self._since is None:
                 return
             log.info("the job store answers again, after %.1f s", self._clock() - self._since)
             self._since = self._since_wall = None
 
     def wait_out(self, call: Callable[[], T], doing: str, stop: threading.Event,
-                 on_wait: Callable[[float], None] | None = None) -> T:
-        """``call()``, again and again with backoff while the database is away; other errors go
-        through at once. ``on_wait(seconds)`` before each wait. Raises StoreUnavailable if ``stop``
-        is set before it answers."""
+                 on_wait: Callable[[float], None] | None = None, writes: bool = False) -> T:
+        """``call()``, again and again with backoff while the database is away (or its disk full);
+        other errors go through at once. ``on_wait(seconds)`` before each wait. Raises
+        StoreUnavailable if ``stop`` is set before it answers."""
         delay = FIRST_DELAY_SECONDS
         while True:
             try:
@@ -109,7 +161,7 @@ class StoreOutage:
                     raise StoreUnavailable(f"stopping while {doing}: the job store did not answer") from error
                 delay = min(delay * 2, MAX_DELAY_SECONDS)
                 continue
-            self.answered()
+            self.answered(wrote=writes)
             return result
 
 
@@ -128,11 +180,12 @@ class PatientStore:
 
     def set_stage(self, job_id: str, *args, **fields) -> None:
         self._outage.wait_out(lambda: self.raw.set_stage(job_id, *args, **fields), f"recording job {job_id}'s stage",
-                              self._stop)
+                              self._stop, writes=True)
 
     def transition(self, job_id: str, *args, **fields) -> bool:
         return self._outage.wait_out(lambda: self.raw.transition(job_id, *args, **fields),
-                                     f"recording job {job_id}'s state", self._stop)
+                                     f"recording job {job_id}'s state", self._stop, writes=True)
 
     def update_fields(self, job_id: str, **fields) -> None:
-        self._outage.wait_out(lambda: self.raw.update_fields(job_id, **fields), f"recording job {job_id}", self._stop)
+        self._outage.wait_out(lambda: self.raw.update_fields(job_id, **fields), f"recording job {job_id}", self._stop,
+                              writes=True)

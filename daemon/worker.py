@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from daemon.job_runner import JobRunner
 from daemon.journal import job_fields
@@ -14,8 +13,7 @@ from daemon.store_outage import StoreOutage, StoreUnavailable, is_outage
 log = logging.getLogger("instarecon.worker")
 
 IDLE_POLL_SECONDS = 2.0  # also picks up jobs queued by `instarecon retry` from another process
-SPACE_RETRY_SECONDS = 5.0  # while a job waits for disk space, the disk is looked at this often
-SPACE_RECLAIM_SECONDS = 300.0  # and the queue at least this often
+SPACE_RETRY_SECONDS = 5.0  # while a job holds the queue waiting for disk space, the disk is looked at this often
 
 
 class JobWorker(threading.Thread):
@@ -32,6 +30,13 @@ class JobWorker(threading.Thread):
     def current_job(self) -> JobRecord | None:
         return self._current
 
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """What holds the work up, for health.json: a job store that cannot write, jobs waiting
+        for disk space."""
+        store = self._outage.problem
+        return ((store,) if store else ()) + self._runner.space_waits.problems()
+
     def nudge(self) -> None:
         """Look for a queued job now rather than at the next poll."""
         self._nudge.set()
@@ -39,7 +44,12 @@ class JobWorker(threading.Thread):
     def run(self) -> None:
         while not self._stop_requested.is_set():
             try:
-                job = self._store.claim_next()
+                self._forget_waits_gone()
+                plan = self._runner.space_waits.plan(self._runner.space_freed)
+                if plan.holding is not None:  # the queue waits behind it, in order, for a while
+                    self._stop_requested.wait(SPACE_RETRY_SECONDS)
+                    continue
+                job = self._store.claim_next(pass_over=plan.pass_over)
             except Exception as error:  # keep the thread whatever happens; try again
                 if is_outage(error):
                     self._outage.failed(error, "looking for the next job")
@@ -47,7 +57,7 @@ class JobWorker(threading.Thread):
                     log.exception("could not look for the next job; trying again")
                 self._stop_requested.wait(IDLE_POLL_SECONDS)
                 continue
-            self._outage.answered()
+            self._outage.answered(wrote=job is not None)
             if job is None:
                 self._nudge.wait(IDLE_POLL_SECONDS)
                 self._nudge.clear()
@@ -73,14 +83,11 @@ class JobWorker(threading.Thread):
                     log.exception("%s: could not record job %s as failed", job.set_name, job.id, extra=job_fields(job))
             finally:
                 self._current = None
-            if self._runner.short_of_space:
-                self._wait_for_space()
 
-    def _wait_for_space(self) -> None:
-        """The job first in the queue waits for disk space, and so does the queue behind it (in
-        order): look at the disk every few seconds, and at the queue again once the job would fit,
-        or after a few minutes anyway (it may have been cancelled, or taken by another host)."""
-        deadline = time.monotonic() + SPACE_RECLAIM_SECONDS
-        while not self._stop_requested.wait(SPACE_RETRY_SECONDS):
-            if time.monotonic() >= deadline or self._runner.space_freed():
-                return
+    def _forget_waits_gone(self) -> None:
+        """A job waiting for space that left the queue (cancelled, removed, run by another daemon)
+        neither holds the queue nor shows in health.json any more."""
+        for job_id in self._runner.waiting_job_ids():
+            job = self._store.get(job_id)
+            if job is None or job.state is not JobState.QUEUED:
+                self._runner.forget(job_id)

@@ -91,6 +91,14 @@ def test_claim_takes_the_oldest_queued_job_and_interrupted_jobs_keep_their_place
     assert store.claim_next().id == second.id
 
 
+def test_a_claim_can_pass_over_jobs_that_keep_their_place(opened):
+    store = opened()
+    waiting, behind = _job(store, "big"), _job(store, "small")  # big waits for this daemon's disk space
+    assert store.claim_next(pass_over={waiting.id}).id == behind.id
+    assert store.claim_next(pass_over={waiting.id}) is None
+    assert store.claim_next().id == waiting.id  # still queued, in its place, for the next claim
+
+
 def test_cancel_is_immediate_when_not_running_and_requested_when_running(opened):
     store = opened()
     waiting = _job(store, "w", state=JobState.WAITING)

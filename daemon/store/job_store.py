@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Collection, Iterable, Iterator, Mapping
 
 from sqlalchemy import BigInteger, Engine, String, and_, create_engine, event, func, insert, literal, or_, select, update
 from sqlalchemy.engine import make_url
@@ -289,11 +289,12 @@ class JobStore:
                 self._log_event(connection, job_id, "state", state=to_state, stage=stage, message=message)
         return bool(changed)
 
-    def claim_next(self) -> JobRecord | None:
+    def claim_next(self, pass_over: Collection[str] = ()) -> JobRecord | None:
         """Take the oldest queued job, or a running one whose host let its lease pass (it died or
         lost the database): it resumes here from its last finished stage. The candidate is locked
         (SKIP LOCKED on PostgreSQL) and the update checks the condition again, so two daemons never
-        take the same job."""
+        take the same job. ``pass_over``: ids this daemon does not want now (jobs waiting for its
+        disk space); they keep their place for the next claim."""
         for _ in range(5):
             now = utc_now()
             claimable = or_(
@@ -301,6 +302,8 @@ class JobStore:
                 and_(jobs.c.state == str(JobState.RUNNING), jobs.c.lease_expires_at < self._clock_now()),
             )
             candidate = select(jobs.c.id, jobs.c.state, jobs.c.host, jobs.c.lease_owner).where(claimable)
+            if pass_over:
+                candidate = candidate.where(jobs.c.id.not_in(list(pass_over)))
             candidate = candidate.order_by(jobs.c.queued_at, jobs.c.id).limit(1)
             if self.engine.dialect.name == "postgresql":
                 candidate = candidate.with_for_update(skip_locked=True)
