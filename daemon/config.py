@@ -162,6 +162,13 @@ def _positive_number(key: str, value: Any, description: str) -> float:
     return float(value)
 
 
+def _zero_or_more(key: str, value: Any, description: str) -> float:
+    _expect(key, value, (int, float), description)
+    if value < 0:
+        raise ConfigError(f"setting '{key}' must be 0 or more, got {value!r}")
+    return float(value)
+
+
 def _validated(key: str, value: Any) -> Any:
     if key in _PATH_KEYS:
         _expect(key, value, str, "a folder path (string)")
@@ -193,25 +200,13 @@ def _validated(key: str, value: Any) -> Any:
     if key in ("max_file_mb", "max_set_mb"):
         return _positive_number(key, value, "a number of megabytes")
     if key == "ready_quiet_seconds":
-        _expect(key, value, (int, float), "a number of seconds (0: READY counts at once)")
-        if value < 0:
-            raise ConfigError(f"setting '{key}' must be 0 or more, got {value!r}")
-        return float(value)
+        return _zero_or_more(key, value, "a number of seconds (0: READY counts at once)")
     if key == "ingest_memory_mb":
-        _expect(key, value, (int, float), "a number of megabytes (0: a quarter of the service's memory)")
-        if value < 0:
-            raise ConfigError(f"setting '{key}' must be 0 or more, got {value!r}")
-        return float(value)
+        return _zero_or_more(key, value, "a number of megabytes (0: a quarter of the service's memory)")
     if key in ("min_free_gb",):
-        _expect(key, value, (int, float), "a number of gigabytes (0 turns the check off)")
-        if value < 0:
-            raise ConfigError(f"setting '{key}' must be 0 or more, got {value!r}")
-        return float(value)
+        return _zero_or_more(key, value, "a number of gigabytes (0 turns the check off)")
     if key == "space_wait_hold_minutes":
-        _expect(key, value, (int, float), "a number of minutes (0: jobs behind a waiting one run at once)")
-        if value < 0:
-            raise ConfigError(f"setting '{key}' must be 0 or more, got {value!r}")
-        return float(value)
+        return _zero_or_more(key, value, "a number of minutes (0: jobs behind a waiting one run at once)")
     if key in ("keep_work_days", "keep_failed_days"):
         return _positive_number(key, value, "a number of days")
     if key == "unpublish_removed":

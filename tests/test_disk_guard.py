@@ -230,7 +230,7 @@ def test_job_options_are_bounded_by_what_a_large_gpu_holds(tmp_path):
         assert f"job.toml: '{key}' is {bound + 1:,}, more than the {bound:,} a job may ask for" in str(raised.value)
     (tmp_path / "job.toml").write_text("max_gaussians = 100000000\n")
     with pytest.raises(JobOptionsError) as raised:
-        read_job_options(tmp_path)
+        read_job_options(tmp_path, FileRules())
     assert str(raised.value).startswith("job.toml: 'max_gaussians' is 100,000,000, more than the 20,000,000 a job may "
                                         "ask for: each Gaussian takes about 1 KB of GPU memory in training")
 

@@ -38,7 +38,7 @@ def test_three_daemons_run_every_set_exactly_once(tmp_path, database_url):
             small_set(tmp_path / "staging" / name, ready=True)
             (tmp_path / "staging" / name).rename(layout.inbox / name)
         for name in names:
-            wait_for(state_is(layout, name, "done", "failed"), 120, f"{name} to finish")
+            wait_for(state_is(layout, name, "done", "failed"), 120, f"{name} to finish", show=daemons)
     finally:
         for daemon in daemons:
             daemon.stop()
@@ -70,7 +70,8 @@ def test_a_killed_daemons_job_is_finished_by_another_after_its_lease_runs_out(tm
     first.kill()
     killed = datetime.now(timezone.utc)
     try:
-        done = wait_for(state_is(layout, "garden", "done"), 60, "the other daemon to finish the job")
+        done = wait_for(state_is(layout, "garden", "done"), 60, "the other daemon to finish the job",
+                        show=[first, second])
         # which daemons are alive, as any host sees it: d1 silent (three heartbeats missed), d2 alive
         table = wait_for(lambda: (out := run_cli(layout, "status").stdout) and " silent " in out and out, 30,
                          "d1 to be reported silent")
