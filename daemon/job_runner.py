@@ -48,6 +48,9 @@ from stages.registry import StageSpec
 
 log = logging.getLogger("instarecon.job")
 
+# The runner changes only the job it runs: never one that is, by now, queued or ended
+RUNNING_ONLY = (JobState.RUNNING,)
+
 # What a stage (Python's OSError, SQLite, a C++ library) says when a write finds the disk full, in
 # the order they are looked for, and the words the job's message repeats
 DISK_FULL_WORDS = (
@@ -132,7 +135,8 @@ class JobRunner:
             if lease.lost or ending is not JobState.RUNNING:
                 return ending
         last = plan[-1].name
-        self._store.transition(job.id, JobState.DONE, f"done after {last}", progress=100.0, stage=last)
+        self._store.transition(job.id, JobState.DONE, f"done after {last}", progress=100.0, stage=last,
+                               from_states=RUNNING_ONLY)
         log.info("%s: done", job.set_name, extra=job_fields(job, last))
         self._on_change()
         return JobState.DONE
@@ -176,7 +180,7 @@ class JobRunner:
         (at once when ``shortage`` is None: the space is there already)."""
         stage = stages_left[0].name
         self._waiting[job.id] = (job, stages_left, options)
-        self._store.transition(job.id, JobState.QUEUED, message, queued_at=job.queued_at)
+        self._store.transition(job.id, JobState.QUEUED, message, queued_at=job.queued_at, from_states=RUNNING_ONLY)
         if shortage is None or self.space_waits.short(job.id, stage, shortage):
             log.warning("%s: %s%s", job.set_name, message, journal_note, extra=job_fields(job, stage))
         self._on_change()
@@ -291,13 +295,13 @@ class JobRunner:
 
         if outcome.ending is Ending.INTERRUPTED:
             message = f"daemon stopping; the job resumes at {name} when it starts again"
-            self._store.transition(job.id, JobState.QUEUED, message, queued_at=job.queued_at)
+            self._store.transition(job.id, JobState.QUEUED, message, queued_at=job.queued_at, from_states=RUNNING_ONLY)
             log.info("%s: %s", job.set_name, message, extra=job_fields(job, name))
             self._on_change()
             return JobState.QUEUED
         if outcome.ending is Ending.CANCELLED:
             reason = (self._store.get(job.id).cancel_reason or "cancelled")
-            self._store.transition(job.id, JobState.CANCELLED, reason)
+            self._store.transition(job.id, JobState.CANCELLED, reason, from_states=RUNNING_ONLY)
             log.warning("%s: %s during %s", job.set_name, reason, name, extra=job_fields(job, name))
             self._on_change()
             return JobState.CANCELLED
@@ -436,7 +440,7 @@ class JobRunner:
         fields: dict[str, Any] = {"error": {"stage": stage, "message": message, "hint": hint}, "stage": stage}
         if images is not None:
             fields["images"] = images
-        self._store.transition(job.id, JobState.FAILED, message, **fields)
+        self._store.transition(job.id, JobState.FAILED, message, from_states=RUNNING_ONLY, **fields)
         log.error("%s: %s failed: %s", job.set_name, stage, message, extra=job_fields(job, stage))
         self._on_change()
         return JobState.FAILED

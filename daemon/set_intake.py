@@ -46,6 +46,7 @@ READ_RETRY_SECONDS = 1.0
 # The fingerprint of a job failed because its set could not be examined: any real listing differs,
 # so the set runs as a new attempt once it can be examined.
 UNEXAMINED = "unexamined"
+NOT_STARTED = (JobState.WAITING, JobState.QUEUED)  # the states in which the inbox decides about a job
 
 
 def could_be_set(name: str, rules: FileRules) -> bool:
@@ -136,7 +137,7 @@ class SetIntake:
                     fingerprint=UNEXAMINED, state=JobState.WAITING, message=message,
                     attempt=(latest.attempt if latest is not None else 0) + 1,
                 )
-            self._store.transition(latest.id, JobState.FAILED, message, stage="ingest",
+            self._store.transition(latest.id, JobState.FAILED, message, stage="ingest", from_states=NOT_STARTED,
                                    error={"stage": "ingest", "message": message, "hint": hint})
         except Exception as recording:
             if is_outage(recording):
@@ -195,7 +196,7 @@ class SetIntake:
         if refusal is not None:
             message, hint = refusal
             self._store.transition(
-                latest.id, JobState.FAILED, message, stage="ingest",
+                latest.id, JobState.FAILED, message, stage="ingest", from_states=NOT_STARTED,
                 error={"stage": "ingest", "message": message, "hint": hint},
             )
             log.error("%s: refused: %s", name, message, extra=job_fields(latest))
@@ -203,10 +204,12 @@ class SetIntake:
             return None
 
         if latest.fingerprint != fingerprint:
-            self._store.update_fields(latest.id, fingerprint=fingerprint)
+            # never to a job claimed since it was read: the job runs what it was queued with, and the
+            # change then stops it (_stop_stale_run) at the next look
+            self._store.update_fields(latest.id, fingerprint=fingerprint, in_states=NOT_STARTED)
             if latest.state == JobState.QUEUED:
                 self._store.transition(latest.id, JobState.WAITING, "the set changed before it started; waiting again")
-                latest = self._store.get(latest.id)
+            latest = self._store.get(latest.id)
         if latest.state is not JobState.WAITING:
             return None  # queued, unchanged: it waits for its turn
 
@@ -223,14 +226,15 @@ class SetIntake:
         violation = self._over_limits(path, kind, listing)
         if violation is not None:  # said now, not after hours in the queue (ingest checks again)
             self._store.transition(
-                latest.id, JobState.FAILED, violation.message, stage="ingest",
+                latest.id, JobState.FAILED, violation.message, stage="ingest", from_states=(JobState.WAITING,),
                 error={"stage": "ingest", "message": violation.message, "hint": violation.hint},
             )
             log.error("%s: refused: %s", name, violation.message, extra=job_fields(latest))
             return None
         how = "READY marker" if listing.ready else f"no change for {self._settings.settle_seconds:g} s"
-        self._store.transition(latest.id, JobState.QUEUED, f"queued ({how})")
-        log.info("%s: complete (%s), queued as %s", name, how, latest.id, extra=job_fields(latest))
+        # from waiting only: this daemon's own worker may run the job already (queued by another daemon)
+        if self._store.transition(latest.id, JobState.QUEUED, f"queued ({how})", from_states=(JobState.WAITING,)):
+            log.info("%s: complete (%s), queued as %s", name, how, latest.id, extra=job_fields(latest))
         return None
 
     def retry(self, job: JobRecord) -> JobRecord:
@@ -312,7 +316,7 @@ class SetIntake:
             state=JobState.WAITING, message=message,
         )
         self._store.transition(
-            job.id, JobState.FAILED, message, stage="ingest",
+            job.id, JobState.FAILED, message, stage="ingest", from_states=(JobState.WAITING,),
             error={"stage": "ingest", "message": message, "hint": "copy the photos into the inbox instead of linking them"},
         )
         log.error("%s: refused: %s", name, message, extra=job_fields(job))

@@ -76,7 +76,7 @@ class JobWorker(threading.Thread):
                 message = f"internal error in the daemon: {error}"
                 try:
                     self._store.transition(
-                        job.id, JobState.FAILED, message,
+                        job.id, JobState.FAILED, message, from_states=(JobState.RUNNING,),
                         error={"stage": job.stage, "message": message, "hint": "please report this with the journal"},
                     )
                 except Exception:  # the job stays running here: resumed at the next start, or taken over

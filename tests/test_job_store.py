@@ -189,3 +189,32 @@ def test_an_explicit_driver_is_kept_even_when_it_is_not_installed():
             make_engine("postgresql+pg8000://u@db.example/instarecon")
     else:
         assert make_engine("postgresql+pg8000://u@db.example/instarecon").dialect.driver == "pg8000"
+
+
+def test_a_daemon_never_puts_back_in_the_queue_a_job_its_own_worker_runs(opened):
+    """The race the three-daemon test met under load: daemon 1's inbox pass read the set's job as
+    waiting; daemon 2 queued it, daemon 1's worker claimed it; then daemon 1's pass, still thinking
+    it waiting, queued it (running -> queued is allowed, for a daemon that stops), and daemon 2 ran
+    its ingest beside daemon 1's. A transition names the states its caller saw."""
+    mine, other = opened(), opened()
+    job = _job(mine, "garden", state=JobState.WAITING)
+    seen = mine.latest_for_set("garden")
+    assert other.transition(job.id, JobState.QUEUED, "queued (READY marker)", from_states=(JobState.WAITING,))
+    assert mine.claim_next().id == job.id
+    assert not mine.transition(seen.id, JobState.QUEUED, "queued (READY marker)", from_states=(JobState.WAITING,))
+    assert not mine.transition(seen.id, JobState.FAILED, "refused", from_states=(JobState.WAITING, JobState.QUEUED))
+    mine.update_fields(seen.id, fingerprint="changed", in_states=(JobState.WAITING, JobState.QUEUED))
+    now = mine.get(job.id)
+    assert (now.state, now.host, now.fingerprint) == (JobState.RUNNING, mine.host, job.fingerprint)
+    assert other.claim_next() is None
+
+
+def test_a_cancel_that_finds_the_job_claimed_meanwhile_asks_its_supervisor_to_stop_it(opened):
+    store = opened()
+    job = _job(store, "garden")
+    seen_queued = store.get(job.id)
+    assert store.claim_next().id == job.id  # between the cancel's read and its write
+    assert not store.transition(seen_queued.id, JobState.CANCELLED, "stop", cancel_reason="stop",
+                                from_states=(JobState.WAITING, JobState.QUEUED))
+    cancelled = store.request_cancel(job.id, "stop")
+    assert (cancelled.state, cancelled.cancel_requested) == (JobState.RUNNING, True)

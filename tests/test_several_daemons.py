@@ -39,9 +39,13 @@ def test_three_daemons_run_every_set_exactly_once(tmp_path, database_url):
             (tmp_path / "staging" / name).rename(layout.inbox / name)
         for name in names:
             wait_for(state_is(layout, name, "done", "failed"), 120, f"{name} to finish", show=daemons)
+        alive = [daemon.process.poll() is None for daemon in daemons]
     finally:
-        for daemon in daemons:
-            daemon.stop()
+        codes = [daemon.stop() for daemon in daemons]
+    # every daemon lived through it: none was ended by another's writes (status.json, the site)
+    logs = "".join(f"\n--- daemon {number}:\n{daemon.log()}" for number, daemon in enumerate(daemons, 1))
+    assert alive == [True] * 3 and codes == [0] * 3, f"alive {alive}, exit codes {codes}{logs}"
+    assert "Traceback" not in logs, logs
     store = open_store(database_url)
     jobs = store.list_jobs()
     assert sorted((job.set_name, job.attempt, job.state) for job in jobs) == [(name, 1, JobState.DONE) for name in names]

@@ -264,9 +264,13 @@ class JobStore:
             return self.get(job_id)
         raise RuntimeError(f"could not create a job for set {set_name!r}")
 
-    def transition(self, job_id: str, to_state: JobState, message: str, **fields: Any) -> bool:
+    def transition(self, job_id: str, to_state: JobState, message: str, *,
+                   from_states: Iterable[JobState] | None = None, **fields: Any) -> bool:
         """Move a job to ``to_state`` if the table allows it from its current state, and, for a
         running job, only if this daemon runs it (a daemon whose job was taken over changes nothing).
+        ``from_states`` narrows the table to the states the caller saw the job in: the inbox's
+        "waiting, now complete" must not put back in the queue a job that this daemon's worker
+        claimed a moment ago (the table allows running -> queued, for a stopping daemon).
 
         Returns False (and changes nothing) otherwise, e.g. a job cancelled a moment ago.
         """
@@ -279,7 +283,8 @@ class JobStore:
         if to_state != JobState.RUNNING:
             values.setdefault("lease_expires_at", None)
             values.setdefault("lease_owner", None)
-        allowed = [str(s) for s in ALLOWED_FROM[to_state]]
+        wanted = ALLOWED_FROM[to_state] if from_states is None else ALLOWED_FROM[to_state] & frozenset(from_states)
+        allowed = [str(state) for state in wanted]
         with self.engine.begin() as connection:
             changed = connection.execute(
                 update(jobs).where(and_(jobs.c.id == job_id, jobs.c.state.in_(allowed), self._ours())).values(**values)
@@ -346,10 +351,14 @@ class JobStore:
             ).rowcount
         return bool(renewed)
 
-    def update_fields(self, job_id: str, *, owner_only: bool = False, **fields: Any) -> None:
+    def update_fields(self, job_id: str, *, owner_only: bool = False, in_states: Iterable[JobState] | None = None,
+                      **fields: Any) -> None:
         """Progress, metrics and the like: no state change, so no transition check. ``owner_only``:
-        not if the job runs on another daemon (the runner's writes; ours may have been taken over)."""
+        not if the job runs on another daemon (the runner's writes; ours may have been taken over).
+        ``in_states``: only while the job is in one of them (as the caller saw it)."""
         where = and_(jobs.c.id == job_id, self._ours()) if owner_only else jobs.c.id == job_id
+        if in_states is not None:
+            where = and_(where, jobs.c.state.in_([str(state) for state in in_states]))
         with self.engine.begin() as connection:
             connection.execute(update(jobs).where(where).values(updated_at=utc_now(), **fields))
 
@@ -373,7 +382,9 @@ class JobStore:
         if job is None:
             return None
         if job.state in (JobState.WAITING, JobState.QUEUED):
-            if self.transition(job_id, JobState.CANCELLED, reason, cancel_reason=reason):
+            # not if claimed since (by this daemon's worker, say): its supervisor must stop the stage
+            if self.transition(job_id, JobState.CANCELLED, reason, cancel_reason=reason,
+                               from_states=(JobState.WAITING, JobState.QUEUED)):
                 return self.get(job_id)
             job = self.get(job_id)
         if job.state == JobState.RUNNING and not job.cancel_requested:
