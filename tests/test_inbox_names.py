@@ -126,7 +126,7 @@ def test_a_watcher_killed_by_a_deep_folder_is_noticed_and_the_daemon_keeps_findi
         wait_for(state_is(layout, "first", "done"), 30, "the first set", show=[daemon])
         # a deep tree moved in whole: watchdog walks it recursively and its thread dies
         nest(tmp_path / "staging" / "tree", DEPTH)
-        deep_trees.append(tmp_path / "staging" / "tree")
+        deep_trees.extend([tmp_path / "staging" / "tree", layout.inbox / "first" / "tree"])  # wherever it ends
         (tmp_path / "staging" / "tree").rename(layout.inbox / "first" / "tree")
         wait_for(lambda: "the inbox watcher stopped" in daemon.log(), 20, "the watcher's death to be noticed",
                  show=[daemon])
