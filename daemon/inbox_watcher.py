@@ -14,6 +14,7 @@ meanwhile ``problem`` says so (health.json carries it) and the daemon rescans th
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -49,7 +50,9 @@ class InboxWatcher(FileSystemEventHandler):
         self._lock = threading.Lock()
         self._observer = None
         self._failure: str | None = None  # why the watcher is down, while it is
-        self._thread_failure: str | None = None  # set from another thread: one of watchdog's died
+        self._cause = ""  # the failure in words, for health.json
+        # set from another thread: one of watchdog's died (its name, its exception)
+        self._thread_failure: tuple[str, BaseException | None] | None = None
         self._pause = FIRST_RESTART_SECONDS
         self._next_start = 0.0
 
@@ -59,10 +62,10 @@ class InboxWatcher(FileSystemEventHandler):
 
     @property
     def problem(self) -> str | None:
-        """For health.json while the watcher is down (no path in it: health.json is public)."""
+        """For health.json while the watcher is down (in words, with no path: health.json is public)."""
         if self._failure is None:
             return None
-        return f"the inbox watcher is down ({self._failure}); new sets are found by rescanning the inbox meanwhile"
+        return f"the inbox watcher is down ({self._cause}); new sets are found by rescanning the inbox meanwhile"
 
     def start(self) -> None:
         """Start watching; a failure is logged and tried again later (``check``), never raised."""
@@ -73,7 +76,7 @@ class InboxWatcher(FileSystemEventHandler):
             observer.start()
         except Exception as error:  # RecursionError in watchdog's walk, OSError from inotify, ...
             _stop(observer)
-            self._down(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__, "could not start")
+            self._down(error, "could not start")
             return
         self._observer = observer
         if self._failure is not None:
@@ -85,7 +88,7 @@ class InboxWatcher(FileSystemEventHandler):
         """A thread of watchdog's ended on an exception (the daemon's threading.excepthook tells us):
         watchdog keeps some threads of its own (inotify's reader and dispatcher), which ``check``
         cannot see, and without them no event comes."""
-        self._thread_failure = f"its thread {thread_name} stopped on {type(error).__name__}"
+        self._thread_failure = (thread_name, error)
 
     def check(self) -> bool:
         """Notice a watcher whose threads have died, and start a stopped one when its pause is over.
@@ -98,7 +101,8 @@ class InboxWatcher(FileSystemEventHandler):
                 return False
             self._observer = None
             _stop(observer)
-            self._down(f"{failure or 'one of its threads stopped'}; the journal has its traceback", "stopped")
+            thread, error = failure or ("", None)
+            self._down(error, f"stopped (its thread {thread} ended; the traceback is above)" if thread else "stopped")
             return True
         if self._clock() < self._next_start:
             return False
@@ -126,11 +130,14 @@ class InboxWatcher(FileSystemEventHandler):
             self._dirty |= names
         self._on_change()
 
-    def _down(self, why: str, what_happened: str) -> None:
+    def _down(self, error: BaseException | None, what_happened: str) -> None:
+        why = "a thread ended" if error is None else f"{type(error).__name__}: {error}" if str(error) \
+            else type(error).__name__
         level = logging.DEBUG if why == self._failure else logging.ERROR  # each new cause once
         log.log(level, "the inbox watcher %s (%s); trying again in %.0f s, and rescanning the inbox meanwhile",
                 what_happened, why, self._pause)
         self._failure = why
+        self._cause = _in_words(error)
         self._next_start = self._clock() + self._pause
         self._pause = min(self._pause * 2, LAST_RESTART_SECONDS)
 
@@ -142,6 +149,17 @@ class InboxWatcher(FileSystemEventHandler):
         if relative == "." or relative.startswith(".." + os.sep) or relative == "..":
             return None
         return relative.split(os.sep, 1)[0]
+
+
+def _in_words(error: BaseException | None) -> str:
+    """Why watchdog failed, as the operator can act on it."""
+    if isinstance(error, RecursionError):
+        return "a folder in the inbox is nested too deep for it"
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return "the system's limit of inotify watches is reached: raise fs.inotify.max_user_watches"
+    if isinstance(error, OSError) and error.errno == errno.EMFILE:
+        return "the system's limit of inotify instances is reached: raise fs.inotify.max_user_instances"
+    return "it failed; the journal says why"
 
 
 def _stop(observer) -> None:
