@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.job_options import JobOptionsError, default_options, read_job_options
+from daemon.job_options import JobOptionsError, read_job_options
 from daemon.set_intake import could_be_set
 from stages.base import StageFailed
 from stages.photo_set import FileRules, walk_set

@@ -52,7 +52,6 @@ class DaemonRecord:
             return "stopped"
         return "alive" if self.alive else "silent"
 
-
     @property
     def gone(self) -> bool:
         """Whether the name is free for another process: its writer provably no longer runs, or,
@@ -80,8 +79,8 @@ class NameInUse(Exception):
 @dataclass(frozen=True)
 class NameClaim:
     name: str
-    # the name's holder before, None if it had none; always gone (NameClaim.gone), or there would
-    # be no claim
+    # the name's holder before, None if it had none; gone (DaemonRecord.gone), or there would be
+    # no claim
     previous: DaemonRecord | None
 
     @property

@@ -16,11 +16,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from daemon.store.advisory_lock import advisory_lock
-from daemon.this_process import Liveness, liveness, this_process
 from daemon.store.job_ids import LONG_HASH_DIGITS, SHORT_HASH_DIGITS, job_id_for
 from daemon.store.migrate import upgrade_to_head
 from daemon.store.states import ALLOWED_FROM, TERMINAL_STATES, JobState
 from daemon.store.tables import UtcDateTime, job_events, jobs, utc_now, work_removals
+from daemon.this_process import Liveness, liveness, this_process
 
 
 @dataclass(frozen=True)
