@@ -125,7 +125,7 @@ def _status(settings, store, job_id: str | None, as_json: bool, limit: int) -> i
         if job is None:
             print(f"instarecon: no job {job_id!r}", file=sys.stderr)
             return 1
-        document = build_status(job, PIPELINE, settings.jobs_dir, _folder_names(settings))
+        document = build_status(job, PIPELINE, settings.jobs_dir, _folder_names(settings), settings.public_url)
         if as_json:
             print(json.dumps(document, indent=2, ensure_ascii=False))
         else:
@@ -134,7 +134,8 @@ def _status(settings, store, job_id: str | None, as_json: bool, limit: int) -> i
     jobs = store.list_jobs(limit=limit)
     if as_json:
         names = _folder_names(settings)
-        print(json.dumps([build_status(job, PIPELINE, settings.jobs_dir, names) for job in jobs], indent=2, ensure_ascii=False))
+        documents = [build_status(job, PIPELINE, settings.jobs_dir, names, settings.public_url) for job in jobs]
+        print(json.dumps(documents, indent=2, ensure_ascii=False))
         return 0
     print(_daemons_table(DaemonRegistry(store.engine).daemons()))
     print()
@@ -316,7 +317,7 @@ def _remove(settings, store, job_id: str, confirmed: bool) -> int:
             return 1
         deleted = unpublish(settings.outbox, job.id)
         names = _folder_names(settings)
-        documents = [build_status(each, PIPELINE, settings.jobs_dir, names) for each in store.list_jobs()]
+        documents = [build_status(each, PIPELINE, settings.jobs_dir, names, settings.public_url) for each in store.list_jobs()]
         write_gallery(settings.outbox, listed_views(settings.outbox, documents), __version__)
     print(f"{job_id}: removed; {deleted} files deleted with {folder}/; the gallery no longer lists it")
     return 0

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from daemon.job_log import FolderNames, job_log_path, public_tail
 from daemon.pipeline_plan import planned_stages
 from daemon.store import JobRecord
+from site_builder import page_path, page_url
 from stages.registry import StageSpec
 
 SCHEMA_VERSION = 1
@@ -39,9 +40,10 @@ def _eta(job: JobRecord) -> float | None:
 
 
 def build_status(job: JobRecord, pipeline: Sequence[StageSpec], jobs_dir: Path,
-                 folder_names: FolderNames | None = None) -> dict[str, Any]:
+                 folder_names: FolderNames | None = None, public_url: str = "") -> dict[str, Any]:
     """``folder_names`` shortens the configured folders' paths in the log lines (by default only the
-    state folder's, which holds ``jobs_dir``)."""
+    state folder's, which holds ``jobs_dir``); ``public_url``, where the outbox is served, gives the
+    job page's full address."""
     if folder_names is None:
         folder_names = FolderNames({"state": jobs_dir.parent})
     stop_after = (job.options or {}).get("stop_after")
@@ -75,4 +77,14 @@ def build_status(job: JobRecord, pipeline: Sequence[StageSpec], jobs_dir: Path,
         "warnings": list(job.warnings),
         "error": dict(job.error) if job.error else None,
         "log_tail": public_tail(job_log_path(jobs_dir, job.id), folder_names),
+        "page": page_path(job.id),
+        "page_url": page_url(job.id, public_url),
     }
+
+
+def outbox_copy(document: Mapping[str, Any], job_outbox: Path) -> dict[str, Any]:
+    """The document as the outbox shows it, on a public web server: its outputs are the job's files
+    there, named relative to its folder, not paths in the state folder."""
+    published = {name: Path(path).name for name, path in document["outputs"].items()
+                 if (job_outbox / Path(path).name).is_file()}
+    return {**document, "outputs": published}

@@ -26,7 +26,7 @@ from daemon.job_log import FolderNames, job_log_path, signature
 from daemon.journal import job_fields
 from daemon.site_lock import site_lock
 from daemon.site_publisher import unpublish
-from daemon.status_document import build_status
+from daemon.status_document import build_status, outbox_copy
 from daemon.store import JobRecord, JobState, JobStore
 from stages.atomic_files import atomic_write_json, remove_temporaries
 from stages.photo_set import STATUS_FILE
@@ -86,17 +86,18 @@ class StatusPublisher:
         """Write the job's status.json documents; returns the document, or None if unchanged."""
         if job.id in self._running:
             self._log_seen[job.id] = signature(self._log_path(job))  # before the read: a later line shows next pass
-        document = build_status(job, self._pipeline, self._settings.jobs_dir, self._folder_names)
+        document = build_status(job, self._pipeline, self._settings.jobs_dir, self._folder_names,
+                                self._settings.public_url)
         if self._last_written.get(job.id) == document:
             return None
         latest = self._store.latest_for_set(job.set_name)
         if latest is not None and latest.id == job.id:
             self._write_beside_set(job, document)
         problem = self._unwritable_sets.get(job.set_name)
-        outbox_document = dict(document)
+        job_outbox = self._settings.outbox / job.id
+        outbox_document = outbox_copy(document, job_outbox)
         if problem:
             outbox_document["warnings"] = [*document["warnings"], problem]
-        job_outbox = self._settings.outbox / job.id
         if job.state is JobState.REMOVED:
             self._publish_removed(job, job_outbox, outbox_document)
         elif not self._write_outbox(job, job_outbox, outbox_document):

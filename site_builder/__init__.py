@@ -14,10 +14,10 @@ from typing import Sequence
 from site_builder.assets import install_assets, remove_other_releases
 from site_builder.gallery import write_gallery
 from site_builder.health_page import HEALTH_JSON, write_health_page
-from site_builder.job_page import write_job_page
+from site_builder.job_page import page_path, page_url, write_job_page
 from site_builder.job_view import JobView, job_view
 
-__all__ = ["HEALTH_JSON", "JobView", "build_site", "job_view", "write_gallery", "write_job_page"]
+__all__ = ["HEALTH_JSON", "JobView", "build_site", "job_view", "page_path", "page_url", "write_gallery", "write_job_page"]
 
 
 def build_site(outbox: Path, jobs: Sequence[JobView], generator_version: str, pages_of: str | None = None) -> int:

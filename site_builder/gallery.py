@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from site_builder.assets import assets_url
+from site_builder.job_page import page_path
 from site_builder.job_view import THUMBNAIL_FILE, JobView
 from site_builder.site_files import write_if_changed
 from site_builder.templates import render
@@ -87,7 +88,7 @@ def _index_entry(job: JobView, page_size: int, position: int) -> dict:
         "ssim": job.ssim,
         "lpips": job.lpips,
         "gaussians": job.gaussians,
-        "page": f"{job.job_id}/index.html",
+        "page": page_path(job.job_id),
         "status": f"{job.job_id}/status.json",  # progress, live
         "thumbnail": f"{job.job_id}/{THUMBNAIL_FILE}" if job.has_thumbnail else None,
         "gallery_page": page_file(position // page_size + 1),

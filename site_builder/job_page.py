@@ -4,6 +4,7 @@ before the scene exists, the job's progress, read live from its status.json."""
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from site_builder.assets import assets_url
 from site_builder.job_view import JobView
@@ -11,6 +12,18 @@ from site_builder.site_files import write_if_changed
 from site_builder.templates import render
 
 PAGE_FILE = "index.html"
+
+
+def page_path(job_id: str) -> str:
+    """The job's page, relative to the outbox: what a link from anywhere in the outbox needs."""
+    return f"{quote(job_id)}/{PAGE_FILE}"
+
+
+def page_url(job_id: str, public_url: str) -> str | None:
+    """The page's full address where the outbox is served at ``public_url``; None without one."""
+    if not public_url:
+        return None
+    return (public_url if public_url.endswith("/") else public_url + "/") + page_path(job_id)
 
 
 def job_folder(outbox: Path, job_id: str) -> Path:

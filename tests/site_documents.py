@@ -33,5 +33,6 @@ def status_document(job_id: str, name: str, state: str, *, created: str = "2026-
         "host": "test", "created_at": created, "started_at": None, "finished_at": None, "updated_at": created,
         "images": {"found": 24, "accepted": 23, "rejected": [{"file": "blurry.jpg", "reason": "too blurry"}]},
         "metrics": metrics, "outputs": {}, "options": None, "warnings": [], "error": error,
+        "page": f"{job_id}/index.html", "page_url": None,
     }
     return validate_status(document)

@@ -63,6 +63,8 @@ def status(state: str, job_id: str = "garden-1", finished: datetime | None = Non
         "options": None,
         "warnings": [],
         "error": None,
+        "page": f"{job_id}/index.html",
+        "page_url": None,
     }
     if state == "done":
         document["metrics"] = {

@@ -40,7 +40,7 @@ def _training_with_an_estimate(layout: Layout):
 
 
 def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(tmp_path, serve_folder, open_page):
-    layout = make_layout(tmp_path)
+    layout = make_layout(tmp_path, public_url="https://splats.example.org/recon/")
     folder = layout.inbox / "ring"
     # 16 views on a 240 degree arc: view_000 (held out, at the arc's end) and view_008 (inside it)
     write_demo_set(folder, views=16, width=160, height=120, ready_marker=False, spacing_degrees=15)
@@ -120,6 +120,16 @@ def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(t
         "cameras.json", "index.html", "poster.jpg", "scene.ply", "scene.splat", "status.json", "thumb.jpg"]
     for name in ("cameras.json", "poster.jpg", "scene.ply", "scene.splat", "thumb.jpg"):
         assert (outbox_dir / name).read_bytes() == (publish_dir / name).read_bytes(), name
+    # the public copy links what it publishes, relative to the job's folder, and names no server path
+    public = layout.outbox_status(job_id)
+    assert public["outputs"] == {"publish.scene_ply": "scene.ply", "publish.scene_splat": "scene.splat",
+                                 "publish.cameras": "cameras.json", "publish.thumbnail": "thumb.jpg",
+                                 "publish.poster": "poster.jpg"}
+    assert str(layout.state) not in (outbox_dir / "status.json").read_text()
+    for document_copy in (document, public):
+        assert document_copy["page"] == f"{job_id}/index.html"
+        assert document_copy["page_url"] == f"https://splats.example.org/recon/{job_id}/index.html"
+    assert (layout.outbox / public["page"]).is_file()
 
     # on the website: the viewer shows what the trainer rendered for the poster, from the same camera
     base = serve_folder(layout.outbox)

@@ -6,7 +6,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from typing import Any, Mapping, Sequence
 
-from daemon.notify.events import Event, metrics_summary, page_path, page_url, seconds_taken
+from daemon.notify.events import Event, metrics_summary, seconds_taken
+from site_builder import page_path, page_url
 
 SUBJECT_PREFIX = "InstaRecon3D"
 _SUBJECT_REASON_CHARS = 120

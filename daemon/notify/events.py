@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
+from site_builder import page_path, page_url
 from stages.file_names import display_name
 
 PAYLOAD_VERSION = 1
@@ -81,17 +82,6 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else None
-
-
-def page_path(job_id: str) -> str:
-    """The job's page, relative to the outbox (site_builder writes it there)."""
-    return f"{quote(job_id)}/index.html"
-
-
-def page_url(job_id: str, public_url: str) -> str | None:
-    if not public_url:
-        return None
-    return (public_url if public_url.endswith("/") else public_url + "/") + page_path(job_id)
 
 
 def _number(value: Any) -> float | int | None:

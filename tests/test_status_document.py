@@ -1,0 +1,46 @@
+"""status.json as the public reads it: the job's page as a link, and, in the outbox copy, the job's
+files named relative to its folder there rather than by their paths on the server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from daemon.status_document import build_status, outbox_copy
+from daemon.store import JobState
+from stages.registry import PIPELINE
+from tests.daemon_harness import validate_status
+
+
+def finished_job(store, tmp_path: Path):
+    job = store.create_job(set_name="garden", source_path=tmp_path / "inbox" / "garden", source_kind="folder",
+                           fingerprint="f" * 64, state=JobState.QUEUED, message="queued")
+    store.claim_next()
+    outputs = {"ingest.manifest": "ingest/manifest.json", "publish.scene_ply": "publish/scene.ply",
+               "publish.poster": "publish/poster.jpg"}
+    store.set_stage(job.id, "publish", {"state": "done"}, "publish: done", outputs=outputs)
+    store.transition(job.id, JobState.DONE, "done after publish", from_states=(JobState.RUNNING,))
+    return store.get(job.id)
+
+
+def test_the_page_is_linked_relative_to_the_outbox_and_in_full_where_the_outbox_is_served(opened, tmp_path):
+    job = finished_job(opened(), tmp_path)
+    served = validate_status(build_status(job, PIPELINE, tmp_path / "state" / "jobs",
+                                          public_url="https://splats.example.org/"))
+    assert served["page"] == "garden-1/index.html"
+    assert served["page_url"] == "https://splats.example.org/garden-1/index.html"
+    unserved = validate_status(build_status(job, PIPELINE, tmp_path / "state" / "jobs"))
+    assert (unserved["page"], unserved["page_url"]) == ("garden-1/index.html", None)
+
+
+def test_the_outbox_copy_names_only_the_published_files_relative_to_the_jobs_folder(opened, tmp_path):
+    job = finished_job(opened(), tmp_path)
+    jobs_dir = tmp_path / "state" / "jobs"
+    document = validate_status(build_status(job, PIPELINE, jobs_dir))
+    assert document["outputs"]["publish.scene_ply"] == str(jobs_dir / "garden-1" / "publish" / "scene.ply")
+    job_outbox = tmp_path / "outbox" / "garden-1"
+    job_outbox.mkdir(parents=True)
+    (job_outbox / "scene.ply").write_bytes(b"ply\n")  # copied; the poster is not (yet)
+    public = validate_status(outbox_copy(document, job_outbox))
+    assert public["outputs"] == {"publish.scene_ply": "scene.ply"}
+    assert str(tmp_path) not in str(public["outputs"])
+    assert document["outputs"]["ingest.manifest"].startswith(str(jobs_dir))  # the copy beside the set keeps paths
