@@ -91,7 +91,7 @@ class Settings:
     publish_outlier_k: int = 20  # neighbours per Gaussian when judging floaters before publishing
     publish_outlier_std_ratio: float = 2.0  # floaters: mean neighbour distance beyond mean + this x std
     publish_min_cluster_fraction: float = 0.05  # smaller separate groups of Gaussians are removed
-    public_url: str = ""  # the outbox's address as users reach it; links in notifications when set
+    public_url: str = ""  # the outbox's address as users reach it: page_url in status.json, links in notifications
     notify_on: tuple[str, ...] = ("done", "failed")  # job states that send a notification
     notify_webhook_url: str = ""  # empty: no webhook; else a JSON POST per event
     notify_webhook_headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold a token
