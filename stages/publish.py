@@ -2,18 +2,21 @@
 
 From the train stage's PLY: floaters removed (``gaussian_splatting.outliers``; settings
 ``publish_outlier_k``, ``publish_outlier_std_ratio``, ``publish_min_cluster_fraction``), then
-the scene moved so that the mean of the Gaussians' centres is the origin (a translation only:
-web viewers work in float32 and lose precision far from it). Written here, each file
-atomically: ``scene.ply`` (the standard 3DGS PLY), ``scene.splat`` (antimatter15's format),
-``cameras.json`` (the training cameras in the published frame, in the trainer's format, so a
-viewer can start at one of them), ``poster.jpg`` and ``thumb.jpg`` (see ``publish_views`` for
-the camera they are rendered from). The daemon copies them into ``<outbox>/<job_id>/``.
+the scene moved into the published frame: centred on the mean of the Gaussians' centres, +y up,
+facing the poster's camera (``publish_frame``); centres, orientations and view-dependent colour
+turn together (``gaussian_splatting.rigid_motion``). Written here, each file atomically:
+``scene.ply`` (the standard 3DGS PLY), ``scene.splat`` (antimatter15's format), ``cameras.json``
+(the training cameras in the published frame, in the trainer's format, so a viewer can start at
+one of them; each entry also holds the transform from COLMAP's frame), ``poster.jpg`` and
+``thumb.jpg`` (see ``publish_views`` for the camera they are rendered from). The daemon copies
+them into ``<outbox>/<job_id>/``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,18 +30,13 @@ from gaussian_splatting.atomic_write import write_atomically, write_text_atomica
 from gaussian_splatting.outliers import OutlierSettings, filter_gaussians, find_outliers
 from gaussian_splatting.ply_export import write_ply
 from gaussian_splatting.ply_import import read_ply
+from gaussian_splatting.rigid_motion import moved_state
 from gaussian_splatting.scene import TRAIN_FILE, read_split
 from gaussian_splatting.splat_export import write_splat
 
 from stages.base import RESULT_FILE, ProgressReporter, Stage, StageContext, StageFailed, StageResult
-from stages.publish_views import (
-    choose_camera,
-    jpeg_bytes,
-    read_camera_entries,
-    recentred_entries,
-    render_camera,
-    render_stills,
-)
+from stages.publish_frame import published_frame
+from stages.publish_views import choose_camera, jpeg_bytes, read_camera_entries, render_camera, render_stills
 
 log = logging.getLogger("stages.publish")
 
@@ -71,13 +69,19 @@ class PublishStage(Stage):
         state, removed, warnings = _without_outliers(state, settings)
         kept = int(state["means"].shape[0])
 
-        report(30.0, "recentring the scene")
-        offset = state["means"].double().mean(dim=0).numpy()
-        state["means"] = (state["means"].double() - torch.from_numpy(offset)).float()
+        report(30.0, "turning the scene upright")
+        centre = state["means"].double().mean(dim=0).numpy()
         training_names = (read_split(sfm_dir, TRAIN_FILE) or None) if context.options.get("eval", True) else None
         scale = int(trained.get("metrics", {}).get("resolution_scale", 1))
         entries = read_camera_entries(context.job_dir / trained["outputs"]["model"], sfm_dir, training_names, scale)
-        cameras = recentred_entries(entries, offset)
+        # which camera sees most does not depend on the scene's orientation: chosen before it is set
+        recentred = [{**entry, "position": (np.asarray(entry["position"]) - centre).tolist()} for entry in entries]
+        chosen = choose_camera(recentred, (state["means"].double() - torch.from_numpy(centre)).numpy())
+        frame = published_frame(entries, centre, entries[chosen])
+        state = moved_state(state, frame.rotation, frame.centre)
+        cameras = frame.camera_entries(entries)
+        log.info("published frame: up from the %s, %.1f degrees from COLMAP's -y", frame.up_from,
+                 math.degrees(math.acos(np.clip(-frame.rotation[1, 1], -1.0, 1.0))))
 
         report(40.0, f"writing {SCENE_PLY}")
         write_ply(output / SCENE_PLY, state)
@@ -86,7 +90,7 @@ class PublishStage(Stage):
         write_text_atomically(output / CAMERAS, json.dumps(cameras))
 
         report(65.0, "rendering the poster and the thumbnail")
-        camera = render_camera(cameras[choose_camera(cameras, state["means"].numpy())], sfm_dir, offset)
+        camera = render_camera(cameras[chosen], sfm_dir, frame)
         poster, thumbnail = render_stills(state, camera, str(settings.get("train_backend", "auto")), scale)
         _write_jpeg(output / POSTER, poster)
         _write_jpeg(output / THUMBNAIL, thumbnail)
@@ -97,7 +101,7 @@ class PublishStage(Stage):
             "gaussians": kept,
             "gaussians_before": before,
             **removed,
-            "recentred_by": [float(value) for value in offset],
+            "frame": frame.to_json(),  # from COLMAP's frame (the SfM model, the trained PLY) to the published one
             "splat_bytes": (output / SCENE_SPLAT).stat().st_size,
             "ply_bytes": (output / SCENE_PLY).stat().st_size,
             "view": camera.name,  # the photo whose camera the poster and thumbnail show

@@ -5,8 +5,8 @@ The camera is the training camera that sees the most of the published Gaussians'
 front of it and inside its picture), counted on a fixed sample of at most ``COUNT_SAMPLE``
 centres; ties go to the first in cameras.json's order (the trainer's: by image name). So a view
 of the whole scene wins over a close-up of one part, whatever the capture's layout: an orbit
-around an object, a walk through a room, a facade. Cameras come from cameras.json, in the frame
-the scene is published in.
+around an object, a walk through a room, a facade. Cameras and centres may be in any one frame
+(the count does not change when both move together).
 
 The pictures are rendered from the photo's own SfM camera (its exact intrinsics, principal
 point included) at the photo's aspect: the poster at most ``POSTER_LONG_SIDE`` pixels on its
@@ -34,6 +34,8 @@ from gaussian_splatting.ply_import import sh_degree_of
 from gaussian_splatting.projection import ProjectionSettings
 from gaussian_splatting.rasterize import rasterize, resolve_backend
 from gaussian_splatting.scene import IMAGES_DIR, TRAIN_FILE, load_views, read_split
+
+from stages.publish_frame import PublishedFrame
 
 POSTER_LONG_SIDE = 1280
 THUMBNAIL_LONG_SIDE = 320
@@ -63,14 +65,6 @@ def read_camera_entries(model_dir: Path, sfm_dir: Path, training_names: list[str
     return camera_entries(load_views(sfm_dir, training_names, resolution_scale))
 
 
-def recentred_entries(entries: Sequence[Mapping[str, Any]], offset: np.ndarray) -> list[dict[str, Any]]:
-    """The entries with their camera centres moved by ``-offset`` (rotations stay)."""
-    return [
-        {**entry, "position": (np.asarray(entry["position"], dtype=np.float64) - offset).tolist()}
-        for entry in entries
-    ]
-
-
 def visible_centres(entry: Mapping[str, Any], points: np.ndarray) -> int:
     """How many of ``points`` [N, 3] lie in front of the cameras.json camera and inside its picture."""
     # world to camera: R^T (x - position), R the camera-to-world rotation; rows: (x - p) @ R
@@ -94,18 +88,15 @@ def choose_camera(entries: Sequence[Mapping[str, Any]], means: np.ndarray) -> in
     return int(np.argmax(counts))  # the first of equals
 
 
-def render_camera(entry: Mapping[str, Any], sfm_dir: Path, offset: np.ndarray) -> RenderCamera:
-    """The full-size SfM camera of the photo that ``entry`` (a cameras.json entry in the recentred
-    frame) names, moved into that frame; when no such photo is in the SfM model, the entry itself
-    with its principal point at the centre."""
+def render_camera(entry: Mapping[str, Any], sfm_dir: Path, frame: PublishedFrame) -> RenderCamera:
+    """The full-size SfM camera of the photo that ``entry`` (a cameras.json entry in the published
+    ``frame``) names, moved into that frame; when no such photo is in the SfM model, the entry
+    itself with its principal point at the centre."""
     for name in _photo_names(sfm_dir, str(entry["img_name"])):
         views = load_views(sfm_dir, [name])
         if views:
             view = views[0]
-            viewmat = view.viewmat.double().clone()
-            # x_world = x_recentred + offset, so t' = t + R offset
-            viewmat[:3, 3] += viewmat[:3, :3] @ torch.as_tensor(offset, dtype=torch.float64)
-            return RenderCamera(view.name, viewmat.float(), view.K, view.width, view.height)
+            return RenderCamera(view.name, frame.viewmat(view.viewmat).float(), view.K, view.width, view.height)
     rotation = torch.tensor(entry["rotation"], dtype=torch.float64).T  # world to camera
     viewmat = torch.eye(4, dtype=torch.float64)
     viewmat[:3, :3] = rotation

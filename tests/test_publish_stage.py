@@ -1,7 +1,7 @@
 """The publish stage on a job folder as training leaves it: floaters gone and counted, the scene
-at the origin in every file, the PLY and .splat that viewers open, the cameras a viewer starts
-from, a poster and a thumbnail that show the scene and carry no metadata, and the same files
-again when it runs again.
+at the origin in every file (and upright: see test_publish_frame), the PLY and .splat that
+viewers open, the cameras a viewer starts from, a poster and a thumbnail that show the scene and
+carry no metadata, and the same files again when it runs again.
 
 The scene is the tiny exact one of the trainer's tests, whose photos are rendered from known
 Gaussians; far floaters are planted among them, single Gaussians and a small clump, as
@@ -99,6 +99,12 @@ def published(job):
     return context, result, files, reports, trained_count
 
 
+def _to_colmap(points: np.ndarray, metrics: dict) -> np.ndarray:
+    """Published points [N, 3] back in COLMAP's frame: x = rotation^T x_published + centre."""
+    frame = metrics["frame"]
+    return np.asarray(points, dtype=np.float64) @ np.array(frame["rotation"]) + np.array(frame["centre"])
+
+
 def _pixels(data: bytes) -> torch.Tensor:
     return torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32) / 255.0)
 
@@ -110,7 +116,7 @@ def test_floaters_are_removed_and_counted(published):
     # all floaters go (the clump too: with fewer members than k, its neighbourhoods reach the scene)
     assert metrics["removed_statistical"] + metrics["removed_clusters"] == SINGLES + CLUMP, metrics
     assert metrics["gaussians"] == trained_count, metrics  # and the whole scene stays
-    positions = read_ply(context.output_dir / "scene.ply")["means"].double().numpy() + metrics["recentred_by"]
+    positions = _to_colmap(read_ply(context.output_dir / "scene.ply")["means"].numpy(), metrics)
     assert np.abs(positions).max() < 5.0  # every floater was at least 25 away
     assert result.warnings == ()
     assert [percent for percent, _ in reports] == sorted(percent for percent, _ in reports)
@@ -131,7 +137,7 @@ def test_files_are_the_promised_ones_and_nothing_else(published):
     json.dumps(result.to_json())  # result.json and status.json must be able to hold it
 
 
-def test_ply_and_splat_hold_the_same_recentred_gaussians(published):
+def test_ply_and_splat_hold_the_same_moved_gaussians(published):
     context, result, _, _, _ = published
     kept = result.metrics["gaussians"]
     ply = PlyData.read(str(context.output_dir / "scene.ply"))["vertex"]
@@ -144,12 +150,12 @@ def test_ply_and_splat_hold_the_same_recentred_gaussians(published):
     # the same positions, as sets: the .splat is sorted by size x opacity
     np.testing.assert_array_equal(np.unique(splat_positions, axis=0), np.unique(ply_positions, axis=0))
 
-    # moved back by recentred_by, they are Gaussians of the trained model, and their mean was the offset
+    # moved back to COLMAP's frame, they are Gaussians of the trained model, and their mean was the centre
     trained = json.loads((context.stage_dir("train") / RESULT_FILE).read_text())
     original = read_ply(context.job_dir / trained["outputs"]["ply"])["means"].double().numpy()
-    moved_back = ply_positions.astype(np.float64) + result.metrics["recentred_by"]
+    moved_back = _to_colmap(ply_positions, result.metrics)
     assert np.linalg.norm(moved_back[:, None] - original[None], axis=-1).min(axis=1).max() < 1e-5
-    np.testing.assert_allclose(moved_back.mean(axis=0), result.metrics["recentred_by"], atol=1e-5)
+    np.testing.assert_allclose(moved_back.mean(axis=0), result.metrics["frame"]["centre"], atol=1e-5)
 
 
 def test_cameras_are_the_training_cameras_moved_with_the_scene(published):
@@ -157,11 +163,16 @@ def test_cameras_are_the_training_cameras_moved_with_the_scene(published):
     trained = json.loads((context.stage_dir("train") / "model" / "cameras.json").read_text())
     cameras = json.loads(files["cameras.json"])
     assert len(cameras) == len(trained) == 12
-    offset = np.array(result.metrics["recentred_by"])
+    frame = result.metrics["frame"]
+    rotation = np.array(frame["rotation"])
     for before, after in zip(trained, cameras):
-        assert {key: value for key, value in after.items() if key != "position"} == \
-            {key: value for key, value in before.items() if key != "position"}
-        np.testing.assert_allclose(np.array(after["position"]), np.array(before["position"]) - offset, atol=1e-9)
+        assert after["colmap_to_published"] == {"rotation": frame["rotation"], "centre": frame["centre"]}
+        moved = {"position", "rotation", "colmap_to_published"}
+        assert {key: value for key, value in after.items() if key not in moved} == \
+            {key: value for key, value in before.items() if key not in moved}
+        position = _to_colmap(np.array([after["position"]]), result.metrics)[0]
+        np.testing.assert_allclose(position, before["position"], atol=1e-9)
+        np.testing.assert_allclose(rotation.T @ np.array(after["rotation"]), before["rotation"], atol=1e-12)
 
 
 def test_poster_and_thumbnail_show_the_scene_from_a_training_camera_without_metadata(published):
@@ -223,7 +234,8 @@ def test_a_filter_that_would_remove_nearly_everything_is_not_applied(job, tmp_pa
     assert result.warnings == (
         "the outlier filter would have kept only 0 of 80 Gaussians; published the model unfiltered",)
     assert PlyData.read(str(copy / "publish" / "scene.ply"))["vertex"].count == 80
-    np.testing.assert_allclose(result.metrics["recentred_by"], halves["means"].double().mean(dim=0).numpy(), atol=1e-6)
+    centre = halves["means"].double().mean(dim=0).numpy()
+    np.testing.assert_allclose(result.metrics["frame"]["centre"], centre, atol=1e-6)
 
 
 def test_a_large_photo_gives_a_1280_poster_and_a_320_thumbnail():

@@ -101,9 +101,10 @@ def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(t
     cameras = json.loads(Path(document["outputs"]["publish.cameras"]).read_text())
     trainer_cameras = json.loads((Path(document["outputs"]["train.model"]) / "cameras.json").read_text())
     assert [camera["img_name"] for camera in cameras] == [camera["img_name"] for camera in trainer_cameras]
+    rotation, centre = np.array(published["frame"]["rotation"]), np.array(published["frame"]["centre"])
     for ours, theirs in zip(cameras, trainer_cameras):  # moved with the scene
-        moved = [a - b for a, b in zip(theirs["position"], published["recentred_by"])]
-        assert max(abs(a - b) for a, b in zip(ours["position"], moved)) < 1e-9
+        moved = rotation @ (np.array(theirs["position"]) - centre)
+        assert np.abs(np.array(ours["position"]) - moved).max() < 1e-9
     photo = layout.state / "jobs" / job_id / "sfm" / "images" / published["view"]
     with Image.open(photo) as image:
         photo_size = image.size
