@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
-from urllib.parse import quote
 
 from site_builder import page_path, page_url
 from stages.file_names import display_name
