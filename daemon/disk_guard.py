@@ -16,6 +16,7 @@ After a stage dies, ``filled`` tells whether the disk is what killed it: the gua
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -189,16 +190,40 @@ def _device(folder: Path) -> int:
         return -id(folder)  # a folder not there: judged on its own (and free_space says why)
 
 
-def folder_bytes(folder: Path) -> int:
-    """What the files under ``folder`` take on disk (allocated blocks: a sparse file counts what it holds)."""
-    total = 0
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
+def disk_usage(folder: Path) -> int:
+    """Bytes the tree takes on disk, as du counts them (each hard-linked file once); links never
+    followed, unreadable parts left out."""
+    total, seen = 0, set()
+    for root, dirs, files in os.walk(folder):  # links are listed, never entered
+        links = [name for name in dirs if os.path.islink(os.path.join(root, name))]
+        for path in (root, *(os.path.join(root, name) for name in (*files, *links))):
             try:
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+                info = os.lstat(path)
             except OSError:
-                pass  # gone meanwhile
+                continue
+            if info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode):
+                if (info.st_dev, info.st_ino) in seen:
+                    continue
+                seen.add((info.st_dev, info.st_ino))
+            total += info.st_blocks * 512
     return total
+
+
+# What a writer (Python's OSError, SQLite, a C++ library) says when it finds the disk full, in the
+# order they are looked for, and the words a message repeats
+DISK_FULL_WORDS = (
+    ("no space left on device", "No space left on device"),
+    ("database or disk is full", "database or disk is full"),
+    ("disk full", "disk full"),
+    ("[errno 28]", "No space left on device"),
+    ("enospc", "No space left on device"),
+)
+
+
+def disk_full_words(text: str) -> str | None:
+    """The words in ``text`` (an error, a stage's last lines) that say a write found the disk full."""
+    lowered = text.lower()
+    return next((shown for sought, shown in DISK_FULL_WORDS if sought in lowered), None)
 
 
 def size_text(size: int) -> str:

@@ -27,12 +27,14 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from stages.atomic_files import temporary_name_pattern
+
 log = logging.getLogger("instarecon.inbox")
 
 # Opening and reading files is not a change (ingest reads every photo).
 _CHANGE_EVENTS = frozenset({"created", "modified", "deleted", "moved", "closed"})
 # Our own status.json writes, final and temporary names.
-_OWN_FILES = re.compile(r"(^|\.)status\.json$|^\..*status\.json\..*\.(tmp|new)$")
+_OWN_FILES = re.compile(r"(^|\.)status\.json$|" + temporary_name_pattern(r".*status\.json"))
 FIRST_RESTART_SECONDS = 1.0
 LAST_RESTART_SECONDS = 30.0  # the pause between attempts doubles up to this
 

@@ -25,8 +25,9 @@ from daemon.disk_guard import (
     DiskNeed,
     SetSize,
     Shortage,
+    disk_full_words,
+    disk_usage,
     estimate_writes,
-    folder_bytes,
     measure_set,
     size_text,
 )
@@ -50,16 +51,6 @@ log = logging.getLogger("instarecon.job")
 
 # The runner changes only the job it runs: never one that is, by now, queued or ended
 RUNNING_ONLY = (JobState.RUNNING,)
-
-# What a stage (Python's OSError, SQLite, a C++ library) says when a write finds the disk full, in
-# the order they are looked for, and the words the job's message repeats
-DISK_FULL_WORDS = (
-    ("no space left on device", "No space left on device"),
-    ("database or disk is full", "database or disk is full"),
-    ("disk full", "disk full"),
-    ("[errno 28]", "No space left on device"),
-    ("enospc", "No space left on device"),
-)
 
 
 class JobRunner:
@@ -285,12 +276,7 @@ class JobRunner:
             if filled is not None:
                 return self._wait_after_disk_filled(job, spec, plan, options, stage_states, stage_dir, seconds, *filled)
         ended_state = {Ending.CANCELLED: "cancelled", Ending.INTERRUPTED: "interrupted"}.get(outcome.ending, "failed")
-        stage_states[name] = {
-            "state": ended_state,
-            "started_at": stage_states[name].get("started_at"),
-            "finished_at": iso(datetime.now(timezone.utc)),
-            "seconds": seconds,
-        }
+        stage_states[name] = _ended(stage_states.get(name), ended_state, seconds)
         self._store.set_stage(job.id, name, stage_states[name], f"{name}: {ended_state}")
 
         if outcome.ending is Ending.INTERRUPTED:
@@ -335,8 +321,7 @@ class JobRunner:
         so (error.json, its last log lines), or it died without saying while the disk is full."""
         failure = _read_json(stage_dir / ERROR_FILE) or {}
         said = " ".join([str(failure.get("message") or ""), str(failure.get("hint") or ""), *outcome.last_log_lines])
-        said = said.lower()
-        words = next((shown for sought, shown in DISK_FULL_WORDS if sought in said), None)
+        words = disk_full_words(said)
         filled = self._disk.filled()
         if words is None and filled is None:
             return None
@@ -361,19 +346,14 @@ class JobRunner:
         checkpoints); the stage runs again only once it has twice the room it filled (twice what
         it had written, less what it keeps), or the estimate if that is more: it cannot loop."""
         name = spec.name
-        written = folder_bytes(stage_dir)
+        written = disk_usage(stage_dir)
         kept = written if spec.resumable else 0
         if not spec.resumable:
             shutil.rmtree(stage_dir, ignore_errors=True)  # frees the space now; re-made on the next run anyway
         stages_left = plan[plan.index(spec):]
         estimate = self._estimate(job, stages_left, options)
         self._floors[job.id] = (name, DiskNeed(max(estimate.state_bytes, 2 * written - kept), estimate.outbox_bytes))
-        stage_states[name] = {
-            "state": "interrupted",
-            "started_at": stage_states[name].get("started_at"),
-            "finished_at": iso(datetime.now(timezone.utc)),
-            "seconds": seconds,
-        }
+        stage_states[name] = _ended(stage_states.get(name), "interrupted", seconds)
         self._store.set_stage(job.id, name, stage_states[name], f"{name}: interrupted, the disk is full")
         filled = f"the disk of the {where} filled up during {name} ({words})"
         shortage = self._disk_shortage(job, stages_left, options)
@@ -409,20 +389,12 @@ class JobRunner:
                 remove_temporaries(outbox_dir / source.name)  # of a copy cut short by a crash
                 atomic_copy(source, outbox_dir / source.name)
         except OSError as error:
-            entry = stage_states.get(spec.name, {})
-            stage_states[spec.name] = {"state": "failed", "started_at": entry.get("started_at"),
-                                       "finished_at": iso(datetime.now(timezone.utc)), "seconds": seconds}
+            stage_states[spec.name] = _ended(stage_states.get(spec.name), "failed", seconds)
             self._store.set_stage(job.id, spec.name, stage_states[spec.name], f"{spec.name}: failed")
             return self._fail(job, spec.name, f"{spec.name}: cannot write {error.filename} into the outbox: {error.strerror}",
                               "check that the outbox folder is writable by the daemon's user and has free space")
         current = self._store.get(job.id)
-        entry = stage_states.get(spec.name, {"started_at": None})
-        stage_states[spec.name] = {
-            "state": "done",
-            "started_at": entry.get("started_at"),
-            "finished_at": iso(datetime.now(timezone.utc)),
-            "seconds": seconds,
-        }
+        stage_states[spec.name] = _ended(stage_states.get(spec.name), "done", seconds)
         fields: dict[str, Any] = {
             "metrics": {**current.metrics, spec.name: dict(result.metrics)},
             "outputs": {**current.outputs, **{f"{spec.name}.{key}": path for key, path in result.outputs.items()}},
@@ -454,6 +426,12 @@ class JobRunner:
             self._outage.failed(error, "checking for a cancel request")
             return False  # asked again at the next poll
         return current is None or current.cancel_requested
+
+
+def _ended(entry: Mapping[str, Any] | None, state: str, seconds: float | None) -> dict[str, Any]:
+    """A stage's entry in ``stages`` once it has ended in ``state``: its start kept, its end now."""
+    return {"state": state, "started_at": (entry or {}).get("started_at"),
+            "finished_at": iso(datetime.now(timezone.utc)), "seconds": seconds}
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

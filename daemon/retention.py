@@ -41,6 +41,7 @@ from typing import Callable, Iterator
 from sqlalchemy import text
 
 from daemon.config import Settings
+from daemon.disk_guard import disk_usage
 from daemon.journal import job_fields
 from daemon.store import JobRecord, JobState, JobStore
 from daemon.store.tables import utc_now
@@ -218,25 +219,6 @@ class WorkFolderRetention:
                 yield True
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def disk_usage(folder: Path) -> int:
-    """Bytes the tree takes on disk, as du counts them (each hard-linked file once); links never
-    followed, unreadable parts left out."""
-    total, seen = 0, set()
-    for root, dirs, files in os.walk(folder):  # links are listed, never entered
-        links = [name for name in dirs if os.path.islink(os.path.join(root, name))]
-        for path in (root, *(os.path.join(root, name) for name in (*files, *links))):
-            try:
-                info = os.lstat(path)
-            except OSError:
-                continue
-            if info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode):
-                if (info.st_dev, info.st_ino) in seen:
-                    continue
-                seen.add((info.st_dev, info.st_ino))
-            total += info.st_blocks * 512
-    return total
 
 
 def _gone_is_fine(function, path, exc_info) -> None:

@@ -74,14 +74,6 @@ class SpaceWaits:
         with self._lock:
             self._waits.pop(job_id, None)
 
-    def job_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._waits)
-
-    def get(self, job_id: str) -> SpaceWait | None:
-        with self._lock:
-            return self._waits.get(job_id)
-
     def plan(self, fits: Callable[[str], bool]) -> QueuePlan:
         """``fits(job_id)``: whether the disk would hold that job now. A job is due for a try when
         it fits or its retry time has come; while none is due and one is within its hold, the

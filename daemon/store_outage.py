@@ -22,6 +22,8 @@ from typing import Callable, TypeVar
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from daemon.disk_guard import disk_full_words
+
 log = logging.getLogger("instarecon")
 
 T = TypeVar("T")
@@ -51,9 +53,7 @@ def is_disk_full(error: BaseException) -> bool:
     """A write refused for want of disk space (SQLite's "database or disk is full", PostgreSQL's
     DiskFull, or the OS's own ENOSPC), as opposed to a database that does not answer."""
     cause = getattr(error, "orig", None) or error
-    text = str(cause).lower()
-    return ("database or disk is full" in text or "no space left on device" in text
-            or type(cause).__name__ == "DiskFull")
+    return disk_full_words(str(cause)) is not None or type(cause).__name__ == "DiskFull"
 
 
 def _full_disk_of(error: BaseException) -> str:

@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stages.atomic_files import temporary_name_pattern
 from stages.file_names import display_name
 
 STATUS_FILE = "status.json"
@@ -35,9 +36,8 @@ MAX_FOLDER_DEPTH = 32
 # Written by tools that have not finished: they are not photos, but while they change
 # the set is not complete.
 IN_PROGRESS_PATTERNS = ("*.part", "*.tmp", "*.crdownload", "~$*")
-# The daemon writes status.json as ".status.json.<random>.new", then ".tmp", then renames it
-# (stages/atomic_files.py).
-_STATUS_TEMPORARY = re.compile(rf"^\.{re.escape(STATUS_FILE)}\..+\.(tmp|new)$")
+# The daemon writes status.json under a temporary name first (stages/atomic_files.py).
+_STATUS_TEMPORARY = re.compile(temporary_name_pattern(re.escape(STATUS_FILE)))
 # rsync writes ".<name>.<6 random characters>" and renames it when the file is complete.
 _RSYNC_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9]{6}$")
 

@@ -22,7 +22,8 @@ import pytest
 from sqlalchemy import select, text
 
 from daemon.config import Settings
-from daemon.retention import WorkFolderRetention, disk_usage
+from daemon.disk_guard import disk_usage
+from daemon.retention import WorkFolderRetention
 from daemon.status_document import build_status
 from daemon.store import JobState, open_store
 from daemon.store.tables import work_removals
