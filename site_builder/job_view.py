@@ -7,6 +7,7 @@ something status.json does not say.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
@@ -19,7 +20,9 @@ DOWNLOADS = (
     ("scene.ply", "PLY (3DGS tools)", "ply_bytes"),
     ("cameras.json", "Training cameras", None),
 )
-SCENE_FILE = "scene.splat"
+SCENE_FILE = "scene.splat"  # streamed biggest splats first: the scene of any job, and of devices a .sog is too big for
+COMPRESSED_SCENE_FILE = "scene.sog"  # all SH bands at a third of the size: what the viewer loads where it can
+LEVEL_FILE = re.compile(r"scene(\.\d+k)?\.sog")  # the whole scene, or a coarser level (publish_levels)
 POSTER_FILE = "poster.jpg"
 THUMBNAIL_FILE = "thumb.jpg"
 STATUS_FILE = "status.json"
@@ -39,6 +42,14 @@ class Download:
     file: str
     label: str
     size_bytes: int | None
+
+
+@dataclass(frozen=True)
+class SceneLevel:
+    """A .sog the viewer may load: the whole scene, or a coarser version of it for a smaller splat budget."""
+
+    file: str
+    splats: int
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class JobView:
     start_camera: str | None  # the training photo the poster shows; the viewer starts there
     downloads: tuple[Download, ...]
     has_scene: bool
+    scene_levels: tuple[SceneLevel, ...]  # biggest first; empty where publish wrote no .sog
     has_poster: bool
     has_thumbnail: bool
 
@@ -129,9 +141,25 @@ def job_view(status: Mapping[str, Any], job_folder: Path) -> JobView:
         start_camera=_camera_name(published.get("view")),
         downloads=downloads,
         has_scene=SCENE_FILE in present and status.get("state") in SCENE_STATES,
+        scene_levels=_scene_levels(published, gaussians, present),
         has_poster=POSTER_FILE in present,
         has_thumbnail=THUMBNAIL_FILE in present,
     )
+
+
+def _scene_levels(published: Mapping[str, Any], gaussians: Any, present: frozenset[str]) -> tuple[SceneLevel, ...]:
+    """The .sog files publish listed (metrics.publish.levels) that are in the folder, biggest first; a job
+    published before levels existed has its scene.sog alone."""
+    listed = published.get("levels")
+    if not isinstance(listed, list):
+        listed = [{"file": COMPRESSED_SCENE_FILE, "gaussians": gaussians}]
+    levels = {
+        SceneLevel(level["file"], level["gaussians"])
+        for level in listed
+        if isinstance(level, Mapping) and isinstance(level.get("file"), str) and LEVEL_FILE.fullmatch(level["file"])
+        and level["file"] in present and isinstance(level.get("gaussians"), int) and level["gaussians"] > 0
+    }
+    return tuple(sorted(levels, key=lambda level: -level.splats))
 
 
 def _camera_name(photo: Any) -> str | None:

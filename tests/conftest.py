@@ -1,6 +1,7 @@
 """Shared fixtures: every status.json a test leaves behind must validate against the schema; real
 Chromium for the browser tests (tests/browser_harness.py); a throwaway PostgreSQL cluster and a
-job store URL on SQLite or PostgreSQL (tests/postgres_server.py)."""
+job store URL on SQLite or PostgreSQL (tests/postgres_server.py); the demo, trained and published
+once a session (tests/published_demo.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from tests.browser_harness import chromium, open_page, serve_folder  # noqa: F401  (fixtures for the browser tests)
 from tests.daemon_harness import validate_status
+from tests.published_demo import published_demo  # noqa: F401  (the demo, trained and published, for the page tests)
 from tests.postgres_server import (  # noqa: F401  (fixtures for the job store tests)
     database_url, opened, postgres_database_url, postgres_server, postgres_url)
 

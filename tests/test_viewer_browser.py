@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from gaussian_splatting import rasterize
+from gaussian_splatting.sog_export import write_sog
 from gaussian_splatting.spherical_harmonics import SH_C0
 from gaussian_splatting.splat_export import read_splat, write_splat
 from site_builder import build_site, job_view
@@ -95,17 +96,34 @@ def reference_render(splat_path: Path, entry: dict) -> np.ndarray:
     return (image.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
+def state_render(state: dict, entry: dict) -> np.ndarray:
+    """[H, W, 3] uint8: the trainer's CPU renderer on the raw parameters, with all their SH bands."""
+    rotation = torch.tensor(entry["rotation"], dtype=torch.float64).T
+    viewmat = torch.eye(4, dtype=torch.float64)
+    viewmat[:3, :3], viewmat[:3, 3] = rotation, -rotation @ torch.tensor(entry["position"], dtype=torch.float64)
+    K = torch.tensor([[entry["fx"], 0, entry["width"] / 2], [0, entry["fy"], entry["height"] / 2], [0, 0, 1]])
+    with torch.no_grad():
+        image, _, _ = rasterize(
+            state["means"], state["quats"], state["log_scales"].exp(), torch.sigmoid(state["opacity_logits"]),
+            torch.cat([state["sh_dc"], state["sh_rest"]], dim=1), viewmat.float(), K.float(),
+            entry["width"], entry["height"], 3, backend="cpu",
+        )
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
 def psnr(image: np.ndarray, reference: np.ndarray) -> float:
     mse = np.mean((image.astype(np.float64) / 255.0 - reference.astype(np.float64) / 255.0) ** 2)
     return float("inf") if mse == 0 else -10.0 * math.log10(mse)
 
 
-def write_site(root: Path, state: dict) -> Path:
-    """The outbox as the daemon leaves it for a finished job: job-1/ with the scene files and a poster, and the
-    site builder's pages and assets. Returns the job folder."""
+def write_site(root: Path, state: dict, sog: bool = False) -> Path:
+    """The outbox as the daemon leaves it for a finished job: job-1/ with the scene files (scene.sog too, if
+    ``sog``: the page then loads it) and a poster, and the site builder's pages and assets. Returns the job folder."""
     job = root / "job-1"
     job.mkdir(parents=True, exist_ok=True)
     write_splat(job / "scene.splat", state)
+    if sog:
+        write_sog(job / "scene.sog", state)
     cameras = camera_entries()
     (job / "cameras.json").write_text(json.dumps(cameras))
     count = (job / "scene.splat").stat().st_size // 32
@@ -207,6 +225,47 @@ def test_frames_match_the_trainers_renderer(small_site, open_page):
     page.screenshot(path=job / "viewer.png")
     if os.environ.get("INSTARECON_SCREENSHOT_DIR"):
         shutil.copy(job / "viewer.png", Path(os.environ["INSTARECON_SCREENSHOT_DIR"]) / "viewer.png")
+    page.assert_clean()
+
+
+def view_dependent_scene(count: int = 240) -> dict:
+    """Splats that differ only in view-dependent colour: one base colour for all, large first-band SH (and
+    smaller second- and third-band), so each camera sees other colours. 240 of them: the .sog's SH palette
+    (256 entries at least) then holds each splat's own bands, and only its byte codebooks round them."""
+    state = scene_gaussians(3, count)
+    generator = torch.Generator().manual_seed(5)
+    state["sh_dc"] = torch.zeros_like(state["sh_dc"])
+    state["sh_rest"] = torch.cat([
+        0.8 * torch.randn(count, 3, 3, generator=generator),
+        0.2 * torch.randn(count, 12, 3, generator=generator),
+    ], dim=1)
+    return state
+
+
+def test_view_dependent_colour_matches_the_trainers_renderer(tmp_path, serve_folder, open_page):
+    state = view_dependent_scene()
+    write_site(tmp_path / "site", state, sog=True)
+    base = serve_folder(tmp_path / "site")
+    cameras = {entry["img_name"]: entry for entry in camera_entries()}
+    page = viewer_at(open_page, base + "job-1/index.html")
+    assert viewer_data(page)["loadedSplats"] == "240"
+    shots = {}
+    for name in (START, "view03"):
+        hide_ui(page, base)
+        shots[name] = screenshot(page)
+        show_ui(page)
+        page.locator(".viewer-next").click()
+        wait_ready(page)
+    scores, flat = {}, {}
+    base_colour_only = {**state, "sh_rest": torch.zeros_like(state["sh_rest"])}
+    for name, shot in shots.items():
+        reference = state_render(state, cameras[name])
+        scores[name] = psnr(shot, reference)
+        flat[name] = psnr(state_render(base_colour_only, cameras[name]), reference)
+    print(f"viewer vs trainer with SH: {scores}; the trainer without SH bands 1-3: {flat}")
+    assert all(score >= 30.0 for score in scores.values()), scores
+    assert all(score < 25.0 for score in flat.values()), flat  # the bands carry the picture: the test can fail
+    assert [request for request in page.requests if request.endswith("/scene.splat")] == []
     page.assert_clean()
 
 

@@ -38,7 +38,7 @@ export function worldToCamera(view) {
   return { rows: [right, down, forward], translation: [-dot(right, p), -dot(down, p), -dot(forward, p)] };
 }
 
-/** Pinhole intrinsics in drawing-buffer pixels for a canvas of width x height. */
+/** Pinhole intrinsics in drawing-buffer pixels for a canvas of width x height, and `fit`, such pixels per frame pixel. */
 export function intrinsics(view, width, height) {
   const frame = view.frame;
   const fit = Math.min(width / frame.width, height / frame.height);
@@ -48,6 +48,7 @@ export function intrinsics(view, width, height) {
     fy,
     cx: width / 2 + frame.offset[0] * fit,
     cy: height / 2 + frame.offset[1] * fit,
+    fit,
   };
 }
 

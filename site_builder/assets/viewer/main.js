@@ -5,6 +5,16 @@ import { CONTEXT_OPTIONS } from './splat-renderer.js';
 import { SplatViewer } from './viewer.js';
 import { ViewerUI } from './viewer-ui.js';
 
+/** The page's .sog levels, biggest first, from data-levels: "file:splats" pairs (the whole scene, and the coarser
+ * levels publish made for smaller budgets). */
+function sceneLevels(container) {
+  return (container.dataset.levels || '').split(/\s+/).filter(Boolean).map((pair) => {
+    const at = pair.lastIndexOf(':');
+    return { url: pair.slice(0, at), splats: Number(pair.slice(at + 1)) };
+  }).filter((level) => level.url.endsWith('.sog') && Number.isInteger(level.splats) && level.splats > 0)
+    .sort((a, b) => b.splats - a.splats);
+}
+
 function boot(container) {
   if (container.dataset.state) return; // started already
   container.dataset.state = 'loading';
@@ -30,6 +40,7 @@ function boot(container) {
   const expected = Number(container.dataset.splats);
   const options = {
     sceneUrl: container.dataset.scene,
+    levels: sceneLevels(container),
     camerasUrl: container.dataset.cameras || 'cameras.json',
     startCamera: container.dataset.startCamera || null,
     expectedSplats: Number.isInteger(expected) && expected > 0 ? expected : null,

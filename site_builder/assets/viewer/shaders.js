@@ -1,11 +1,18 @@
-// shaders.js: GLSL for one instanced quad per splat, with the trainer's (gsplat's classic) projection and compositing rules.
+// shaders.js: GLSL for one instanced quad per splat, with the trainer's (gsplat's classic) projection, view-dependent
+// colour and compositing rules.
 
 export const VERTEX_SHADER = `#version 300 es
 precision highp float;
 precision highp int;
 precision highp usampler2D;
+precision highp sampler2D;
 
 uniform usampler2D u_splats;   // 3 texels per splat, see splat-data.js
+uniform sampler2D u_sh;        // the palette of SH bands 1-3: u_shCoeffs texels (rgb) an entry, see sh-palette.js
+uniform int u_shCoeffs;        // 0 (base colour only), 3, 8 or 15
+uniform int u_shPerRow;        // palette entries per texture row
+uniform vec3 u_eye;            // the camera's centre in the scene's frame
+uniform float u_dilation;      // pixels^2 added to each splat's screen covariance, see SplatRenderer.draw
 uniform int u_splatsPerRow;
 uniform mat3 u_rotation;       // world to camera (OpenCV axes: x right, y down, z forward)
 uniform vec3 u_translation;
@@ -20,20 +27,54 @@ out vec4 v_colour;
 out vec3 v_conic;
 out vec2 v_offset;             // pixels from the splat's centre
 
+const float C1 = 0.4886025119029199;
+const float C20 = 1.0925484305920792, C21 = -1.0925484305920792, C22 = 0.31539156525252005, C23 = -1.0925484305920792,
+  C24 = 0.5462742152960396;
+const float C30 = -0.5900435899266435, C31 = 2.890611442640554, C32 = -0.4570457994644658, C33 = 0.3731763325901154,
+  C34 = -0.4570457994644658, C35 = 1.445305721320277, C36 = -0.5900435899266435;
+
+vec3 coefficient(ivec2 at, int k) {
+  return texelFetch(u_sh, at + ivec2(k, 0), 0).rgb;
+}
+
+// SH bands 1-3 seen along the unit direction d (camera to splat): spherical_harmonics.py's basis and order
+vec3 viewDependent(uint entry, vec3 d) {
+  int index = int(entry);
+  ivec2 at = ivec2((index % u_shPerRow) * u_shCoeffs, index / u_shPerRow);
+  float x = d.x, y = d.y, z = d.z;
+  vec3 c = -C1 * y * coefficient(at, 0) + C1 * z * coefficient(at, 1) - C1 * x * coefficient(at, 2);
+  if (u_shCoeffs > 3) {
+    float xx = x * x, yy = y * y, zz = z * z;
+    c += C20 * x * y * coefficient(at, 3) + C21 * y * z * coefficient(at, 4)
+      + C22 * (2.0 * zz - xx - yy) * coefficient(at, 5) + C23 * x * z * coefficient(at, 6)
+      + C24 * (xx - yy) * coefficient(at, 7);
+    if (u_shCoeffs > 8) {
+      c += C30 * y * (3.0 * xx - yy) * coefficient(at, 8) + C31 * x * y * z * coefficient(at, 9)
+        + C32 * y * (4.0 * zz - xx - yy) * coefficient(at, 10) + C33 * z * (2.0 * zz - 3.0 * xx - 3.0 * yy) * coefficient(at, 11)
+        + C34 * x * (4.0 * zz - xx - yy) * coefficient(at, 12) + C35 * z * (xx - yy) * coefficient(at, 13)
+        + C36 * x * (xx - 3.0 * yy) * coefficient(at, 14);
+    }
+  }
+  return c;
+}
+
 void main() {
   gl_Position = vec4(0.0, 0.0, 2.0, 1.0);  // culled: outside the clip volume
   int splat = int(a_index);
   ivec2 at = ivec2((splat % u_splatsPerRow) * 3, splat / u_splatsPerRow);
   uvec4 t0 = texelFetch(u_splats, at, 0);
-  uint rgba = t0.w;
-  v_colour = vec4(uvec4(rgba & 255u, (rgba >> 8) & 255u, (rgba >> 16) & 255u, rgba >> 24)) / 255.0;
-  if (v_colour.a < 1.0 / 255.0) return;
+  uvec4 t2 = texelFetch(u_splats, at + ivec2(2, 0), 0);
+  v_colour = vec4(unpackHalf2x16(t2.z), unpackHalf2x16(t2.w));
+  if (!(v_colour.a >= 1.0 / 255.0)) return;
 
-  vec3 mean = u_rotation * uintBitsToFloat(t0.xyz) + u_translation;
+  vec3 world = uintBitsToFloat(t0.xyz);
+  vec3 mean = u_rotation * world + u_translation;
   if (!(mean.z > 0.01 && mean.z < 1e10)) return;
+  if (u_shCoeffs > 0 && t0.w != 0xffffffffu) v_colour.rgb += viewDependent(t0.w, normalize(world - u_eye));
+  v_colour.rgb = max(v_colour.rgb, 0.0);
   vec4 t1 = uintBitsToFloat(texelFetch(u_splats, at + ivec2(1, 0), 0));
-  vec2 t2 = uintBitsToFloat(texelFetch(u_splats, at + ivec2(2, 0), 0).xy);
-  mat3 sigma = mat3(t1.x, t1.y, t1.z, t1.y, t1.w, t2.x, t1.z, t2.x, t2.y);
+  vec2 cov2 = uintBitsToFloat(t2.xy);
+  mat3 sigma = mat3(t1.x, t1.y, t1.z, t1.y, t1.w, cov2.x, t1.z, cov2.x, cov2.y);
 
   float rz = 1.0 / mean.z;
   vec2 ratio = vec2(clamp(mean.x * rz, u_limits.x, u_limits.y), clamp(mean.y * rz, u_limits.z, u_limits.w));
@@ -42,7 +83,7 @@ void main() {
                        -u_focal.x * ratio.x * rz, -u_focal.y * ratio.y * rz, 0.0);
   mat3 m = jacobian * u_rotation;
   mat3 cov = m * sigma * transpose(m);
-  float a = cov[0][0] + 0.3, b = 0.5 * (cov[0][1] + cov[1][0]), c = cov[1][1] + 0.3;
+  float a = cov[0][0] + u_dilation, b = 0.5 * (cov[0][1] + cov[1][0]), c = cov[1][1] + u_dilation;
   float det = a * c - b * b;
   if (!(det > 0.0)) return;
   v_conic = vec3(c, -b, a) / det;

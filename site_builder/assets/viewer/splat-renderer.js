@@ -1,4 +1,5 @@
-// splat-renderer.js: the WebGL2 side: splat texture, instance order, one instanced draw composited back to front on black.
+// splat-renderer.js: the WebGL2 side: splat texture, SH palette, instance order, one instanced draw composited back to
+// front on black.
 
 import { FRAGMENT_SHADER, VERTEX_SHADER } from './shaders.js';
 
@@ -16,7 +17,8 @@ export class SplatRenderer {
     const gl = this.gl;
     this.program = linkProgram(gl, VERTEX_SHADER, FRAGMENT_SHADER);
     this.uniforms = {};
-    for (const name of ['u_splats', 'u_splatsPerRow', 'u_rotation', 'u_translation', 'u_focal', 'u_principal', 'u_viewport', 'u_limits']) {
+    for (const name of ['u_splats', 'u_splatsPerRow', 'u_rotation', 'u_translation', 'u_focal', 'u_principal', 'u_viewport',
+      'u_limits', 'u_sh', 'u_shCoeffs', 'u_shPerRow', 'u_eye', 'u_dilation']) {
       this.uniforms[name] = gl.getUniformLocation(this.program, name);
     }
     this.vao = gl.createVertexArray();
@@ -38,6 +40,18 @@ export class SplatRenderer {
     this.textureRows = 0;
     this.uploaded = 0;
     this.drawCount = 0;
+    this.palette = null;
+    this.paletteTexture = floatTexture(gl, 1, 1, new Float32Array(3)); // bound while there is no palette
+  }
+
+  /** The SH palette (see sh-palette.js), or null for base colour only; uploaded whole. */
+  setPalette(palette) {
+    const gl = this.gl;
+    gl.deleteTexture(this.paletteTexture);
+    this.palette = palette;
+    this.paletteTexture = palette
+      ? floatTexture(gl, palette.perRow * palette.coeffs, palette.rows, palette.texels)
+      : floatTexture(gl, 1, 1, new Float32Array(3));
   }
 
   /** Upload the rows of `store` that arrived since the last call (the texture grows with the store). */
@@ -72,8 +86,11 @@ export class SplatRenderer {
     this.drawCount = count;
   }
 
-  /** Draw with `camera` = { rows, translation } (world to camera) and `k` = { fx, fy, cx, cy } for width x height. */
-  draw(camera, k, width, height, splatsPerRow) {
+  /**
+   * Draw with `camera` = { rows, translation } (world to camera) and `k` = { fx, fy, cx, cy } for width x height;
+   * `eye` is the camera's centre, `dilation` the screen-space blur in pixels^2 (the trainer's is 0.3 of its pixels).
+   */
+  draw(camera, k, width, height, splatsPerRow, eye, dilation) {
     const gl = this.gl;
     gl.viewport(0, 0, width, height);
     gl.clearColor(0, 0, 0, 1);
@@ -91,6 +108,13 @@ export class SplatRenderer {
     gl.uniform2f(u.u_focal, k.fx, k.fy);
     gl.uniform2f(u.u_principal, k.cx, k.cy);
     gl.uniform2f(u.u_viewport, width, height);
+    gl.uniform3fv(u.u_eye, eye);
+    gl.uniform1f(u.u_dilation, dilation);
+    gl.activeTexture(gl.TEXTURE1);
+    gl.bindTexture(gl.TEXTURE_2D, this.paletteTexture);
+    gl.uniform1i(u.u_sh, 1);
+    gl.uniform1i(u.u_shCoeffs, this.palette ? this.palette.coeffs : 0);
+    gl.uniform1i(u.u_shPerRow, this.palette ? this.palette.perRow : 1);
     const marginX = 0.3 * (0.5 * width / k.fx), marginY = 0.3 * (0.5 * height / k.fy);
     gl.uniform4f(u.u_limits, -(k.cx / k.fx + marginX), (width - k.cx) / k.fx + marginX,
       -(k.cy / k.fy + marginY), (height - k.cy) / k.fy + marginY);
@@ -101,6 +125,18 @@ export class SplatRenderer {
     gl.drawArraysInstanced(gl.TRIANGLE_STRIP, 0, 4, this.drawCount);
     gl.bindVertexArray(null);
   }
+}
+
+/** An RGB32F texture read with texelFetch (no filtering: float-linear is an extension). */
+function floatTexture(gl, width, height, texels) {
+  const texture = gl.createTexture();
+  gl.bindTexture(gl.TEXTURE_2D, texture);
+  gl.texStorage2D(gl.TEXTURE_2D, 1, gl.RGB32F, width, height);
+  gl.pixelStorei(gl.UNPACK_ALIGNMENT, 4);
+  gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, 0, width, height, gl.RGB, gl.FLOAT, texels);
+  for (const parameter of [gl.TEXTURE_MIN_FILTER, gl.TEXTURE_MAG_FILTER]) gl.texParameteri(gl.TEXTURE_2D, parameter, gl.NEAREST);
+  for (const parameter of [gl.TEXTURE_WRAP_S, gl.TEXTURE_WRAP_T]) gl.texParameteri(gl.TEXTURE_2D, parameter, gl.CLAMP_TO_EDGE);
+  return texture;
 }
 
 function linkProgram(gl, vertexSource, fragmentSource) {

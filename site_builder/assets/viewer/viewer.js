@@ -4,6 +4,7 @@ import { copyView, intrinsics, interpolateView, length, orbitUp, parseCameras, s
 import { DepthSorter } from './depth-sorter.js';
 import { OrbitControls } from './orbit-controls.js';
 import { SplatStore, TEXELS_PER_SPLAT } from './splat-data.js';
+import { loadSog } from './sog-loader.js';
 import { loadSplats } from './splat-loader.js';
 import { SplatRenderer } from './splat-renderer.js';
 import { formatCount } from './viewer-ui.js';
@@ -12,6 +13,7 @@ import { encodeView, hashWith, parseViewHash, writeHash } from './view-link.js';
 const SETTLE_MS = 350; // the camera counts as settled (and the link is written) this long after the last change
 const STEP_MS = 450; // camera-to-camera transitions
 const UNKNOWN_CAPACITY = 1 << 16; // first allocation when the file's size is unknown (it grows)
+const TRAINER_DILATION = 0.3; // pixels^2 the trainer adds to each splat's screen covariance (gsplat's classic mode)
 
 /**
  * data-state on the container: "loading" (the scene is still streaming), "rendering" (all of it is in, a frame of
@@ -37,6 +39,7 @@ export class SplatViewer {
     this.failed = false;
     this.lost = false;
     this.store = null;
+    this.palette = null;
     this.sentPositions = 0;
     const maxTexture = gl.getParameter(gl.MAX_TEXTURE_SIZE);
     this.textureWidth = Math.min(4096, maxTexture);
@@ -44,18 +47,11 @@ export class SplatViewer {
     this.maxSplats = Math.min(options.maxSplats, gpuCapacity);
   }
 
-  /** Fetch the cameras and stream the scene at once; frames start when both the view and some splats are in. */
+  /** Fetch the cameras and the scene at once; frames start when both the view and some splats are in. */
   async start() {
     this.setState('loading');
     this.abort = new AbortController();
-    const scene = loadSplats(this.options.sceneUrl, {
-      maxSplats: this.maxSplats,
-      expectedSplats: this.options.expectedSplats,
-      signal: this.abort.signal,
-      begin: (info) => this.begin(info),
-      rows: (bytes) => this.store.append(bytes),
-      flush: (progress) => this.flush(progress),
-    });
+    const scene = this.loadScene();
     scene.catch(() => {}); // reported below, once the cameras are in (or not)
     try {
       await this.loadCameras();
@@ -70,6 +66,55 @@ export class SplatViewer {
     } catch (error) {
       if (error.name !== 'AbortError') this.fail('scene', error, 'The scene could not be loaded.');
     }
+  }
+
+  /**
+   * The biggest .sog level the device can hold (all SH bands, a third of the .splat's size; a coarser level keeps
+   * the whole scene with fewer, merged splats); else, or where the .sog cannot be read, the .splat, streamed
+   * biggest splats first and cut at the budget.
+   */
+  async loadScene() {
+    const { levels, sceneUrl } = this.options;
+    const level = levels.find((candidate) => candidate.splats <= this.maxSplats);
+    if (level) {
+      try {
+        const loaded = await this.loadCompressed(level.url);
+        return { ...loaded, total: Math.max(levels[0].splats, loaded.loaded) };
+      } catch (error) {
+        if (error.name === 'AbortError' || this.lost) throw error;
+        console.warn(`viewer: ${level.url} could not be read (${error.message}); loading ${sceneUrl} instead`);
+        this.store = null;
+      }
+    }
+    return this.stream(sceneUrl);
+  }
+
+  async loadCompressed(url) {
+    this.ui.setStatus('Loading…');
+    const { store, palette, count } = await loadSog(url, {
+      gl: this.gl,
+      textureWidth: this.textureWidth,
+      signal: this.abort.signal,
+      progress: (fraction) => this.ui.setProgress(fraction === null ? null : 0.9 * fraction),
+      begin: (total) => this.ui.setStatus(`Loading ${formatCount(total)} splats`),
+    });
+    this.total = count;
+    this.store = store;
+    this.palette = palette;
+    this.renderer.setPalette(palette);
+    this.flush({ loaded: count, fraction: 1 });
+    return { loaded: count, total: count, truncated: false };
+  }
+
+  stream(url) {
+    return loadSplats(url, {
+      maxSplats: this.maxSplats,
+      expectedSplats: this.options.expectedSplats,
+      signal: this.abort.signal,
+      begin: (info) => this.begin(info),
+      rows: (bytes) => this.store.append(bytes),
+      flush: (progress) => this.flush(progress),
+    });
   }
 
   async loadCameras() {
@@ -150,17 +195,21 @@ export class SplatViewer {
     this.requestSort();
   }
 
+  /** `total` is the full scene's count: more than `loaded` when a budget cut the stream or chose a coarser level. */
   finishLoading({ loaded, total, truncated }) {
     if (loaded === 0) {
-      this.fail('scene', new Error('scene.splat holds no splats'), 'This scene is empty.');
+      this.fail('scene', new Error('the scene holds no splats'), 'This scene is empty.');
       return;
     }
     this.loadDone = true;
     this.ui.finishProgress();
+    this.container.dataset.totalSplats = String(total ?? '');
     if (truncated) {
       this.ui.setStatus(total ? `showing ${formatCount(loaded)} of ${formatCount(total)} splats`
         : `showing the first ${formatCount(loaded)} splats`);
       this.container.dataset.truncated = 'true';
+    } else if (total > loaded) {
+      this.ui.setStatus(`${formatCount(loaded)} splats, simplified from ${formatCount(total)} for this device`);
     } else {
       this.ui.setStatus(`${formatCount(loaded)} splats`);
     }
@@ -199,7 +248,11 @@ export class SplatViewer {
     if (this.animation) this.animate(now);
     if (this.needsDraw && !this.lost && this.order) {
       const { width, height } = this.canvas;
-      this.renderer.draw(worldToCamera(this.view), intrinsics(this.view, width, height), width, height, this.store.splatsPerRow);
+      const k = intrinsics(this.view, width, height);
+      // the trainer's blur is 0.3 of its pixels: on a screen with more pixels per training pixel (k.fit) it is as
+      // wide an angle, or thin Gaussians the photos never resolved draw as needles
+      const dilation = TRAINER_DILATION * Math.max(1, k.fit) ** 2;
+      this.renderer.draw(worldToCamera(this.view), k, width, height, this.store.splatsPerRow, this.view.position, dilation);
       this.needsDraw = false;
       this.drawn = { pose: this.poseVersion, orderPose: this.order.pose, orderCount: this.order.count };
       if (this.poster && !this.poster.hidden) this.poster.hidden = true;
@@ -333,6 +386,7 @@ export class SplatViewer {
     this.lost = false;
     try {
       this.renderer.init();
+      if (this.palette) this.renderer.setPalette(this.palette);
       if (this.store) this.renderer.sync(this.store);
       if (this.order) this.renderer.setOrder(this.order.order, this.order.count);
     } catch (error) {
