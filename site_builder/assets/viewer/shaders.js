@@ -12,7 +12,7 @@ uniform sampler2D u_sh;        // the palette of SH bands 1-3: u_shCoeffs texels
 uniform int u_shCoeffs;        // 0 (base colour only), 3, 8 or 15
 uniform int u_shPerRow;        // palette entries per texture row
 uniform vec3 u_eye;            // the camera's centre in the scene's frame
-uniform float u_dilation;      // pixels^2 added to each splat's screen covariance, see SplatRenderer.draw
+uniform vec2 u_blur;           // the trainer's blur in its pixels^2, and the least blur in this screen's pixels^2
 uniform int u_splatsPerRow;
 uniform mat3 u_rotation;       // world to camera (OpenCV axes: x right, y down, z forward)
 uniform vec3 u_translation;
@@ -70,7 +70,8 @@ void main() {
   vec3 world = uintBitsToFloat(t0.xyz);
   vec3 mean = u_rotation * world + u_translation;
   if (!(mean.z > 0.01 && mean.z < 1e10)) return;
-  if (u_shCoeffs > 0 && t0.w != 0xffffffffu) v_colour.rgb += viewDependent(t0.w, normalize(world - u_eye));
+  uint shEntry = t0.w & 0xffffu;
+  if (u_shCoeffs > 0 && shEntry != 0xffffu) v_colour.rgb += viewDependent(shEntry, normalize(world - u_eye));
   v_colour.rgb = max(v_colour.rgb, 0.0);
   vec4 t1 = uintBitsToFloat(texelFetch(u_splats, at + ivec2(1, 0), 0));
   vec2 cov2 = uintBitsToFloat(t2.xy);
@@ -83,7 +84,15 @@ void main() {
                        -u_focal.x * ratio.x * rz, -u_focal.y * ratio.y * rz, 0.0);
   mat3 m = jacobian * u_rotation;
   mat3 cov = m * sigma * transpose(m);
-  float a = cov[0][0] + u_dilation, b = 0.5 * (cov[0][1] + cov[1][0]), c = cov[1][1] + u_dilation;
+  // The trainer blurred each splat by u_blur.x of its pixels^2. Drawn sharper, thin splats that no photo resolved
+  // turn into needles on a screen with more pixels than the photos. So the blur is never less than the trainer's
+  // at the photos' pixel density (u_blur.y: as wide an angle), and never less than the trainer's as the photo
+  // that saw the splat largest saw it ("rate" pixels per unit of length there; Mip-Splatting's 3D filter, kept to
+  // what training used), which grows as the camera comes closer than any photo.
+  float rate = unpackHalf2x16(t0.w >> 16).x;
+  float seen = rate > 0.0 ? max(u_focal.x, u_focal.y) * rz / rate : 0.0;
+  float blur = max(u_blur.y, u_blur.x * seen * seen);
+  float a = cov[0][0] + blur, b = 0.5 * (cov[0][1] + cov[1][0]), c = cov[1][1] + blur;
   float det = a * c - b * b;
   if (!(det > 0.0)) return;
   v_conic = vec3(c, -b, a) / det;

@@ -2,8 +2,10 @@
 // opacity as half floats; the index of its view-dependent colour) and the positions the sort reads.
 
 export const ROW_BYTES = 32; // a .splat row
-export const TEXELS_PER_SPLAT = 3; // RGBA32UI: [x, y, z, sh] [s00, s01, s02, s11] [s12, s22, half(r, g), half(b, a)]
-export const NO_SH = 0xffffffff; // the sh word of a splat with base colour only
+// RGBA32UI: [x, y, z, sh | half(rate) << 16] [s00, s01, s02, s11] [s12, s22, half(r, g), half(b, a)]: sh is the
+// splat's entry in the palette of higher SH bands, rate its finest training sampling rate (sampling-worker.js)
+export const TEXELS_PER_SPLAT = 3;
+export const NO_SH = 0xffff; // the sh of a splat with base colour only
 
 const halfBuffer = new Float32Array(1);
 const halfBits = new Uint32Array(halfBuffer.buffer);
@@ -38,6 +40,7 @@ export class SplatStore {
     this.textureWidth = textureWidth - (textureWidth % TEXELS_PER_SPLAT); // texels per row, a whole number of splats
     this.splatsPerRow = this.textureWidth / TEXELS_PER_SPLAT;
     this.count = 0;
+    this.changedFrom = Infinity; // the first splat changed since the renderer last uploaded (setRates)
     this.allocate(Math.max(1, capacity));
   }
 
@@ -85,6 +88,16 @@ export class SplatStore {
     words[dst + 11] = (toHalf(b) | (toHalf(a) << 16)) >>> 0;
     const positions = this.positions;
     positions[splat * 3] = x; positions[splat * 3 + 1] = y; positions[splat * 3 + 2] = z;
+  }
+
+  /** The sampling rates of splats start, start + 1, ... (pixels per unit of length at the splat, 0: unknown). */
+  setRates(start, rates) {
+    const words = this.words;
+    for (let i = 0; i < rates.length; i++) {
+      const at = (start + i) * 12 + 3;
+      words[at] = ((words[at] & 0xffff) | (toHalf(Math.min(rates[i], 65504)) << 16)) >>> 0;
+    }
+    this.changedFrom = Math.min(this.changedFrom, start);
   }
 
   /** Decode whole .splat rows; `bytes` starts on a 4-byte boundary of its buffer (the loader's staging buffer). */

@@ -18,7 +18,7 @@ export class SplatRenderer {
     this.program = linkProgram(gl, VERTEX_SHADER, FRAGMENT_SHADER);
     this.uniforms = {};
     for (const name of ['u_splats', 'u_splatsPerRow', 'u_rotation', 'u_translation', 'u_focal', 'u_principal', 'u_viewport',
-      'u_limits', 'u_sh', 'u_shCoeffs', 'u_shPerRow', 'u_eye', 'u_dilation']) {
+      'u_limits', 'u_sh', 'u_shCoeffs', 'u_shPerRow', 'u_eye', 'u_blur']) {
       this.uniforms[name] = gl.getUniformLocation(this.program, name);
     }
     this.vao = gl.createVertexArray();
@@ -54,7 +54,7 @@ export class SplatRenderer {
       : floatTexture(gl, 1, 1, new Float32Array(3));
   }
 
-  /** Upload the rows of `store` that arrived since the last call (the texture grows with the store). */
+  /** Upload the rows of `store` that arrived or changed since the last call (the texture grows with the store). */
   sync(store) {
     const gl = this.gl;
     if (!this.texture || this.textureRows !== store.rows || this.textureWidth !== store.textureWidth) {
@@ -68,8 +68,10 @@ export class SplatRenderer {
       this.textureWidth = store.textureWidth;
       this.uploaded = 0;
     }
-    if (store.count === this.uploaded) return;
-    const first = Math.floor(this.uploaded / store.splatsPerRow);
+    const from = Math.min(this.uploaded, store.changedFrom);
+    store.changedFrom = Infinity;
+    if (store.count === from) return;
+    const first = Math.floor(from / store.splatsPerRow);
     const end = Math.ceil(store.count / store.splatsPerRow);
     gl.bindTexture(gl.TEXTURE_2D, this.texture);
     gl.pixelStorei(gl.UNPACK_ALIGNMENT, 4);
@@ -88,9 +90,9 @@ export class SplatRenderer {
 
   /**
    * Draw with `camera` = { rows, translation } (world to camera) and `k` = { fx, fy, cx, cy } for width x height;
-   * `eye` is the camera's centre, `dilation` the screen-space blur in pixels^2 (the trainer's is 0.3 of its pixels).
+   * `eye` is the camera's centre, `blur` = { trainer, least }: the trainer's blur in its pixels^2, the least on this screen (shaders.js).
    */
-  draw(camera, k, width, height, splatsPerRow, eye, dilation) {
+  draw(camera, k, width, height, splatsPerRow, eye, blur) {
     const gl = this.gl;
     gl.viewport(0, 0, width, height);
     gl.clearColor(0, 0, 0, 1);
@@ -109,7 +111,7 @@ export class SplatRenderer {
     gl.uniform2f(u.u_principal, k.cx, k.cy);
     gl.uniform2f(u.u_viewport, width, height);
     gl.uniform3fv(u.u_eye, eye);
-    gl.uniform1f(u.u_dilation, dilation);
+    gl.uniform2f(u.u_blur, blur.trainer, blur.least);
     gl.activeTexture(gl.TEXTURE1);
     gl.bindTexture(gl.TEXTURE_2D, this.paletteTexture);
     gl.uniform1i(u.u_sh, 1);

@@ -3,6 +3,7 @@
 import { copyView, intrinsics, interpolateView, length, orbitUp, parseCameras, sameView, sub, viewFromCamera, worldToCamera } from './camera.js';
 import { DepthSorter } from './depth-sorter.js';
 import { OrbitControls } from './orbit-controls.js';
+import { SamplingRates } from './sampling-rates.js';
 import { SplatStore, TEXELS_PER_SPLAT } from './splat-data.js';
 import { loadSog } from './sog-loader.js';
 import { loadSplats } from './splat-loader.js';
@@ -13,7 +14,7 @@ import { encodeView, hashWith, parseViewHash, writeHash } from './view-link.js';
 const SETTLE_MS = 350; // the camera counts as settled (and the link is written) this long after the last change
 const STEP_MS = 450; // camera-to-camera transitions
 const UNKNOWN_CAPACITY = 1 << 16; // first allocation when the file's size is unknown (it grows)
-const TRAINER_DILATION = 0.3; // pixels^2 the trainer adds to each splat's screen covariance (gsplat's classic mode)
+const TRAINER_BLUR = 0.3; // pixels^2 the trainer adds to each splat's screen covariance (gsplat's classic mode)
 
 /**
  * data-state on the container: "loading" (the scene is still streaming), "rendering" (all of it is in, a frame of
@@ -26,6 +27,8 @@ export class SplatViewer {
     this.poster = container.querySelector('.viewer-poster');
     this.renderer = new SplatRenderer(gl);
     this.sorter = new DepthSorter((result) => this.sorted(result), (error) => this.fail('scene', error));
+    this.sampling = new SamplingRates((result) => this.rated(result), (error) => this.fail('scene', error));
+    this.ratedSplats = 0;
     this.poseVersion = 0;
     this.requestedSort = '';
     this.order = null; // { order, count, pose } of the last finished sort
@@ -123,6 +126,7 @@ export class SplatViewer {
     this.cameras = parseCameras(await response.json());
     if (!this.cameras.length) throw new Error('cameras.json lists no usable camera');
     this.cameraViews = this.cameras.map(viewFromCamera);
+    this.sampling.setCameras(this.cameras.map(trainingCamera));
     const named = this.cameras.findIndex((c) => c.img_name === this.options.startCamera);
     this.homeIndex = this.cameraIndex = Math.max(0, named);
     this.homeView = this.cameraViews[this.homeIndex];
@@ -182,7 +186,9 @@ export class SplatViewer {
   flush({ loaded, fraction }) {
     const store = this.store;
     if (store.count > this.sentPositions) {
-      this.sorter.addPositions(this.sentPositions, store.positions.subarray(this.sentPositions * 3, store.count * 3));
+      const positions = store.positions.subarray(this.sentPositions * 3, store.count * 3);
+      this.sorter.addPositions(this.sentPositions, positions);
+      this.sampling.addPositions(this.sentPositions, positions);
       this.sentPositions = store.count;
     }
     this.renderer.sync(store);
@@ -237,6 +243,15 @@ export class SplatViewer {
     this.requestFrame();
   }
 
+  rated({ rates, start }) {
+    if (!this.store) return;
+    this.store.setRates(start, rates);
+    this.ratedSplats = start + rates.length;
+    if (!this.lost) this.renderer.sync(this.store);
+    this.needsDraw = true;
+    this.requestFrame();
+  }
+
   requestFrame() {
     if (this.frameRequested || this.failed) return;
     this.frameRequested = true;
@@ -249,10 +264,10 @@ export class SplatViewer {
     if (this.needsDraw && !this.lost && this.order) {
       const { width, height } = this.canvas;
       const k = intrinsics(this.view, width, height);
-      // the trainer's blur is 0.3 of its pixels: on a screen with more pixels per training pixel (k.fit) it is as
-      // wide an angle, or thin Gaussians the photos never resolved draw as needles
-      const dilation = TRAINER_DILATION * Math.max(1, k.fit) ** 2;
-      this.renderer.draw(worldToCamera(this.view), k, width, height, this.store.splatsPerRow, this.view.position, dilation);
+      // the trainer's blur, and the least one on this screen (shaders.js): with k.fit pixels per photo pixel, as
+      // wide an angle as the trainer's
+      const blur = { trainer: TRAINER_BLUR, least: TRAINER_BLUR * Math.max(1, k.fit) ** 2 };
+      this.renderer.draw(worldToCamera(this.view), k, width, height, this.store.splatsPerRow, this.view.position, blur);
       this.needsDraw = false;
       this.drawn = { pose: this.poseVersion, orderPose: this.order.pose, orderCount: this.order.count };
       if (this.poster && !this.poster.hidden) this.poster.hidden = true;
@@ -415,7 +430,8 @@ export class SplatViewer {
     const d = this.drawn;
     const current = d && this.store && d.pose === this.poseVersion && d.orderPose === this.poseVersion
       && d.orderCount === this.store.count;
-    const ready = this.loadDone && this.settled && !this.animation && !this.needsDraw && current;
+    const ready = this.loadDone && this.settled && !this.animation && !this.needsDraw && current
+      && this.ratedSplats === this.store.count;
     this.setState(ready ? 'ready' : this.loadDone ? 'rendering' : 'loading');
   }
 
@@ -423,4 +439,13 @@ export class SplatViewer {
     if (this.container.dataset.state !== state) this.container.dataset.state = state;
     if (error) this.container.dataset.error = error;
   }
+}
+
+/** A cameras.json entry as the sampling worker reads it: world-to-camera rows and translation, and intrinsics. */
+function trainingCamera(entry) {
+  const rows = [0, 1, 2].map((i) => [entry.rotation[0][i], entry.rotation[1][i], entry.rotation[2][i]]);
+  const translation = rows.map((row) => -(row[0] * entry.position[0] + row[1] * entry.position[1] + row[2] * entry.position[2]));
+  const cx = Number.isFinite(entry.cx) ? entry.cx : entry.width / 2;
+  const cy = Number.isFinite(entry.cy) ? entry.cy : entry.height / 2;
+  return { rows, translation, fx: entry.fx, fy: entry.fy, cx, cy, width: entry.width, height: entry.height };
 }
