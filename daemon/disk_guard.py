@@ -32,6 +32,7 @@ MB = 1_000_000
 SFM_BYTES_PER_PHOTO = 2 * MB  # COLMAP's database (features, matches) and the sparse model
 PLY_BYTES_PER_GAUSSIAN = 248
 SPLAT_BYTES_PER_GAUSSIAN = 32
+SOG_BYTES_PER_GAUSSIAN = 32  # 14-18 measured (bench/sog_export.py); 6 textures of 4 bytes a pixel at most
 CHECKPOINT_BYTES_PER_GAUSSIAN = 750  # parameters and Adam's two moments (gaussian_splatting.checkpoint)
 # training keeps one checkpoint, but the next is written before the last goes; then the .ply
 TRAIN_BYTES_PER_GAUSSIAN = 2 * CHECKPOINT_BYTES_PER_GAUSSIAN + PLY_BYTES_PER_GAUSSIAN
@@ -92,7 +93,8 @@ class Shortage:
 
 def estimate_writes(stages: Iterable[str], size: SetSize, max_gaussians: int) -> DiskNeed:
     """What ``stages`` will write, at most, into the state folder and the outbox."""
-    scene = max_gaussians * (PLY_BYTES_PER_GAUSSIAN + SPLAT_BYTES_PER_GAUSSIAN) + PUBLISH_EXTRA_BYTES
+    per_gaussian = PLY_BYTES_PER_GAUSSIAN + SPLAT_BYTES_PER_GAUSSIAN + SOG_BYTES_PER_GAUSSIAN
+    scene = max_gaussians * per_gaussian + PUBLISH_EXTRA_BYTES
     state = outbox = 0
     for stage in stages:
         if stage == "ingest":

@@ -17,6 +17,7 @@ from stages.file_names import display_name
 # The files a finished job's folder in the outbox offers for download, in the order shown.
 DOWNLOADS = (
     ("scene.splat", "Splat (web viewers)", "splat_bytes"),
+    ("scene.sog", "SOG (PlayCanvas, SuperSplat)", "sog_bytes"),
     ("scene.ply", "PLY (3DGS tools)", "ply_bytes"),
     ("cameras.json", "Training cameras", None),
 )

@@ -20,7 +20,8 @@ def status_document(job_id: str, name: str, state: str, *, created: str = "2026-
         metrics = {
             "train": {"iterations": 2000, "gaussians": 51_000},
             "evaluate": {"psnr": 25.0812, "ssim": 0.8871, "lpips": 0.1234},
-            "publish": {"gaussians": 49_874, "splat_bytes": 1_595_968, "ply_bytes": 11_900_000, "view": "view03.jpg",
+            "publish": {"gaussians": 49_874, "splat_bytes": 1_595_968, "sog_bytes": 842_000, "ply_bytes": 11_900_000,
+                        "view": "view03.jpg",
                         **(published if isinstance(published, Mapping) else {})},
         }
     document = {

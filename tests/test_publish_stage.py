@@ -42,7 +42,7 @@ from stages.publish import PublishStage
 from stages.publish_views import RenderCamera, choose_camera, render_stills
 
 ITERATIONS = 30000
-FILES = {"scene.ply", "scene.splat", "cameras.json", "thumb.jpg", "poster.jpg"}
+FILES = {"scene.ply", "scene.splat", "scene.sog", "cameras.json", "thumb.jpg", "poster.jpg"}
 SINGLES = 6  # lone floaters, far out in all directions
 CLUMP = 4  # a small tight group far above the scene
 
@@ -127,13 +127,14 @@ def test_files_are_the_promised_ones_and_nothing_else(published):
     context, result, files, _, _ = published
     assert set(files) == FILES  # no temporary file left behind
     assert result.outputs == {
-        "scene_ply": "publish/scene.ply", "scene_splat": "publish/scene.splat", "cameras": "publish/cameras.json",
-        "thumbnail": "publish/thumb.jpg", "poster": "publish/poster.jpg",
+        "scene_ply": "publish/scene.ply", "scene_splat": "publish/scene.splat", "scene_sog": "publish/scene.sog",
+        "cameras": "publish/cameras.json", "thumbnail": "publish/thumb.jpg", "poster": "publish/poster.jpg",
     }  # fmt: skip
     for relative in result.outputs.values():
         assert (context.job_dir / relative).is_file()
     assert result.metrics["ply_bytes"] == len(files["scene.ply"])
     assert result.metrics["splat_bytes"] == len(files["scene.splat"])
+    assert result.metrics["sog_bytes"] == len(files["scene.sog"])
     json.dumps(result.to_json())  # result.json and status.json must be able to hold it
 
 

@@ -21,7 +21,7 @@ HOSTILE_NAME = '<img src=x onerror=alert(1)> & "quotes"'
 def publish_files(outbox: Path, job_id: str) -> None:
     folder = outbox / job_id
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("scene.splat", "scene.ply", "cameras.json", "poster.jpg", "thumb.jpg"):
+    for name in ("scene.splat", "scene.sog", "scene.ply", "cameras.json", "poster.jpg", "thumb.jpg"):
         (folder / name).write_bytes(b"x")
 
 
@@ -55,9 +55,11 @@ def test_a_finished_job_gets_a_viewer_page_with_its_scores_timings_and_downloads
                       "data-splats": "49874", "data-start-camera": "view03"}
     assert "poster.jpg" in links.urls
     assert any(re.fullmatch(r"\.\./assets/\w{12}/viewer/main\.js", url) for url in links.urls)
-    for shown in ("25.08 dB", "0.887", "0.123", "49,874", "23 of 24", "2,000", "12.5 s", "1 min 02 s", "1.6 MB", "11.9 MB"):
+    for shown in ("25.08 dB", "0.887", "0.123", "49,874", "23 of 24", "2,000", "12.5 s", "1 min 02 s", "1.6 MB", "842.0 KB",
+                  "11.9 MB", "SOG (PlayCanvas, SuperSplat)"):
         assert shown in page, shown
-    assert [url for url in links.urls if url in ("scene.splat", "scene.ply", "cameras.json")] == ["scene.splat", "scene.ply", "cameras.json"]
+    downloads = ["scene.splat", "scene.sog", "scene.ply", "cameras.json"]
+    assert [url for url in links.urls if url in downloads] == downloads
     assert "job-status.js" not in page  # nothing live to follow
 
 
@@ -85,7 +87,7 @@ def test_a_done_job_without_its_scene_file_gets_no_viewer_and_no_dead_links(tmp_
     write_job_page(tmp_path, view, "9.9")
     links = parsed(tmp_path / "bare-1" / "index.html")
     assert not any(attributes.get("id") == "viewer" for _, attributes in links.tags)
-    assert not {"scene.splat", "scene.ply", "poster.jpg"} & set(links.urls)
+    assert not {"scene.splat", "scene.sog", "scene.ply", "poster.jpg"} & set(links.urls)
 
 
 def test_names_from_the_inbox_are_escaped_everywhere(tmp_path):

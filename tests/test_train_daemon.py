@@ -113,19 +113,19 @@ def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(t
     with Image.open(document["outputs"]["publish.thumbnail"]) as thumbnail:
         assert thumbnail.format == "JPEG" and max(thumbnail.size) == 320 and not thumbnail.getexif()
     assert sorted(path.name for path in Path(document["outputs"]["publish.poster"]).parent.iterdir()) == [
-        "cameras.json", "poster.jpg", "result.json", "scene.ply", "scene.splat", "thumb.jpg"]
+        "cameras.json", "poster.jpg", "result.json", "scene.ply", "scene.sog", "scene.splat", "thumb.jpg"]
     # and in the outbox beside status.json, byte for byte, with no temporary file left
     publish_dir = layout.state / "jobs" / job_id / "publish"
     outbox_dir = layout.outbox / job_id
     assert sorted(path.name for path in outbox_dir.iterdir()) == [
-        "cameras.json", "index.html", "poster.jpg", "scene.ply", "scene.splat", "status.json", "thumb.jpg"]
-    for name in ("cameras.json", "poster.jpg", "scene.ply", "scene.splat", "thumb.jpg"):
+        "cameras.json", "index.html", "poster.jpg", "scene.ply", "scene.sog", "scene.splat", "status.json", "thumb.jpg"]
+    for name in ("cameras.json", "poster.jpg", "scene.ply", "scene.sog", "scene.splat", "thumb.jpg"):
         assert (outbox_dir / name).read_bytes() == (publish_dir / name).read_bytes(), name
     # the public copy links what it publishes, relative to the job's folder, and names no server path
     public = layout.outbox_status(job_id)
     assert public["outputs"] == {"publish.scene_ply": "scene.ply", "publish.scene_splat": "scene.splat",
-                                 "publish.cameras": "cameras.json", "publish.thumbnail": "thumb.jpg",
-                                 "publish.poster": "poster.jpg"}
+                                 "publish.scene_sog": "scene.sog", "publish.cameras": "cameras.json",
+                                 "publish.thumbnail": "thumb.jpg", "publish.poster": "poster.jpg"}
     assert str(layout.state) not in (outbox_dir / "status.json").read_text()
     for document_copy in (document, public):
         assert document_copy["page"] == f"{job_id}/index.html"
