@@ -51,8 +51,9 @@ def test_a_finished_job_gets_a_viewer_page_with_its_scores_timings_and_downloads
     page = (tmp_path / "garden-1" / "index.html").read_text()
     links = parsed(tmp_path / "garden-1" / "index.html")
     viewer = next(attributes for tag, attributes in links.tags if attributes.get("id") == "viewer")
+    # the .sog first (a job published before levels existed has the whole scene's alone), the .splat to stream
     assert viewer == {"class": "viewer", "id": "viewer", "data-scene": "scene.splat", "data-cameras": "cameras.json",
-                      "data-splats": "49874", "data-start-camera": "view03"}
+                      "data-levels": "scene.sog:49874", "data-splats": "49874", "data-start-camera": "view03"}
     assert "poster.jpg" in links.urls
     assert any(re.fullmatch(r"\.\./assets/\w{12}/viewer/main\.js", url) for url in links.urls)
     for shown in ("25.08 dB", "0.887", "0.123", "49,874", "23 of 24", "2,000", "12.5 s", "1 min 02 s", "1.6 MB", "842.0 KB",
