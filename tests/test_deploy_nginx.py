@@ -92,7 +92,7 @@ def write_outbox(outbox: Path) -> None:
     builder does not write: the job's status.json, health.json, scene.ply; and a daemon temporary file."""
     from tests.test_viewer_browser import scene_gaussians, write_site  # torch and the trainer: only when run
 
-    job = write_site(outbox, scene_gaussians(3, 300))
+    job = write_site(outbox, scene_gaussians(3, 300), sog=True)
     count = (job / "scene.splat").stat().st_size // 32
     document = status_document("job-1", "synthetic scene", "done", published={"gaussians": count})
     (job / "status.json").write_text(json.dumps(document))
@@ -212,7 +212,7 @@ def assert_security_headers(reply: Reply, csp: str) -> None:
 
 def test_scene_files_go_out_whole_as_binary_data(nginx_site):
     base, job = nginx_site.url, nginx_site.outbox / "job-1"
-    for name in ("scene.splat", "scene.ply"):
+    for name in ("scene.sog", "scene.splat", "scene.ply"):
         reply = fetch(base + f"job-1/{name}", Accept_Encoding="gzip, deflate, br")
         assert reply.status == 200
         assert reply.headers.get("Content-Type") == "application/octet-stream", name
@@ -321,11 +321,11 @@ def test_gallery_and_viewer_work_under_the_headers(nginx_site, open_page):
 
     headers = {response.url.removeprefix(base): response.all_headers() for response in responses}
     assert "content-security-policy" in headers["job-1/index.html"]
-    splat = headers["job-1/scene.splat"]
-    assert splat["content-type"] == "application/octet-stream" and "content-encoding" not in splat
-    assert int(splat["content-length"]) == (nginx_site.outbox / "job-1" / "scene.splat").stat().st_size
-    worker = f"assets/{asset_version()}/viewer/sort-worker.js"
-    assert worker in headers, sorted(headers)  # the Web Worker came from the site, under script-src/worker-src 'self'
+    scene = headers["job-1/scene.sog"]  # the viewer loads the .sog, and decodes it under the page's CSP
+    assert scene["content-type"] == "application/octet-stream" and "content-encoding" not in scene
+    assert int(scene["content-length"]) == (nginx_site.outbox / "job-1" / "scene.sog").stat().st_size
+    for worker in ("sort-worker.js", "sampling-worker.js"):  # Web Workers from the site (script-src/worker-src 'self')
+        assert f"assets/{asset_version()}/viewer/{worker}" in headers, sorted(headers)
     assert any(h.get("content-encoding") == "gzip" for url, h in headers.items() if url.endswith(".js"))
     page.assert_clean()  # no console error (a CSP violation is one), nothing fetched from another host
     assert all(url.startswith(base) for url in page.requests), page.requests
