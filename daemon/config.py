@@ -91,6 +91,9 @@ class Settings:
     publish_outlier_k: int = 20  # neighbours per Gaussian when judging floaters before publishing
     publish_outlier_std_ratio: float = 2.0  # floaters: mean neighbour distance beyond mean + this x std
     publish_min_cluster_fraction: float = 0.05  # smaller separate groups of Gaussians are removed
+    # splat budgets of the viewer's device profiles (desktop, mid-memory, phone: device-profile.js): a scene with
+    # more Gaussians also gets a coarser, whole .sog of at most each budget, which such a device loads instead
+    publish_levels: tuple[int, ...] = (3_000_000, 1_500_000, 600_000)
     public_url: str = ""  # the outbox's address as users reach it: page_url in status.json, links in notifications
     notify_on: tuple[str, ...] = ("done", "failed")  # job states that send a notification
     notify_webhook_url: str = ""  # empty: no webhook; else a JSON POST per event
@@ -138,6 +141,7 @@ class Settings:
             "publish_outlier_k": self.publish_outlier_k,
             "publish_outlier_std_ratio": self.publish_outlier_std_ratio,
             "publish_min_cluster_fraction": self.publish_min_cluster_fraction,
+            "publish_levels": list(self.publish_levels),
         }
 
 
@@ -222,6 +226,10 @@ def _validated(key: str, value: Any) -> Any:
         if value < 0 or (value == 0 and key != "threads"):
             raise ConfigError(f"setting '{key}' must be a positive whole number, got {value!r}")
         return value
+    if key == "publish_levels":
+        if not isinstance(value, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value):
+            raise ConfigError(f"setting 'publish_levels' must be a list of splat counts such as [1500000, 600000], got {value!r}")
+        return tuple(sorted(set(value), reverse=True))
     if key == "ignore_patterns":
         if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
             raise ConfigError(f"setting 'ignore_patterns' must be a list of glob patterns, got {value!r}")

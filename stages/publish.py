@@ -28,6 +28,7 @@ from PIL import Image
 from torch import Tensor
 
 from gaussian_splatting.atomic_write import write_atomically, write_text_atomically
+from gaussian_splatting.level_of_detail import coarser
 from gaussian_splatting.outliers import OutlierSettings, filter_gaussians, find_outliers
 from gaussian_splatting.ply_export import write_ply
 from gaussian_splatting.ply_import import read_ply
@@ -45,6 +46,7 @@ log = logging.getLogger("stages.publish")
 SCENE_PLY = "scene.ply"
 SCENE_SPLAT = "scene.splat"
 SCENE_SOG = "scene.sog"
+LEVEL_SOG = "scene.lod{}.sog"  # scene.lod1.sog, the biggest coarser level, and so on down
 CAMERAS = "cameras.json"
 THUMBNAIL = "thumb.jpg"
 POSTER = "poster.jpg"
@@ -92,11 +94,12 @@ class PublishStage(Stage):
         write_splat(output / SCENE_SPLAT, state)
         # the slow one: 6 to 18 s per million Gaussians on two cores, most of it the SH palette
         report(50.0, f"writing {SCENE_SOG}")
-        sog_started = time.monotonic()
-        write_sog(output / SCENE_SOG, state)
-        sog_bytes = (output / SCENE_SOG).stat().st_size
-        log.info("%s: %.1f MB, %.1f bytes a Gaussian, written in %.1f s", SCENE_SOG, sog_bytes / 1e6,
-                 sog_bytes / kept, time.monotonic() - sog_started)
+        levels = [_write_level(output / SCENE_SOG, state)]
+        budgets = [int(budget) for budget in settings.get("publish_levels", ()) if int(budget) < kept]
+        for number, budget in enumerate(sorted(budgets, reverse=True), start=1):
+            name = LEVEL_SOG.format(number)
+            report(50.0 + 10.0 * number / len(budgets), f"writing {name}: the scene in at most {budget:,} Gaussians")
+            levels.append(_write_level(output / name, coarser(state, budget)))
         write_text_atomically(output / CAMERAS, json.dumps(cameras))
 
         report(65.0, "rendering the poster and the thumbnail")
@@ -113,7 +116,8 @@ class PublishStage(Stage):
             **removed,
             "frame": frame.to_json(),  # from COLMAP's frame (the SfM model, the trained PLY) to the published one
             "splat_bytes": (output / SCENE_SPLAT).stat().st_size,
-            "sog_bytes": sog_bytes,
+            "sog_bytes": levels[0]["bytes"],
+            "levels": levels,  # the .sog files, the whole scene first: what a viewer with a splat budget may load
             "ply_bytes": (output / SCENE_PLY).stat().st_size,
             "view": camera.name,  # the photo whose camera the poster and thumbnail show
             "seconds": round(time.monotonic() - started, 3),
@@ -123,11 +127,22 @@ class PublishStage(Stage):
             "scene_ply": f"{folder}/{SCENE_PLY}",
             "scene_splat": f"{folder}/{SCENE_SPLAT}",
             "scene_sog": f"{folder}/{SCENE_SOG}",
+            **{f"scene_sog_lod{number}": f"{folder}/{level['file']}" for number, level in enumerate(levels[1:], start=1)},
             "cameras": f"{folder}/{CAMERAS}",
             "thumbnail": f"{folder}/{THUMBNAIL}",
             "poster": f"{folder}/{POSTER}",
         }
         return StageResult(metrics=metrics, outputs=outputs, warnings=tuple(warnings), to_outbox=tuple(outputs))
+
+
+def _write_level(path: Path, state: dict[str, Tensor]) -> dict[str, Any]:
+    """Write ``state`` as a .sog; its entry in metrics.publish.levels."""
+    started = time.monotonic()
+    write_sog(path, state)
+    gaussians, size = int(state["means"].shape[0]), path.stat().st_size
+    log.info("%s: %s Gaussians, %.1f MB, %.1f bytes a Gaussian, written in %.1f s", path.name, f"{gaussians:,}",
+             size / 1e6, size / max(gaussians, 1), time.monotonic() - started)
+    return {"file": path.name, "gaussians": gaussians, "bytes": size}
 
 
 def _without_outliers(state: dict[str, Tensor], settings: Mapping[str, Any]
