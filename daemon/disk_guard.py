@@ -91,10 +91,12 @@ class Shortage:
                 f"{size_text(self.need)} more and min_free_gb keeps {size_text(self.headroom)} free")
 
 
-def estimate_writes(stages: Iterable[str], size: SetSize, max_gaussians: int) -> DiskNeed:
-    """What ``stages`` will write, at most, into the state folder and the outbox."""
+def estimate_writes(stages: Iterable[str], size: SetSize, max_gaussians: int, levels: Iterable[int] = ()) -> DiskNeed:
+    """What ``stages`` will write, at most, into the state folder and the outbox; ``levels`` are the
+    splat budgets publish writes a coarser .sog for (publish_levels), where the scene may exceed them."""
     per_gaussian = PLY_BYTES_PER_GAUSSIAN + SPLAT_BYTES_PER_GAUSSIAN + SOG_BYTES_PER_GAUSSIAN
-    scene = max_gaussians * per_gaussian + PUBLISH_EXTRA_BYTES
+    coarser = sum(level for level in levels if level < max_gaussians) * SOG_BYTES_PER_GAUSSIAN
+    scene = max_gaussians * per_gaussian + coarser + PUBLISH_EXTRA_BYTES
     state = outbox = 0
     for stage in stages:
         if stage == "ingest":

@@ -143,7 +143,8 @@ class JobRunner:
     def _estimate(self, job: JobRecord, stages_left: Sequence[StageSpec], options: Mapping[str, Any]) -> DiskNeed:
         settings = self._settings
         size = measure_set(Path(job.source_path), settings.inbox, FileRules(settings.ignore_patterns))
-        return estimate_writes([spec.name for spec in stages_left], size, self._max_gaussians(options))
+        return estimate_writes([spec.name for spec in stages_left], size, self._max_gaussians(options),
+                               settings.publish_levels)
 
     def _max_gaussians(self, options: Mapping[str, Any]) -> int:
         settings = self._settings

@@ -23,7 +23,7 @@ DOWNLOADS = (
 )
 SCENE_FILE = "scene.splat"  # streamed biggest splats first: the scene of any job, and of devices a .sog is too big for
 COMPRESSED_SCENE_FILE = "scene.sog"  # all SH bands at a third of the size: what the viewer loads where it can
-LEVEL_FILE = re.compile(r"scene(\.\d+k)?\.sog")  # the whole scene, or a coarser level (publish_levels)
+LEVEL_FILE = re.compile(r"scene(\.lod[0-9]+)?\.sog")  # the whole scene, or a coarser level (publish_levels)
 POSTER_FILE = "poster.jpg"
 THUMBNAIL_FILE = "thumb.jpg"
 STATUS_FILE = "status.json"

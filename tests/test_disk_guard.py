@@ -19,6 +19,7 @@ from typing import Iterator
 
 import pytest
 
+from daemon.config import Settings
 from daemon.disk_guard import (
     GB,
     MB,
@@ -135,6 +136,10 @@ def test_the_estimate_counts_only_the_stages_left():
     assert whole.outbox_bytes == 312 * MB + 5 * MB
     assert estimate_writes(["publish"], size, 1_000_000) == DiskNeed(317 * MB, 317 * MB)
     assert estimate_writes(["ingest"], size, 1_000_000) == DiskNeed(200 * MB, 0)
+    # a coarser .sog (at most 32 bytes a Gaussian) for each splat budget the scene may exceed
+    levels = (3_000_000, 1_500_000, 600_000)
+    assert estimate_writes(["publish"], size, 1_000_000, levels) == DiskNeed(317 * MB + 19.2 * MB, 317 * MB + 19.2 * MB)
+    assert estimate_writes(["publish"], size, 500_000, levels) == estimate_writes(["publish"], size, 500_000)
 
 
 def test_the_verdict_names_the_folder_and_adds_the_headroom(tmp_path):
@@ -245,7 +250,8 @@ def test_a_job_larger_than_its_whole_disk_fails_at_once_and_the_queue_goes_on(tm
         small = wait_for(state_is(layout, "small", "failed", "done"), 60, "the job behind it to run")
         assert daemon.stop() == 0
     size = measure_set(layout.inbox / "huge", layout.inbox, FileRules(()))
-    need = estimate_writes(["ingest", "sfm", "train", "evaluate", "publish"], size, 20_000_000).state_bytes
+    need = estimate_writes(["ingest", "sfm", "train", "evaluate", "publish"], size, 20_000_000,
+                           Settings().publish_levels).state_bytes
     assert need > 40 * GB
     assert huge["state"] == "failed" and huge["error"]["stage"] == "ingest", huge
     assert huge["error"]["message"] == (f"the job needs about {size_text(need)} in the state folder, more than its "

@@ -36,6 +36,7 @@ from gaussian_splatting.ply_export import PROPERTY_NAMES, write_ply
 from gaussian_splatting.ply_import import read_ply
 from gaussian_splatting.outputs import write_cameras_json
 from gaussian_splatting.scene import load_views, read_split
+from gaussian_splatting.sog_export import read_sog
 from gaussian_splatting.splat_export import read_splat
 from stages.base import RESULT_FILE, StageContext, StageResult
 from stages.publish import PublishStage
@@ -276,3 +277,27 @@ def test_the_poster_camera_is_the_one_that_sees_most_of_the_scene():
     away, close_up, overview = camera(-4.0, -1.0), camera(-1.3, 1.0), camera(-4.0, 1.0)
     assert choose_camera([away, close_up, overview], points) == 2
     assert choose_camera([away, overview, close_up, overview], points) == 1
+
+
+def test_a_scene_over_a_splat_budget_gets_a_whole_coarser_level_for_it(job, tmp_path):
+    """publish_levels [500, 100, 60] on a 120-Gaussian scene: levels of at most 100 and 60 (500 holds it all),
+    listed biggest first after the whole scene, each a .sog in the published frame, handed to the outbox."""
+    job_dir, trained_count = job
+    copy = tmp_path / "set-1"
+    shutil.copytree(job_dir / "sfm", copy / "sfm")
+    shutil.copytree(job_dir / "train", copy / "train")
+    result = PublishStage().run(_context(copy, publish_levels=[500, 100, 60]), lambda *args: None)
+    levels = result.metrics["levels"]
+    assert [level["file"] for level in levels] == ["scene.sog", "scene.lod1.sog", "scene.lod2.sog"]
+    assert levels[0]["gaussians"] == result.metrics["gaussians"] == trained_count
+    assert 90 <= levels[1]["gaussians"] <= 100 and 50 <= levels[2]["gaussians"] <= 60, levels
+    for level in levels:
+        path = copy / "publish" / level["file"]
+        assert level["bytes"] == path.stat().st_size
+        decoded = read_sog(path)
+        assert len(decoded["means"]) == level["gaussians"]
+        # the same scene, centred in the published frame: its centre of mass stays where the whole scene's is
+        assert np.abs(decoded["means"].mean(axis=0)).max() < 0.2
+    assert result.outputs["scene_sog_lod1"] == "publish/scene.lod1.sog"
+    assert result.outputs["scene_sog_lod2"] == "publish/scene.lod2.sog"
+    assert {"scene_sog_lod1", "scene_sog_lod2"} <= set(result.to_outbox)

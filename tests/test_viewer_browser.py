@@ -24,7 +24,8 @@ import torch
 from PIL import Image
 
 from gaussian_splatting import rasterize
-from gaussian_splatting.sog_export import write_sog
+from gaussian_splatting.level_of_detail import coarser
+from gaussian_splatting.sog_export import read_sog, write_sog
 from gaussian_splatting.spherical_harmonics import SH_C0
 from gaussian_splatting.splat_export import read_splat, write_splat
 from site_builder import build_site, job_view
@@ -116,20 +117,29 @@ def psnr(image: np.ndarray, reference: np.ndarray) -> float:
     return float("inf") if mse == 0 else -10.0 * math.log10(mse)
 
 
-def write_site(root: Path, state: dict, sog: bool = False) -> Path:
+def write_site(root: Path, state: dict, sog: bool = False, levels: tuple[int, ...] = (), poster: bool = True) -> Path:
     """The outbox as the daemon leaves it for a finished job: job-1/ with the scene files (scene.sog too, if
-    ``sog``: the page then loads it) and a poster, and the site builder's pages and assets. Returns the job folder."""
+    ``sog``: the page then loads it; and a coarser .sog for each of ``levels``, as publish_levels makes them) and
+    a poster, and the site builder's pages and assets. Returns the job folder."""
     job = root / "job-1"
     job.mkdir(parents=True, exist_ok=True)
     write_splat(job / "scene.splat", state)
+    count = (job / "scene.splat").stat().st_size // 32
+    listed = []
     if sog:
         write_sog(job / "scene.sog", state)
+        listed.append({"file": "scene.sog", "gaussians": count})
+    for number, budget in enumerate(levels, start=1):
+        level = coarser(state, budget)
+        write_sog(job / f"scene.lod{number}.sog", level)
+        listed.append({"file": f"scene.lod{number}.sog", "gaussians": len(level["means"])})
     cameras = camera_entries()
     (job / "cameras.json").write_text(json.dumps(cameras))
-    count = (job / "scene.splat").stat().st_size // 32
     start = next(entry for entry in cameras if entry["img_name"] == START)
-    Image.fromarray(reference_render(job / "scene.splat", start)).save(job / "poster.jpg", quality=90)
-    document = status_document("job-1", "synthetic scene", "done", published={"gaussians": count, "view": f"{START}.png"})
+    if poster:
+        Image.fromarray(reference_render(job / "scene.splat", start)).save(job / "poster.jpg", quality=90)
+    published = {"gaussians": count, "view": f"{START}.png", **({"levels": listed} if listed else {})}
+    document = status_document("job-1", "synthetic scene", "done", published=published)
     build_site(root, [job_view(document, job)], "test")
     (root / "hide-ui.css").write_text(".viewer-ui, .job-panel { display: none !important; }\n")
     return job
@@ -365,6 +375,46 @@ def test_phones_stop_at_their_splat_budget(tmp_path, serve_folder, open_page):
         round(W * 1.5), round(H * 1.5)]
     assert status_count(page) == [600_000, visible + invisible]
     assert viewer_data(page)["loadedSplats"] == "600000"
+    page.assert_clean()
+
+
+def test_a_budget_loads_the_biggest_level_that_fits_it(tmp_path, serve_folder, open_page):
+    """3,000 splats with a level of at most 1,000: a budget of 2,000 loads that level whole (not the first 2,000
+    splats of the .splat); one of 500, below every level, streams the .splat's 500 largest splats."""
+    job = write_site(tmp_path / "site", big_scene(3000), sog=True, levels=(1000,))
+    base = serve_folder(tmp_path / "site")
+    coarse = len(read_sog(job / "scene.lod1.sog")["means"])
+    expected = {
+        "": ("scene.sog", [3000]),
+        "?max-splats=2000": ("scene.lod1.sog", [coarse, 3000]),
+        "?max-splats=500": ("scene.splat", [500, 3000]),
+    }
+    for query, (scene, counts) in expected.items():
+        page = viewer_at(open_page, base + f"job-1/index.html{query}")
+        scenes = [url.rsplit("/", 1)[1] for url in page.requests if "/scene." in url]
+        assert scenes == [scene], (query, scenes)
+        assert status_count(page) == counts, query
+        assert viewer_data(page)["totalSplats"] == "3000"
+        page.assert_clean()
+        if scene == "scene.lod1.sog":
+            assert "simplified from 3,000" in page.locator(".viewer-status").text_content()
+    assert 900 <= coarse <= 1000
+
+
+def test_a_two_million_splat_scene_loads_whole_on_a_phone(tmp_path, serve_folder, open_page):
+    """What publish makes of a 2M-splat scene for the phone budget (600,000): the phone loads that level, the
+    whole scene in fewer splats, without a JavaScript error, and says how many splats it shows."""
+    state = big_scene(2_000_000)
+    state["log_scales"] = state["log_scales"] - math.log(8.0)  # splats that stay cheap to draw on the CPU
+    write_site(tmp_path / "site", state, sog=True, levels=(1_500_000, 600_000), poster=False)
+    base = serve_folder(tmp_path / "site")
+    page = open_page(viewport=(390, 844), is_mobile=True, has_touch=True, device_scale_factor=3)
+    page.goto(base + "job-1/index.html")
+    wait_ready(page, timeout=180_000)
+    shown = int(viewer_data(page)["loadedSplats"])
+    assert 590_000 <= shown <= 600_000
+    assert [url.rsplit("/", 1)[1] for url in page.requests if "/scene." in url] == ["scene.lod2.sog"]
+    assert status_count(page) == [shown, 2_000_000]
     page.assert_clean()
 
 
