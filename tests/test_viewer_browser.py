@@ -72,14 +72,19 @@ def camera_entries(n: int = N_CAMERAS) -> list[dict]:
     return entries
 
 
-def reference_render(splat_path: Path, entry: dict) -> np.ndarray:
-    """[H, W, 3] uint8: the trainer's CPU renderer on the Gaussians as the .splat file holds them."""
-    data = read_splat(splat_path)
-    rgba = torch.from_numpy(data["rgba"].astype(np.float32) / 255.0)
+def trainer_camera(entry: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The world-to-camera matrix and K of a cameras.json entry, as the trainer's renderer takes them."""
     rotation = torch.tensor(entry["rotation"], dtype=torch.float64).T
     viewmat = torch.eye(4, dtype=torch.float64)
     viewmat[:3, :3], viewmat[:3, 3] = rotation, -rotation @ torch.tensor(entry["position"], dtype=torch.float64)
     K = torch.tensor([[entry["fx"], 0, entry["width"] / 2], [0, entry["fy"], entry["height"] / 2], [0, 0, 1]])
+    return viewmat.float(), K.float()
+
+
+def reference_render(splat_path: Path, entry: dict) -> np.ndarray:
+    """[H, W, 3] uint8: the trainer's CPU renderer on the Gaussians as the .splat file holds them."""
+    data = read_splat(splat_path)
+    rgba = torch.from_numpy(data["rgba"].astype(np.float32) / 255.0)
     with torch.no_grad():
         image, _, _ = rasterize(
             torch.from_numpy(data["positions"]),
@@ -87,8 +92,7 @@ def reference_render(splat_path: Path, entry: dict) -> np.ndarray:
             torch.from_numpy(data["scales"]),
             rgba[:, 3],
             ((rgba[:, :3] - 0.5) / SH_C0)[:, None, :],
-            viewmat.float(),
-            K.float(),
+            *trainer_camera(entry),
             entry["width"],
             entry["height"],
             0,
@@ -99,14 +103,10 @@ def reference_render(splat_path: Path, entry: dict) -> np.ndarray:
 
 def state_render(state: dict, entry: dict) -> np.ndarray:
     """[H, W, 3] uint8: the trainer's CPU renderer on the raw parameters, with all their SH bands."""
-    rotation = torch.tensor(entry["rotation"], dtype=torch.float64).T
-    viewmat = torch.eye(4, dtype=torch.float64)
-    viewmat[:3, :3], viewmat[:3, 3] = rotation, -rotation @ torch.tensor(entry["position"], dtype=torch.float64)
-    K = torch.tensor([[entry["fx"], 0, entry["width"] / 2], [0, entry["fy"], entry["height"] / 2], [0, 0, 1]])
     with torch.no_grad():
         image, _, _ = rasterize(
             state["means"], state["quats"], state["log_scales"].exp(), torch.sigmoid(state["opacity_logits"]),
-            torch.cat([state["sh_dc"], state["sh_rest"]], dim=1), viewmat.float(), K.float(),
+            torch.cat([state["sh_dc"], state["sh_rest"]], dim=1), *trainer_camera(entry),
             entry["width"], entry["height"], 3, backend="cpu",
         )
     return (image.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
