@@ -6,7 +6,10 @@ the scene moved into the published frame: centred on the mean of the Gaussians' 
 facing the poster's camera (``publish_frame``); centres, orientations and view-dependent colour
 turn together (``gaussian_splatting.rigid_motion``). Written here, each file atomically:
 ``scene.ply`` (the standard 3DGS PLY), ``scene.splat`` (antimatter15's format), ``scene.sog``
-(PlayCanvas's compressed format, all SH bands: ``gaussian_splatting.sog_export``), ``cameras.json``
+(PlayCanvas's compressed format, all SH bands: ``gaussian_splatting.sog_export``) and, for each
+splat budget in ``publish_levels`` that the scene exceeds, ``scene.lod1.sog``, ``scene.lod2.sog``, ...:
+the whole scene in at most that many Gaussians (``gaussian_splatting.level_of_detail``), which a
+viewer with that budget loads instead of cutting the scene short; ``cameras.json``
 (the training cameras in the published frame, in the trainer's format, so a viewer can start at
 one of them; each entry also holds the transform from COLMAP's frame), ``poster.jpg`` and
 ``thumb.jpg`` (see ``publish_views`` for the camera they are rendered from). The daemon copies
