@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(BIN)/instarecon run --until-idle --inbox inbox --outbox outbox --state state
 	@echo
 	@$(BIN)/instarecon status --state state $$($(BIN)/python -c "import json; print(json.load(open('inbox/demo/status.json'))['job_id'])")
-	@echo "status.json: inbox/demo/status.json; the scene (scene.ply, scene.splat, poster.jpg): outbox/<job>/"
+	@echo "status.json: inbox/demo/status.json; the scene (scene.sog, scene.ply, scene.splat, poster.jpg): outbox/<job>/"
 	@echo "the site: outbox/index.html (gallery) and outbox/<job>/index.html (viewer); to look at it: make serve"
 
 serve:
