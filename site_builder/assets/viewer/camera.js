@@ -61,6 +61,21 @@ export function parseCameras(json) {
     && [entry.width, entry.height, entry.fx, entry.fy].every((x) => finite(x) && x > 0));
 }
 
+/** A cameras.json entry as the sampling worker reads it: world-to-camera rows and translation, and intrinsics. */
+export function trainingCamera(entry) {
+  const rows = [0, 1, 2].map((j) => [entry.rotation[0][j], entry.rotation[1][j], entry.rotation[2][j]]);
+  return {
+    rows,
+    translation: rows.map((row) => -dot(row, entry.position)),
+    fx: entry.fx,
+    fy: entry.fy,
+    cx: finite(entry.cx) ? entry.cx : entry.width / 2,
+    cy: finite(entry.cy) ? entry.cy : entry.height / 2,
+    width: entry.width,
+    height: entry.height,
+  };
+}
+
 /** The view a training camera had, orbiting the point of its view ray nearest the origin (the scene's centre). */
 export function viewFromCamera(entry) {
   const column = (j) => normalize([entry.rotation[0][j], entry.rotation[1][j], entry.rotation[2][j]]);

@@ -1,6 +1,8 @@
 // viewer.js: one viewer's wiring: cameras, streaming, uploads, sorts, frames, controls, the link and the readiness signal.
 
-import { copyView, intrinsics, interpolateView, length, orbitUp, parseCameras, sameView, sub, viewFromCamera, worldToCamera } from './camera.js';
+import {
+  copyView, intrinsics, interpolateView, length, orbitUp, parseCameras, sameView, sub, trainingCamera, viewFromCamera, worldToCamera,
+} from './camera.js';
 import { DepthSorter } from './depth-sorter.js';
 import { OrbitControls } from './orbit-controls.js';
 import { SamplingRates } from './sampling-rates.js';
@@ -19,7 +21,7 @@ const TRAINER_BLUR = 0.3; // pixels^2 the trainer adds to each splat's screen co
 /**
  * data-state on the container: "loading" (the scene is still streaming), "rendering" (all of it is in, a frame of
  * the current, settled view is on its way), "ready" (the last frame shows the whole scene, sorted for the current
- * camera, and the URL's fragment is up to date), "error" (data-error says which: webgl2, cameras, scene, context).
+ * camera, each splat blurred by its sampling rate, and the URL's fragment is up to date), "error" (data-error says which: webgl2, cameras, scene, context).
  */
 export class SplatViewer {
   constructor({ container, canvas, gl, ui, options }) {
@@ -439,13 +441,4 @@ export class SplatViewer {
     if (this.container.dataset.state !== state) this.container.dataset.state = state;
     if (error) this.container.dataset.error = error;
   }
-}
-
-/** A cameras.json entry as the sampling worker reads it: world-to-camera rows and translation, and intrinsics. */
-function trainingCamera(entry) {
-  const rows = [0, 1, 2].map((i) => [entry.rotation[0][i], entry.rotation[1][i], entry.rotation[2][i]]);
-  const translation = rows.map((row) => -(row[0] * entry.position[0] + row[1] * entry.position[1] + row[2] * entry.position[2]));
-  const cx = Number.isFinite(entry.cx) ? entry.cx : entry.width / 2;
-  const cy = Number.isFinite(entry.cy) ? entry.cy : entry.height / 2;
-  return { rows, translation, fx: entry.fx, fy: entry.fy, cx, cy, width: entry.width, height: entry.height };
 }
