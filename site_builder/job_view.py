@@ -3,6 +3,19 @@
 The site builder sees jobs only through this view: plain data made from the document that
 users already read, so it needs neither the job store nor the daemon, and a page can never show
 something status.json does not say.
+
+The verdict is the band of the held-out PSNR (the one score every scored job has: LPIPS needs
+weights a server may lack); SSIM and LPIPS get a band of their own beside their value. The bands
+are where published 3D Gaussian Splatting results lie on real photos (Kerbl et al., "3D Gaussian
+Splatting for Real-Time Radiance Field Rendering", SIGGRAPH 2023, Table 1, at 30k iterations):
+Mip-NeRF360 27.2 dB PSNR, SSIM 0.815, LPIPS 0.214; Tanks&Temples 23.1 dB, 0.841, 0.183; Deep
+Blending 29.4 dB, 0.903, 0.243; the older methods in the same table score 23.1-25.6 dB, SSIM
+0.63-0.70, LPIPS 0.33-0.46 on Mip-NeRF360 (Plenoxels, Instant-NGP: visibly blurrier).
+So PSNR >= 25 dB is "very good" (Instant-NGP's level on Mip-NeRF360, 2 dB under 3DGS's),
+20-25 dB "good" (the best on Tanks&Temples is 23 dB), below 20 dB "rough"; SSIM >= 0.8 and
+LPIPS <= 0.3 (lower is better), which split 3DGS's results from the blurrier methods', are
+"good", the rest "rough". The flat-colour floor (each held-out photo against its own
+mean colour) is shown beside PSNR: a PSNR near it means the model learned little of the scene.
 """
 
 from __future__ import annotations
@@ -12,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
-from stages.file_names import display_name
+from stages.file_names import display_name, without_surrogates
 
 # The files a finished job's folder in the outbox offers for download, in the order shown.
 DOWNLOADS = (
@@ -27,6 +40,21 @@ LEVEL_FILE = re.compile(r"scene(\.lod[0-9]+)?\.sog")  # the whole scene, or a co
 POSTER_FILE = "poster.jpg"
 THUMBNAIL_FILE = "thumb.jpg"
 STATUS_FILE = "status.json"
+# What each stage does, in the words of the person who dropped the photos; the pages show these
+# (and job-status.js reads them from the stages table for its live updates).
+STAGE_WORDS = {
+    "ingest": "checking the photos",
+    "sfm": "placing the cameras",
+    "train": "training the model",
+    "evaluate": "scoring the held-out photos",
+    "publish": "publishing the scene",
+}
+LAST_STAGE = "publish"
+PSNR_VERY_GOOD = 25.0  # dB; the bands and their sources: the module's docstring
+PSNR_GOOD = 20.0
+SSIM_GOOD = 0.8
+LPIPS_GOOD = 0.3  # lower is better
+HELD_OUT_IMAGE_SIZE = 800  # the long side of the held-out photos and renders at most (the evaluate stage's)
 ACTIVE_STATES = frozenset({"waiting", "queued", "running"})
 SCENE_STATES = frozenset({"done", "removed"})  # a done job's scene stays viewable once removed, while its page is kept
 
@@ -36,6 +64,30 @@ class StageTiming:
     name: str
     state: str
     seconds: float | None
+
+    @property
+    def words(self) -> str:
+        return stage_words(self.name)
+
+
+@dataclass(frozen=True)
+class PhotoNote:
+    """A photo of the set that was not used, and why (the person's words)."""
+
+    file: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class HeldOutPhoto:
+    """A photo kept out of training, and our render of it from its camera: files in the job's folder."""
+
+    name: str
+    psnr: float | None
+    photo: str
+    render: str
+    width: int | None  # the images' size as the page reserves it, from the evaluation's resolution
+    height: int | None
 
 
 @dataclass(frozen=True)
@@ -67,14 +119,27 @@ class JobView:
     psnr: float | None
     ssim: float | None
     lpips: float | None
+    verdict: str | None  # "very good", "good" or "rough" (the PSNR's band); None without scores
+    mean_colour_psnr: float | None  # the flat-colour floor
+    score_resolution: str | None  # "199x149": the size the scores were taken at
+    photos_scored: int | None  # how many held-out photos the scores are over
+    not_scored: str | None  # why a finished job has no scores (evaluate skipped)
+    held_out: tuple[HeldOutPhoto, ...]  # those whose photo and render are in the folder
     gaussians: int | None
     photos_accepted: int | None
     photos_found: int | None
+    photos_placed: int | None  # by the sfm stage; None before it ran
+    photos_training: int | None
+    photos_held_out: int | None
+    rejected: tuple[PhotoNote, ...]  # by ingest
+    unplaced: tuple[PhotoNote, ...]  # accepted, but sfm could not place them
     iterations: int | None
     stages: tuple[StageTiming, ...]
     warnings: tuple[str, ...]
     error_message: str | None
     error_hint: str | None
+    error_stage: str | None
+    from_zip: bool  # the set is a .zip: it is run again by replacing it, a RETRY file has nowhere to go
     log_tail: tuple[str, ...]  # the last lines of the job's log, as status.json has them
     start_camera: str | None  # the training photo the poster shows; the viewer starts there
     downloads: tuple[Download, ...]
@@ -86,6 +151,26 @@ class JobView:
     @property
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
+
+    @property
+    def ssim_band(self) -> str | None:
+        return None if self.ssim is None else "good" if self.ssim >= SSIM_GOOD else "rough"
+
+    @property
+    def lpips_band(self) -> str | None:
+        return None if self.lpips is None else "good" if self.lpips <= LPIPS_GOOD else "rough"
+
+    @property
+    def rejected_by_reason(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return by_reason(self.rejected)
+
+    @property
+    def unplaced_by_reason(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return by_reason(self.unplaced)
+
+    @property
+    def error_stage_words(self) -> str | None:
+        return stage_words(self.error_stage) if self.error_stage else None
 
     @property
     def total_seconds(self) -> float | None:
@@ -105,6 +190,7 @@ def job_view(status: Mapping[str, Any], job_folder: Path) -> JobView:
     evaluation = metrics.get("evaluate") or {}
     published = metrics.get("publish") or {}
     trained = metrics.get("train") or {}
+    placed = metrics.get("sfm") or {}
     images = status.get("images") or {}
     error = status.get("error") or {}
     present = _files_in(job_folder)
@@ -114,6 +200,7 @@ def job_view(status: Mapping[str, Any], job_folder: Path) -> JobView:
         if file in present
     )
     gaussians = published.get("gaussians", trained.get("gaussians"))
+    psnr = _number(evaluation.get("psnr"))
     return JobView(
         job_id=str(status["job_id"]),
         name=display_name(str(status["name"])),  # exact, on one line, even if not UTF-8 (stages/file_names.py)
@@ -121,15 +208,26 @@ def job_view(status: Mapping[str, Any], job_folder: Path) -> JobView:
         host=status.get("host"),
         stage=status.get("stage"),
         progress=float(status.get("progress") or 0.0),
-        message=str(status.get("message") or ""),
+        message=_shown_message(status),
         created_at=status.get("created_at"),
         finished_at=status.get("finished_at"),
-        psnr=_number(evaluation.get("psnr")),
+        psnr=psnr,
         ssim=_number(evaluation.get("ssim")),
         lpips=_number(evaluation.get("lpips")),
+        verdict=verdict(psnr),
+        mean_colour_psnr=_number(evaluation.get("mean_colour_psnr")),
+        score_resolution=_text(evaluation.get("resolution")),
+        photos_scored=_count(evaluation.get("images")) if psnr is not None else None,
+        not_scored=_text(evaluation.get("skipped")) if psnr is None else None,
+        held_out=_held_out(evaluation, present),
         gaussians=int(gaussians) if isinstance(gaussians, (int, float)) else None,
         photos_accepted=images.get("accepted"),
         photos_found=images.get("found"),
+        photos_placed=_count(placed.get("registered")),
+        photos_training=_count(placed.get("train")),
+        photos_held_out=_count(placed.get("test")),
+        rejected=_photo_notes(images.get("rejected")),
+        unplaced=_unplaced(placed),
         iterations=trained.get("iterations"),
         stages=tuple(
             StageTiming(name, str(entry.get("state")), _number(entry.get("seconds")))
@@ -138,6 +236,8 @@ def job_view(status: Mapping[str, Any], job_folder: Path) -> JobView:
         warnings=tuple(str(warning) for warning in status.get("warnings") or ()),
         error_message=error.get("message"),
         error_hint=error.get("hint"),
+        error_stage=error.get("stage"),
+        from_zip=str(status["name"]).lower().endswith(".zip"),
         log_tail=tuple(str(line) for line in status.get("log_tail") or ()),
         start_camera=_camera_name(published.get("view")),
         downloads=downloads,
@@ -146,6 +246,95 @@ def job_view(status: Mapping[str, Any], job_folder: Path) -> JobView:
         has_poster=POSTER_FILE in present,
         has_thumbnail=THUMBNAIL_FILE in present,
     )
+
+
+def verdict(psnr: float | None) -> str | None:
+    """The held-out PSNR's band in a word (the module's docstring says where the bands come from)."""
+    if psnr is None:
+        return None
+    return "very good" if psnr >= PSNR_VERY_GOOD else "good" if psnr >= PSNR_GOOD else "rough"
+
+
+def by_reason(notes: tuple[PhotoNote, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The photos of each reason, reasons in the order they first come: nineteen photos that could not
+    be placed for the same reason read as one line, not nineteen."""
+    groups: dict[str, list[str]] = {}
+    for note in notes:
+        groups.setdefault(note.reason, []).append(note.file)
+    return tuple((reason, tuple(files)) for reason, files in groups.items())
+
+
+def stage_words(stage: str) -> str:
+    return STAGE_WORDS.get(stage, stage)
+
+
+def in_words(message: str) -> str:
+    """A progress message as the daemon writes it ("train: iteration 1400/2000", or "sfm" alone)
+    with its stage said in words ("training the model: iteration 1400/2000")."""
+    stage, colon, rest = message.partition(": ")
+    return f"{STAGE_WORDS[stage]}{colon}{rest}" if stage in STAGE_WORDS else message
+
+
+def _shown_message(status: Mapping[str, Any]) -> str:
+    """What the page says beside the state's badge: nothing more for a job that ran to the end
+    (status.json's "done after publish"), the stage it ended at when job.toml stopped it early, the
+    stage a failed job failed in (the error itself has a section of its own)."""
+    state, stage = status.get("state"), status.get("stage")
+    if state == "done" and stage and stage != LAST_STAGE:
+        return f"stopped after {stage_words(stage)}, as the set's job.toml asks"
+    if state == "done":
+        return ""
+    failed_in = (status.get("error") or {}).get("stage")
+    if state == "failed" and failed_in:
+        return f"while {stage_words(failed_in)}"
+    return in_words(str(status.get("message") or ""))
+
+
+def _held_out(evaluation: Mapping[str, Any], present: frozenset[str]) -> tuple[HeldOutPhoto, ...]:
+    """The held-out photos whose photo and render the evaluate stage put into the job's folder."""
+    entries = evaluation.get("held_out")
+    if not isinstance(entries, list):
+        return ()
+    width, height = _image_size(evaluation.get("resolution"))
+    return tuple(
+        HeldOutPhoto(display_name(str(entry.get("name") or entry["photo"])), _number(entry.get("psnr")),
+                     entry["photo"], entry["render"], width, height)
+        for entry in entries
+        if isinstance(entry, Mapping) and isinstance(entry.get("photo"), str) and isinstance(entry.get("render"), str)
+        and entry["photo"] in present and entry["render"] in present
+    )
+
+
+def _image_size(resolution: Any) -> tuple[int | None, int | None]:
+    """The held-out images' size from the evaluation's "199x149": that, or scaled down to at most
+    HELD_OUT_IMAGE_SIZE on the long side, as the evaluate stage writes them."""
+    match = re.fullmatch(r"([0-9]+)x([0-9]+)", resolution) if isinstance(resolution, str) else None
+    if not match or not all(int(side) > 0 for side in match.groups()):
+        return None, None
+    width, height = int(match.group(1)), int(match.group(2))
+    scale = min(1.0, HELD_OUT_IMAGE_SIZE / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _photo_notes(entries: Any) -> tuple[PhotoNote, ...]:
+    if not isinstance(entries, list):
+        return ()
+    return tuple(
+        PhotoNote(display_name(str(entry["file"])), without_surrogates(str(entry.get("reason") or "")))
+        for entry in entries
+        if isinstance(entry, Mapping) and "file" in entry
+    )
+
+
+def _unplaced(placed: Mapping[str, Any]) -> tuple[PhotoNote, ...]:
+    """The photos sfm could not place, with the reason it gives (metrics.sfm.unplaced); a document
+    written before it gave reasons names them alone (metrics.sfm.unregistered)."""
+    if isinstance(placed.get("unplaced"), list):
+        return _photo_notes(placed["unplaced"])
+    names = placed.get("unregistered")
+    if not isinstance(names, list):
+        return ()
+    return tuple(PhotoNote(display_name(str(name)), "it could not be placed among the other photos") for name in names)
 
 
 def _scene_levels(published: Mapping[str, Any], gaussians: Any, present: frozenset[str]) -> tuple[SceneLevel, ...]:
@@ -178,3 +367,11 @@ def _files_in(folder: Path) -> frozenset[str]:
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    return without_surrogates(value) if isinstance(value, str) and value else None

@@ -262,7 +262,7 @@ def test_job_pages_carry_the_tail_as_escaped_text_and_a_new_line_alone_rebuilds_
     write_job_page(tmp_path, job_view(failed, tmp_path / "wall-1"), "test")
     page = (tmp_path / "wall-1" / "index.html").read_text()
     assert "<img src=x" not in page and "sfm: &lt;img src=x onerror=alert(1)&gt;" in page
-    assert page.index('class="job-error"') < page.index('class="job-log"') < page.index('class="job-metrics"')
+    assert page.index('class="job-error"') < page.index('<details class="job-log">') < page.index('class="job-stages"')
 
     running = validate_status({**status_document("pond-1", "pond", "running", progress=30.0), "log_tail": []})
     view = job_view(running, tmp_path / "pond-1")

@@ -1,16 +1,23 @@
 """The outbox's website in real headless Chromium: the gallery the daemon built lists every job
-with its state, hostile set names stay text, pages follow status.json live, nothing leaves 127.0.0.1.
-(The viewer itself: test_viewer_browser.py.)"""
+with its state, hostile set names stay text, pages follow status.json live, nothing leaves 127.0.0.1;
+a done, a running and a failed job's page as a person reads them on a desktop and a phone (screenshots
+under the test's temporary folder). (The viewer itself: test_viewer_browser.py.)"""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from daemon.demo_set import write_demo_set
 from site_builder import build_site, job_view
 from stages.atomic_files import atomic_write_json
-from tests.daemon_harness import DaemonProcess, make_layout
+from tests.daemon_harness import DaemonProcess, make_layout, validate_status
 from tests.photo_sets import small_set
-from tests.site_documents import status_document
+from tests.site_documents import HELD_OUT, UNPLACED_REASON, held_out_files, status_document
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -92,9 +99,9 @@ def test_pages_of_an_active_job_follow_status_json_and_reload_when_it_ends(tmp_p
     atomic_write_json(outbox / "garden-1" / "status.json", {
         **running, "progress": 70.0, "stage": "train", "message": "train: iteration 1400/2000", "eta_seconds": 95.0,
         "stages": {**running["stages"], "sfm": {"state": "done", "started_at": None, "finished_at": None, "seconds": 75.0}}})
-    job_page.wait_for_selector('[data-field="message"]:text("train: iteration 1400/2000")')
+    job_page.wait_for_selector('[data-field="message"]:text("training the model: iteration 1400/2000")')
     assert job_page.locator('[data-field="progress"]').evaluate("element => element.value") == 70
-    assert job_page.locator('[data-field="eta"]').text_content() == "about 1 min 35 s left in train"
+    assert job_page.locator('[data-field="eta"]').text_content() == "about 1 min 35 s left for training the model"
     assert job_page.locator('tr[data-stage="sfm"] [data-field="stage-seconds"]').text_content() == "1 min 15 s"
     gallery.wait_for_selector('.card progress[value="70"]', timeout=15_000)  # it polls every 5 s
 
@@ -160,3 +167,182 @@ def test_the_health_page_lists_every_daemon_and_names_a_silent_one(tmp_path, ser
     assert rows[0][2].startswith("10 min")
     assert page.locator("img[src=x]").count() == 0 and dialogs == []
     page.assert_clean()
+
+
+# ---- the job page as a person reads it --------------------------------------------------------------------
+
+VIEWPORTS = {"desktop": (1280, 800), "phone": (390, 844)}
+LONG_NAME = "IMG_20261127_100000_taken_with_the_phone_held_sideways_and_not_shortened_at_all.jpg"
+SPLAT_ROW = np.dtype([("position", "<f4", (3,)), ("scale", "<f4", (3,)), ("rgba", "u1", (4,)), ("rotation", "u1", (4,))])
+
+
+def write_small_scene(folder) -> None:
+    """A scene.splat of a few hundred splats round the origin and a cameras.json of four cameras looking at it:
+    enough for the viewer to load and draw (its own tests check what it draws)."""
+    rng = np.random.default_rng(3)
+    rows = np.zeros(400, dtype=SPLAT_ROW)
+    rows["position"] = rng.normal(0.0, 0.6, (400, 3))
+    rows["scale"] = 0.08
+    rows["rgba"] = np.concatenate([rng.integers(40, 230, (400, 3)), np.full((400, 1), 230)], axis=1)
+    rows["rotation"] = (255, 128, 128, 128)
+    (folder / "scene.splat").write_bytes(rows.tobytes())
+    cameras = [{"id": index, "img_name": f"view{index:02d}", "width": 320, "height": 240,
+                "position": [x, 0.0, -4.0], "rotation": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "fx": 300.0, "fy": 300.0}
+               for index, x in enumerate((-0.6, -0.2, 0.2, 0.6))]
+    (folder / "cameras.json").write_text(json.dumps(cameras))
+
+
+def job_pages_site(outbox, photos) -> dict[str, str]:
+    """The outbox with a done job (its scene, poster and held-out photos beside renders of them), a running
+    job and a failed one, as the daemon leaves them; returns their job ids by state."""
+    done = status_document("garden-1", "garden", "done", published={"view": "view01.jpg"})
+    done["metrics"]["evaluate"]["psnr"] = 24.98  # as the issue found it: "good", not "very good"
+    done["metrics"]["evaluate"].update(resolution="320x240", lpips=None)  # no LPIPS weights on this server
+    done["images"] = {"found": 25, "accepted": 24, "rejected": [{"file": LONG_NAME, "reason": "it is too blurry to use"}]}
+    done["metrics"]["sfm"] = {"registered": 24, "total": 24, "train": 21, "test": 3, "unregistered": [], "unplaced": []}
+    done["warnings"] = ["LPIPS (a perceptual score) is not available on this server; PSNR and SSIM are",
+                        f"the photo {LONG_NAME} is very dark"]
+    folder = outbox / "garden-1"
+    folder.mkdir(parents=True)
+    write_small_scene(folder)
+    sources = sorted(photos.glob("view_*.jpg"))
+    Image.open(sources[0]).save(folder / "poster.jpg")
+    for stem, source in zip(HELD_OUT, sources):
+        photo, render = held_out_files(stem)
+        Image.open(source).save(folder / photo, quality=85)
+        Image.open(source).filter(ImageFilter.GaussianBlur(2)).save(folder / render, quality=85)
+
+    running = status_document("pond-1", "pond", "running", progress=20.0, created="2026-11-27T11:00:00Z")
+    running["message"] = "sfm: registered 3/24"
+    running["stages"]["ingest"].update(state="done", seconds=4.2)
+    running["stages"]["sfm"]["state"] = "running"
+    running["log_tail"] = ["2026-11-27T11:00:05+00:00 sfm: matching", "2026-11-27T11:00:09+00:00 sfm: registered 3/24"]
+
+    error = {"stage": "sfm", "message": "only 5 of 24 photos could be placed; at least half are needed",
+             "hint": "take the photos closer together, each overlapping the last by about two thirds"}
+    failed = status_document("wall-1", "wall", "failed", error=error, created="2026-11-27T12:00:00Z")
+    failed["stage"] = "sfm"
+    failed["message"] = error["message"]
+    failed["images"] = {"found": 24, "accepted": 24, "rejected": []}
+    failed["stages"]["ingest"].update(state="done", seconds=3.1)
+    failed["stages"]["sfm"].update(state="failed", seconds=40.0)
+    failed["metrics"] = {"sfm": {"registered": 5, "total": 24, "train": 5, "test": 0,
+                                 "unregistered": [f"IMG_{n:04d}.jpg" for n in range(19)],
+                                 "unplaced": [{"file": f"IMG_{n:04d}.jpg", "reason": UNPLACED_REASON} for n in range(19)]}}
+    failed["log_tail"] = [f"2026-11-27T12:00:{n:02d}+00:00 sfm: mapping: {n} photos" for n in range(8)]
+
+    views = []
+    for document in (done, running, failed):
+        validate_status(document)
+        (outbox / document["job_id"]).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(outbox / document["job_id"] / "status.json", document)
+        views.append(job_view(document, outbox / document["job_id"]))
+    build_site(outbox, views, "test")
+    write_health(outbox, "2026-11-27T10:00:00Z")
+    return {"done": "garden-1", "running": "pond-1", "failed": "wall-1"}
+
+
+def fits_sideways(page, selector: str = "html") -> bool:
+    """Nothing in ``selector`` is wider than the box it scrolls in: no text cut off at an edge, no sideways scrolling."""
+    return page.evaluate("""selector => { const box = document.querySelector(selector);
+        return box.scrollWidth <= box.clientWidth && document.documentElement.scrollWidth <= innerWidth; }""", selector)
+
+
+@pytest.mark.parametrize("device", VIEWPORTS)
+def test_job_pages_say_how_good_the_result_is_what_went_wrong_and_what_to_do(tmp_path, serve_folder, open_page, device):
+    photos = tmp_path / "photos"
+    write_demo_set(photos, views=3, width=320, height=240, ready_marker=False)
+    outbox = tmp_path / "outbox"
+    jobs = job_pages_site(outbox, photos)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    base = serve_folder(outbox)
+    width, height = VIEWPORTS[device]
+
+    # done: the verdict, the floor and the resolution, the held-out photos beside their renders, the photos left out
+    page = open_page(viewport=(width, height))
+    page.goto(base + f"{jobs['done']}/index.html")
+    page.wait_for_selector('#viewer[data-state="ready"]', state="attached", timeout=30_000)
+    panel = page.locator("details.job-panel")
+    if device == "phone":
+        assert not panel.evaluate("element => element.open")  # folded away, so that the scene shows
+        assert not [url for url in page.requests if "heldout-" in url]  # and its photos are not fetched
+        panel.locator("> summary").click()
+    assert panel.locator("> summary").text_content().split() == ["Details", "·", "quality:", "good"]
+    body = page.locator("body").inner_text()
+    assert "done after publish" not in body
+    quality = page.locator(".job-metrics")
+    assert quality.locator("h2").inner_text() == "Quality: good"
+    assert quality.locator(".scored-on").inner_text() == "Scored on 3 photos held out of training, at 320x240 pixels."
+    assert quality.locator("dd").first.inner_text() == "24.98 dB good (flat colour would score 14.4 dB)"
+    assert [dd.inner_text() for dd in quality.locator("dd").all()[1:]] == ["0.887 good", "not measured"]
+    page.screenshot(path=shots / f"done-{device}.png")
+    strip = quality.locator(".held-out img")
+    assert strip.count() == 6
+    strip.last.scroll_into_view_if_needed()
+    page.wait_for_function("() => [...document.querySelectorAll('.held-out img')]"
+                           ".every(image => image.complete && image.naturalWidth > 0)")
+    assert [strip.nth(i).get_attribute("alt") for i in (0, 1)] == ["The photo view00.jpg", "Our render of view00.jpg"]
+    assert all(strip.nth(i).get_attribute("loading") == "lazy" for i in range(6))
+    shown = strip.first.bounding_box()
+    assert shown["width"] <= 200 and shown["height"] <= 150  # a small picture beside its render, not a full-size photo
+    assert quality.locator("figcaption").all_inner_texts() == ["view00.jpg: 24.10 dB", "view08.jpg: 25.10 dB",
+                                                               "view16.jpg: 26.10 dB"]
+    page.screenshot(path=shots / f"done-{device}-held-out.png")
+    photos_used = page.locator(".job-photos")
+    page.locator(".job-footer").scroll_into_view_if_needed()
+    assert photos_used.locator(".photo-counts").inner_text() == (
+        "24 of 25 photos accepted (1 rejected). 24 placed: 21 for training, 3 held out to score the result.")
+    assert photos_used.locator(".rejected li").all_inner_texts() == [f"{LONG_NAME}: it is too blurry to use"]
+    assert page.locator(".job-stages tbody th").all_inner_texts() == [
+        "Checking the photos ingest", "Placing the cameras sfm", "Training the model train",
+        "Scoring the held-out photos evaluate", "Publishing the scene publish"]
+    assert fits_sideways(page, "details.job-panel")  # the long file name and the warnings wrap inside the panel
+    page.screenshot(path=shots / f"done-{device}-photos.png")
+    page.assert_clean()
+
+    # running: stages in words, live, and no Quality block before there are scores
+    page = open_page(viewport=(width, height))
+    page.goto(base + f"{jobs['running']}/index.html")
+    assert page.locator('[data-field="message"]').inner_text() == "placing the cameras: registered 3/24"
+    assert page.locator(".job-metrics").count() == 0
+    running = json.loads((outbox / jobs["running"] / "status.json").read_text())
+    atomic_write_json(outbox / jobs["running"] / "status.json", {
+        **running, "stage": "train", "progress": 70.0, "message": "train: iteration 1400/2000", "eta_seconds": 95.0})
+    page.wait_for_selector('[data-field="message"]:text("training the model: iteration 1400/2000")')
+    assert page.locator('[data-field="eta"]').inner_text() == "about 1 min 35 s left for training the model"
+    assert page.locator(".job-progress progress").bounding_box()["width"] >= 120  # the ETA's words leave the bar room
+    assert page.locator(".job-log pre").is_visible()  # a running job's log is open: it moves
+    assert fits_sideways(page)
+    page.screenshot(path=shots / f"running-{device}.png", full_page=True)
+    page.assert_clean()
+
+    # failed: what went wrong, which photos, how to try again; the log folded away
+    page = open_page(viewport=(width, height))
+    page.goto(base + f"{jobs['failed']}/index.html")
+    assert page.locator(".job-state").inner_text() == "failed while placing the cameras"
+    assert [line for line in page.locator(".job-error").inner_text().splitlines() if line][1:] == [
+        "only 5 of 24 photos could be placed; at least half are needed",
+        "take the photos closer together, each overlapping the last by about two thirds"]
+    assert page.locator(".job-metrics").count() == 0
+    assert page.locator(".photo-counts").inner_text() == (
+        "24 of 24 photos accepted. 5 placed, all for training (none held out to score the result); 19 could not be placed.")
+    unplaced = page.locator(".unplaced li")  # one line for the nineteen that share a reason, folded under their count
+    assert page.locator(".photo-notes-fold > summary").inner_text() == "Could not be placed: 19 photos"
+    assert not unplaced.is_visible()
+    page.locator(".photo-notes-fold > summary").click()
+    assert unplaced.inner_text() == ", ".join(f"IMG_{n:04d}.jpg" for n in range(19)) + f": {UNPLACED_REASON}"
+    steps = page.locator(".job-next li").all_inner_texts()
+    assert len(steps) == 3 and "the photos listed under Photos used, below, are the ones that could not be used" in steps[0]
+    assert "drop an empty file named RETRY into the set's folder" in steps[1]
+    assert steps[2] == "Or ask the person who runs this server to run instarecon retry wall-1."
+    log = page.locator("details.job-log")
+    assert log.locator("summary").inner_text() == "Last lines of the log (placing the cameras)"
+    assert not log.locator("pre").is_visible()
+    assert page.locator('tr[data-stage="train"] [data-field="stage-state"]').inner_text() == "not run"
+    assert fits_sideways(page)
+    page.screenshot(path=shots / f"failed-{device}.png", full_page=True)
+    log.locator("summary").click()
+    assert log.locator("pre").inner_text().splitlines()[-1].endswith("sfm: mapping: 7 photos")
+    page.assert_clean()
+    print(f"screenshots: {shots}")

@@ -3,6 +3,7 @@ minimal rewrites. Browser behaviour is in test_site_browser.py."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from html.parser import HTMLParser
@@ -13,16 +14,25 @@ import pytest
 from site_builder import build_site, job_view, write_gallery, write_job_page
 from site_builder.assets import PACKAGE_ASSETS, asset_version, install_assets
 from site_builder.job_page import job_folder
-from tests.site_documents import status_document
+from tests.site_documents import HELD_OUT, UNPLACED_REASON, held_out_files, status_document
 
 HOSTILE_NAME = '<img src=x onerror=alert(1)> & "quotes"'
 
 
-def publish_files(outbox: Path, job_id: str) -> None:
+def publish_files(outbox: Path, job_id: str, held_out: tuple[str, ...] = HELD_OUT) -> None:
+    """What publish (and evaluate, for the ``held_out`` photos) leave in the job's outbox folder."""
     folder = outbox / job_id
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("scene.splat", "scene.sog", "scene.ply", "cameras.json", "poster.jpg", "thumb.jpg"):
+    for name in ("scene.splat", "scene.sog", "scene.ply", "cameras.json", "poster.jpg", "thumb.jpg",
+                 *(file for stem in held_out for file in held_out_files(stem))):
         (folder / name).write_bytes(b"x")
+
+
+def page_text(path: Path) -> str:
+    """The page's text as a reader sees it: a block's tags as a space, others dropped, white space as one space."""
+    blocks = r"</?(?:p|li|dt|dd|td|th|tr|h[1-6]|summary|figcaption|section|header|ul|ol|dl)\b[^>]*>"
+    text = re.sub(blocks, " ", path.read_text())
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", text)))
 
 
 class _Links(HTMLParser):
@@ -83,6 +93,145 @@ def test_a_failed_job_page_says_what_went_wrong_and_what_to_do(tmp_path):
     assert 'role="alert"' in page
 
 
+def test_a_done_job_page_gives_a_verdict_with_the_flat_colour_floor_and_the_held_out_photos_beside_their_renders(tmp_path):
+    publish_files(tmp_path, "garden-1", held_out=HELD_OUT[:2])  # the third's files did not reach the outbox
+    document = status_document("garden-1", "garden", "done", published=True)
+    document["metrics"]["evaluate"]["held_out"][1]["name"] = '<img src=x onerror=alert(1)>.jpg'
+    view = job_view(document, tmp_path / "garden-1")
+    assert view.verdict == "very good"  # plain data, for the gallery's card too
+    write_job_page(tmp_path, view, "9.9")
+
+    page = tmp_path / "garden-1" / "index.html"
+    text = page_text(page)
+    for shown in ("Details · quality: very good", "Quality: very good",
+                  "Scored on 3 photos held out of training, at 199x149 pixels.",
+                  "PSNR 25.08 dB very good (flat colour would score 14.4 dB)", "SSIM 0.887 good", "LPIPS 0.123 good",
+                  "25 dB and up is very good, 20 to 25 good, below 20 rough", "view00.jpg: 24.10 dB"):
+        assert shown in text, shown
+    images = [attributes for tag, attributes in parsed(page).tags if tag == "img" and "heldout-" in attributes["src"]]
+    assert [image["src"] for image in images] == [file for stem in HELD_OUT[:2] for file in held_out_files(stem)]
+    assert [image["alt"] for image in images] == ["The photo view00.jpg", "Our render of view00.jpg",
+                                                  "The photo <img src=x onerror=alert(1)>.jpg",
+                                                  "Our render of <img src=x onerror=alert(1)>.jpg"]
+    assert all((image["loading"], image["width"], image["height"]) == ("lazy", "199", "149") for image in images)
+    assert "<img src=x" not in page.read_text()
+
+    big = status_document("big-1", "big", "done", published=True)
+    big["metrics"]["evaluate"].update(resolution="1600x1200", psnr=19.99, ssim=0.79, lpips=0.31)
+    publish_files(tmp_path, "big-1")
+    view = job_view(big, tmp_path / "big-1")
+    assert {(shot.width, shot.height) for shot in view.held_out} == {(800, 600)}  # as evaluate writes them: 800 px at most
+    write_job_page(tmp_path, view, "9.9")
+    text = page_text(tmp_path / "big-1" / "index.html")
+    assert "Quality: rough" in text and "SSIM 0.790 rough" in text and "LPIPS 0.310 rough" in text
+
+
+def test_the_verdict_bands_are_the_documented_ones():
+    document = status_document("a-1", "a", "done", published=True)
+    verdicts = []
+    for psnr in (31.0, 25.0, 24.99, 20.0, 19.99, 8.0, None):
+        document["metrics"]["evaluate"]["psnr"] = psnr
+        verdicts.append(job_view(document, Path("/nonexistent")).verdict)
+    assert verdicts == ["very good", "very good", "good", "good", "rough", "rough", None]
+    bands = []
+    for ssim, lpips in ((0.8, 0.3), (0.799, 0.301)):
+        document["metrics"]["evaluate"].update(ssim=ssim, lpips=lpips)
+        view = job_view(document, Path("/nonexistent"))
+        bands.append((view.ssim_band, view.lpips_band))
+    assert bands == [("good", "good"), ("rough", "rough")]
+
+
+def test_the_photos_section_says_how_many_trained_and_were_held_out_and_lists_the_photos_left_out_with_reasons(tmp_path):
+    view = job_view(status_document("garden-1", "garden", "done", published=True), tmp_path / "garden-1")
+    write_job_page(tmp_path, view, "9.9")
+    text = page_text(tmp_path / "garden-1" / "index.html")
+    assert ("Photos used 23 of 24 photos accepted (1 rejected). 22 placed: 19 for training, 3 held out to score the "
+            "result; 1 could not be placed.") in text
+    assert "Rejected blurry.jpg: too blurry" in text
+    assert f"Could not be placed dark.jpg: {UNPLACED_REASON}" in text
+
+    # a document from before sfm gave reasons names the photos alone; photos that share a reason share a line,
+    # and a long list is folded away under its count
+    older = status_document("pond-1", "pond", "failed", error={"stage": "sfm", "message": "too few placed", "hint": None})
+    older["images"]["rejected"] = [{"file": f"dark{n:02d}.jpg", "reason": "it is too dark to use"} for n in range(13)]
+    older["metrics"] = {"sfm": {"registered": 4, "train": 4, "test": 0, "unregistered": ["a.jpg", "b.jpg"]}}
+    write_job_page(tmp_path, job_view(older, tmp_path / "pond-1"), "9.9")
+    page = (tmp_path / "pond-1" / "index.html").read_text()
+    text = page_text(tmp_path / "pond-1" / "index.html")
+    assert "4 placed, all for training (none held out to score the result); 2 could not be placed." in text
+    assert "Could not be placed a.jpg, b.jpg: it could not be placed among the other photos" in text
+    assert '<summary>Rejected: 13 photos</summary>' in page
+    assert ", ".join(f"dark{n:02d}.jpg" for n in range(13)) + ": it is too dark to use" in text
+
+
+def test_a_failed_job_page_says_how_to_try_again_with_the_log_folded_away_and_no_empty_quality_block(tmp_path):
+    error = {"stage": "sfm", "message": "only 2 of 9 photos could be placed", "hint": "take more overlapping photos"}
+    tail = ["2026-11-27T10:00:00+00:00 sfm: matching", "2026-11-27T10:00:01+00:00 sfm: <b>registered</b> 2/9"]
+    for name, job_id in (("wall", "wall-1"), ("wall.zip", "wall-2")):
+        document = {**status_document(job_id, name, "failed", error=error), "log_tail": tail}
+        document["metrics"] = {"sfm": {"registered": 2, "train": 2, "test": 0,
+                                       "unplaced": [{"file": "IMG_0042.jpg", "reason": UNPLACED_REASON}]}}
+        write_job_page(tmp_path, job_view(document, tmp_path / job_id), "9.9")
+    page = (tmp_path / "wall-1" / "index.html").read_text()
+    text = page_text(tmp_path / "wall-1" / "index.html")
+    assert "failed while placing the cameras" in text
+    assert ("What to do next Change the set as the hint above says; the photos listed under Photos used, below, are "
+            "the ones that could not be used.") in text
+    assert "drop an empty file named RETRY into the set's folder" in text
+    assert "ask the person who runs this server to run instarecon retry wall-1" in text
+    assert f"IMG_0042.jpg: {UNPLACED_REASON}" in text
+    assert '<details class="job-log">' in page and "<details class=\"job-log\" open" not in page  # folded away
+    assert "<summary>Last lines of the log (placing the cameras)</summary>" in page
+    assert "sfm: &lt;b&gt;registered&lt;/b&gt; 2/9" in page
+    assert page.index('class="job-error"') < page.index('class="job-next"') < page.index('class="job-log"')
+    assert "job-metrics" not in page and "Quality" not in text and "–" not in text.split("Stages")[0]
+
+    zipped = page_text(tmp_path / "wall-2" / "index.html")  # a .zip has no folder to drop RETRY into
+    assert "put the changed .zip into the inbox in place of the old one" in zipped and "RETRY" not in zipped
+    assert "instarecon retry wall-2" in zipped
+
+
+def test_jobs_without_scores_show_no_quality_block_and_a_skipped_scoring_says_why(tmp_path):
+    for state in ("waiting", "queued", "running"):
+        write_job_page(tmp_path, job_view(status_document(f"{state}-1", state, state), tmp_path / f"{state}-1"), "9.9")
+        page = (tmp_path / f"{state}-1" / "index.html").read_text()
+        assert "job-metrics" not in page and "PSNR" not in page, state
+    unscored = status_document("few-1", "few", "done", published=True)
+    skipped = "no photos were held out (eval = false in job.toml, or fewer than 8 photos placed)"
+    unscored["metrics"]["evaluate"] = {"images": 0, "psnr": None, "ssim": None, "lpips": None, "skipped": skipped}
+    view = job_view(unscored, tmp_path / "few-1")
+    assert view.verdict is None
+    write_job_page(tmp_path, view, "9.9")
+    text = page_text(tmp_path / "few-1" / "index.html")
+    assert "Quality Not scored: no photos were held out (eval = false in job.toml, or fewer than 8 photos placed)." in text
+    assert "PSNR" not in text and "quality:" not in text
+
+
+def test_stage_names_are_said_in_words_and_a_done_badge_needs_no_done_after_publish(tmp_path):
+    publish_files(tmp_path, "garden-1")
+    done = status_document("garden-1", "garden", "done", published=True)
+    write_job_page(tmp_path, job_view(done, tmp_path / "garden-1"), "9.9")
+    text = page_text(tmp_path / "garden-1" / "index.html")
+    assert "done after publish" not in text and "garden done Quality" in text
+    for row in ("Checking the photos ingest", "Placing the cameras sfm", "Training the model train",
+                "Scoring the held-out photos evaluate", "Publishing the scene publish"):
+        assert f"{row} done 12.5 s" in text, row
+
+    early = status_document("pond-1", "pond", "done")
+    early.update(stage="sfm", message="done after sfm", options={"stop_after": "sfm"})
+    early["stages"] = {name: entry for name, entry in early["stages"].items() if name in ("ingest", "sfm")}
+    write_job_page(tmp_path, job_view(early, tmp_path / "pond-1"), "9.9")
+    text = page_text(tmp_path / "pond-1" / "index.html")
+    assert "done stopped after placing the cameras, as the set's job.toml asks" in text
+
+    running = status_document("shed-1", "shed", "running", progress=30.0)
+    running["message"] = "sfm: registered 3/24"
+    write_job_page(tmp_path, job_view(running, tmp_path / "shed-1"), "9.9")
+    page = (tmp_path / "shed-1" / "index.html").read_text()
+    assert "running placing the cameras: registered 3/24" in page_text(tmp_path / "shed-1" / "index.html")
+    assert '<tr data-stage="train" data-stage-words="training the model">' in page  # what job-status.js says live
+
+
 def test_a_done_job_without_its_scene_file_gets_no_viewer_and_no_dead_links(tmp_path):
     view = job_view(status_document("bare-1", "bare", "done", published=True), tmp_path / "bare-1")
     write_job_page(tmp_path, view, "9.9")
@@ -100,7 +249,7 @@ def test_names_from_the_inbox_are_escaped_everywhere(tmp_path):
 
     for page in (tmp_path / "index.html", tmp_path / "hostile-1" / "index.html"):
         text = page.read_text()
-        assert "<img src=" not in text and "<b>bold" not in text
+        assert "<img src=x" not in text and "<b>bold" not in text
         assert "&lt;img src=x onerror=alert(1)&gt; &amp; &#34;quotes&#34;" in text
         # every script the page loads is ours, from our assets folder
         scripts = [attributes.get("src") for tag, attributes in parsed(page).tags if tag == "script"]

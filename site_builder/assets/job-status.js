@@ -4,19 +4,31 @@ import { ACTIVE_STATES, formatDuration, pollJson, reloadForNewState } from "./li
 const builtState = document.body.dataset.jobState;
 const field = (name) => document.querySelector(`[data-field="${name}"]`);
 
+// A stage in the person's words, as the page's stages table says it (site_builder/job_view.py's STAGE_WORDS).
+const stageRow = (name) => (name ? document.querySelector(`tr[data-stage="${CSS.escape(name)}"]`) : null);
+const stageWords = (name) => stageRow(name)?.dataset.stageWords ?? name;
+
+// "train: iteration 1400/2000" (or "sfm" alone), as the daemon writes it, with the stage in words.
+function inWords(message) {
+  const stage = message.split(": ", 1)[0];
+  const row = stageRow(stage);
+  return row ? row.dataset.stageWords + message.slice(stage.length) : message;
+}
+
 function show(status) {
   field("state").textContent = status.state;
   field("state").className = `badge state-${status.state}`;
-  field("message").textContent = status.message;
+  // "done after publish" adds nothing to a "done" badge; the page is rebuilt (and reloaded) with what does
+  field("message").textContent = status.state === "done" ? "" : inWords(status.message || "");
   const progress = field("progress");
   if (progress) progress.value = status.progress;
   const progressText = field("progress-text");
   if (progressText) progressText.textContent = `${Math.round(status.progress)}%`;
   const eta = field("eta");
-  if (eta) eta.textContent = status.eta_seconds ? `about ${formatDuration(status.eta_seconds)} left in ${status.stage}` : "";
+  if (eta) eta.textContent = status.eta_seconds ? `about ${formatDuration(status.eta_seconds)} left for ${stageWords(status.stage)}` : "";
   showLogTail(status.log_tail);
   for (const [name, stage] of Object.entries(status.stages || {})) {
-    const row = document.querySelector(`tr[data-stage="${CSS.escape(name)}"]`);
+    const row = stageRow(name);
     if (!row) continue;
     row.querySelector('[data-field="stage-state"]').textContent = stage.state;
     row.querySelector('[data-field="stage-seconds"]').textContent = stage.seconds === null ? "–" : formatDuration(stage.seconds);
