@@ -15,9 +15,10 @@ cache. Prints, per profile:
   (9 Mbit/s down, 85 ms round trip);
 - the needles measure: the canvas once ready (the overlay hidden, the start camera, which is the poster's),
   against poster.jpg (rendered by the trainer at training size) scaled with Lanczos to the rectangle where the
-  viewer fits the training frame ("contain", centred, as intrinsics() in assets/viewer/camera.js): PSNR over
-  that rectangle, over the whole canvas with the poster letterboxed on black, and with the screenshot's
-  rectangle scaled down to training size (where the poster needs no scaling: a gap that closes there is fine
+  viewer frames the training frame (centred, "contain" but filling at least 3/4 of a portrait screen's height, as
+  frameFit() in assets/viewer/camera.js): PSNR over that rectangle's part on screen, over the whole canvas with
+  the poster on black, and with the screenshot's rectangle scaled down to training size (where the poster needs
+  no scaling: a gap that closes there is fine
   structure, such as thin Gaussians stretched into needles). A training-size window gives the floor of what
   the viewer and the trainer disagree on at all.
 
@@ -144,20 +145,29 @@ def psnr(image: np.ndarray, reference: np.ndarray) -> float:
     return float("inf") if mse == 0 else -10.0 * math.log10(mse)
 
 
-def contain(canvas: tuple[int, int], frame: tuple[int, int]) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of the training frame fitted inside the canvas and centred, in whole pixels."""
-    fit = min(canvas[0] / frame[0], canvas[1] / frame[1])
+PORTRAIT_FILL = 0.75  # assets/viewer/camera.js
+
+
+def frame_box(canvas: tuple[int, int], frame: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the training frame as the viewer frames it, centred, in whole pixels; on a
+    portrait screen its sides lie outside the canvas."""
+    fit = max(min(canvas[0] / frame[0], canvas[1] / frame[1]), PORTRAIT_FILL * canvas[1] / frame[1])
     left, top = (canvas[0] - frame[0] * fit) / 2, (canvas[1] - frame[1] * fit) / 2
     return round(left), round(top), round(left + frame[0] * fit), round(top + frame[1] * fit)
 
 
 def needles(shot: Image.Image, poster: Image.Image, frame: tuple[int, int]) -> tuple[dict, Image.Image]:
     """PSNRs of the screenshot against the poster (see the module's docstring) and the poster as compared."""
-    left, top, right, bottom = contain(shot.size, frame)
+    left, top, right, bottom = frame_box(shot.size, frame)
     scaled = poster.resize((right - left, bottom - top), Image.LANCZOS)
     boxed = Image.new("RGB", shot.size)
     boxed.paste(scaled, (left, top))
-    inside = shot.crop((left, top, right, bottom))
+    seen = (max(left, 0), max(top, 0), min(right, shot.size[0]), min(bottom, shot.size[1]))  # the part on screen
+    inside = shot.crop(seen)
+    part = (seen[0] - left, seen[1] - top, seen[2] - left, seen[3] - top)  # the same, in the scaled poster
+    scaled = scaled.crop(part)
+    per_pixel = poster.size[0] / (right - left)  # poster pixels a screen pixel
+    poster = poster.crop(tuple(round(value * per_pixel) for value in part))
     shrunk = inside.resize(poster.size, Image.LANCZOS)
     return {
         "frame": psnr(np.asarray(inside), np.asarray(scaled)),

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from site_builder.assets import assets_url
 from site_builder.job_page import page_path
-from site_builder.job_view import THUMBNAIL_FILE, JobView
+from site_builder.job_view import COVER_FILE, STAGE_WORDS, THUMBNAIL_FILE, JobView
 from site_builder.site_files import write_if_changed
 from site_builder.templates import render
 
@@ -63,6 +63,7 @@ def write_gallery(outbox: Path, jobs: Sequence[JobView], generator_version: str,
             page=page,
             total=len(ordered),
             counts=counts,
+            stage_words=STAGE_WORDS,
             version=generator_version,
             assets=assets_url(""),
         )
@@ -82,6 +83,7 @@ def _index_entry(job: JobView, page_size: int, position: int) -> dict:
         "job_id": job.job_id,
         "name": job.name,
         "state": job.state,
+        "stage": job.stage,
         "created_at": job.created_at,
         "finished_at": job.finished_at,
         "psnr": job.psnr,
@@ -91,5 +93,6 @@ def _index_entry(job: JobView, page_size: int, position: int) -> dict:
         "page": page_path(job.job_id),
         "status": f"{job.job_id}/status.json",  # progress, live
         "thumbnail": f"{job.job_id}/{THUMBNAIL_FILE}" if job.has_thumbnail else None,
+        "cover": f"{job.job_id}/{COVER_FILE}" if job.has_cover else None,  # one of the set's photos
         "gallery_page": page_file(position // page_size + 1),
     }

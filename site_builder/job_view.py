@@ -39,9 +39,10 @@ COMPRESSED_SCENE_FILE = "scene.sog"  # all SH bands at a third of the size: what
 LEVEL_FILE = re.compile(r"scene(\.lod[0-9]+)?\.sog")  # the whole scene, or a coarser level (publish_levels)
 POSTER_FILE = "poster.jpg"
 THUMBNAIL_FILE = "thumb.jpg"
+COVER_FILE = "cover.jpg"  # one of the set's photos, handed to the outbox by ingest: the card's picture before a poster
 STATUS_FILE = "status.json"
-# What each stage does, in the words of the person who dropped the photos; the pages show these
-# (and job-status.js reads them from the stages table for its live updates).
+# What each stage does, in the words of the person who dropped the photos; the pages and cards show
+# these (job-status.js reads them from the stages table for its live updates, gallery.js from the page).
 STAGE_WORDS = {
     "ingest": "checking the photos",
     "sfm": "placing the cameras",
@@ -147,6 +148,7 @@ class JobView:
     scene_levels: tuple[SceneLevel, ...]  # biggest first; empty where publish wrote no .sog
     has_poster: bool
     has_thumbnail: bool
+    has_cover: bool
 
     @property
     def active(self) -> bool:
@@ -245,6 +247,7 @@ def job_view(status: Mapping[str, Any], job_folder: Path) -> JobView:
         scene_levels=_scene_levels(published, gaussians, present),
         has_poster=POSTER_FILE in present,
         has_thumbnail=THUMBNAIL_FILE in present,
+        has_cover=COVER_FILE in present,
     )
 
 

@@ -346,3 +346,139 @@ def test_job_pages_say_how_good_the_result_is_what_went_wrong_and_what_to_do(tmp
     assert log.locator("pre").inner_text().splitlines()[-1].endswith("sfm: mapping: 7 photos")
     page.assert_clean()
     print(f"screenshots: {shots}")
+
+
+# ---- live cards and phones (issue 16) -------------------------------------------------------------------------
+
+PHONE = {"viewport": (390, 844), "is_mobile": True, "has_touch": True}
+DESKTOP = {"viewport": (1280, 800)}
+TOO_FEW = "Only 3 of the 24 photos could be placed; at least 10 are needed."
+
+
+def write_cover(job_dir, file: str = "cover.jpg") -> None:
+    """cover.jpg as ingest hands it to the outbox: one of the set's photos, at most 640 px on the long side."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    Image.radial_gradient("L").resize((320, 240)).convert("RGB").save(job_dir / file, quality=85)
+
+
+def write_scene(job_dir) -> None:
+    """A done job's scene files (the viewer tests' small synthetic scene): the page then carries the viewer."""
+    from gaussian_splatting.splat_export import write_splat
+    from tests.test_viewer_browser import camera_entries, scene_gaussians
+
+    job_dir.mkdir(parents=True, exist_ok=True)
+    write_splat(job_dir / "scene.splat", scene_gaussians(3, 300))
+    (job_dir / "cameras.json").write_text(json.dumps(camera_entries()))
+
+
+def four_jobs(outbox) -> dict[str, dict]:
+    """A done job with its scene and thumbnail, a running one (before ingest's photo reached the outbox), a failed
+    one with its photo, a queued one; and health.json from two daemons (the real Heartbeat, as in the test above)."""
+    from daemon.heartbeat import Heartbeat
+    from daemon.store import DaemonRegistry, open_store
+
+    hint = "Take more photos, overlapping by two thirds, and walk round the subject."
+    jobs = {
+        "done": status_document("statue-4", "statue in the park", "done", created="2026-11-27T09:00:00Z",
+                                published=True),
+        "running": status_document("garden-1", "garden", "running", created="2026-11-27T12:00:00Z", progress=20.0),
+        "failed": {**status_document("kermit-2", "kermit on the sofa", "failed", created="2026-11-27T11:00:00Z",
+                                     error={"stage": "sfm", "message": TOO_FEW, "hint": hint}),
+                   "outputs": {"ingest.cover": "cover.jpg"},
+                   "log_tail": ["12:00:01 sfm: matched 24 photos", "12:00:09 sfm: placed 3 of 24 photos: "
+                                "IMG_0001.jpg,IMG_0002.jpg,IMG_0003.jpg,IMG_0004.jpg,IMG_0005.jpg,IMG_0006.jpg"]},
+        "queued": status_document("pond-3", "pond", "queued", created="2026-11-27T11:30:00Z"),
+    }
+    write_scene(outbox / "statue-4")
+    write_cover(outbox / "statue-4")
+    write_cover(outbox / "statue-4", "thumb.jpg")
+    write_cover(outbox / "kermit-2")
+    for document in jobs.values():
+        (outbox / document["job_id"]).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(outbox / document["job_id"] / "status.json", document)
+    build_site(outbox, [job_view(document, outbox / document["job_id"]) for document in jobs.values()], "test")
+    registry = DaemonRegistry(open_store(f"sqlite:///{outbox.parent / 'jobs.sqlite3'}").engine)
+    for host, job in (("gpu-server-1.lab.example.org", jobs["running"]), ("gpu-server-2.lab.example.org", None)):
+        Heartbeat(outbox, 30, "1.4.0+test", host, registry).beat("running" if job else "idle", {"queued": 1}, job and {
+            "job_id": job["job_id"], "name": job["name"], "stage": "sfm", "progress": 20.0})
+    return jobs
+
+
+def card(page, job_id: str):
+    return page.locator(f'.card[data-job-id="{job_id}"]')
+
+
+def loaded_image(locator) -> str:
+    """The src of a card's picture, once the browser has decoded it."""
+    assert locator.evaluate("image => image.complete && image.naturalWidth > 0"), locator
+    return locator.get_attribute("src")
+
+
+def test_cards_of_running_and_failed_jobs_show_a_photo_the_stage_and_the_reason_live(tmp_path, serve_folder, open_page):
+    outbox = tmp_path / "outbox"
+    jobs = four_jobs(outbox)
+    base = serve_folder(outbox)
+    page = open_page(**PHONE)
+    page.goto(base + "index.html")
+    running, failed, queued = card(page, "garden-1"), card(page, "kermit-2"), card(page, "pond-3")
+
+    page.wait_for_function("() => document.querySelector('.card[data-job-id=\"kermit-2\"] img')?.complete")
+    assert loaded_image(failed.locator("img.thumb")) == "kermit-2/cover.jpg"
+    assert failed.locator(".card-error").text_content() == TOO_FEW
+    assert running.locator(".no-thumb").count() == 1  # no photo of the set in the outbox yet
+    assert running.locator('[data-field="stage"]').text_content() == "placing the cameras"
+    assert running.locator('[data-field="progress-text"]').text_content() == "20%"
+    assert queued.locator(".card-stage").is_hidden()
+    for job_id in ("garden-1", "kermit-2", "pond-3"):  # no scores yet: no row of dashes
+        assert card(page, job_id).locator(".card-metrics").count() == 0
+    assert card(page, "statue-4").locator(".card-metrics").count() == 1
+    assert card(page, "statue-4").locator("img.thumb").get_attribute("src") == "statue-4/thumb.jpg"  # the scene's own
+    page.screenshot(path=tmp_path / "phone-gallery.png", full_page=True)
+
+    # ingest hands the photo over, training starts: the card follows without a reload
+    write_cover(outbox / "garden-1")
+    atomic_write_json(outbox / "garden-1" / "status.json", {
+        **jobs["running"], "stage": "train", "progress": 70.0, "eta_seconds": 95.0,
+        "message": "train: iteration 1400/2000", "outputs": {"ingest.cover": "cover.jpg"}})
+    page.wait_for_selector('.card[data-job-id="garden-1"] [data-field="stage"]:text("training the model")',
+                           timeout=15_000)  # it polls every 5 s
+    assert running.locator('[data-field="progress-text"]').text_content() == "70%"
+    assert running.locator('[data-field="eta"]').text_content() == "about 1 min 35 s left"
+    page.wait_for_function("() => document.querySelector('.card[data-job-id=\"garden-1\"] img.cover')?.complete")
+    assert loaded_image(running.locator("img.cover")) == "garden-1/cover.jpg"
+    page.screenshot(path=tmp_path / "phone-gallery-live.png", full_page=True)
+    desktop = open_page(**DESKTOP)
+    desktop.goto(base + "index.html")
+    desktop.wait_for_selector('.card[data-job-id="garden-1"] [data-field="eta"]:text("left")')
+    desktop.screenshot(path=tmp_path / "desktop-gallery.png")
+    listed = {entry["job_id"]: entry for entry in json.loads((outbox / "jobs.json").read_text())}
+    assert (listed["kermit-2"]["cover"], listed["pond-3"]["cover"]) == ("kermit-2/cover.jpg", None)
+    for p in (page, desktop):
+        p.assert_clean()
+
+
+def test_every_page_fits_a_phone_screen(tmp_path, serve_folder, open_page):
+    """No sideways scrolling at 390 px: gallery, a done job's viewer page, a running and a failed job's page, health
+    (whose daemons table was 411 px wide: on a phone each daemon is a block of named lines)."""
+    outbox = tmp_path / "outbox"
+    four_jobs(outbox)
+    base = serve_folder(outbox)
+    pages = {
+        "gallery": ("index.html", '[data-health-field="summary"].fresh'),
+        "done": ("statue-4/index.html", '#viewer[data-state="ready"]'),
+        "running": ("garden-1/index.html", '[data-field="message"]:text("running message")'),
+        "failed": ("kermit-2/index.html", ".job-error"),
+        "health": ("health.html", "[data-health-daemons] tr >> nth=1"),
+    }
+    widths = {}
+    for profile, options in (("phone", PHONE), ("desktop", DESKTOP)):
+        for name, (path, loaded) in pages.items():
+            page = open_page(**options)
+            page.goto(base + path)
+            page.wait_for_selector(loaded, state="attached", timeout=30_000)
+            page.screenshot(path=tmp_path / f"{profile}-{name}.png", full_page=True)
+            widths[profile, name] = page.evaluate("document.documentElement.scrollWidth")
+            page.assert_clean()
+    print(f"page widths: {widths}")
+    assert all(width <= 390 for (profile, _), width in widths.items() if profile == "phone"), widths
+    assert all(width <= 1280 for width in widths.values()), widths

@@ -117,10 +117,12 @@ def psnr(image: np.ndarray, reference: np.ndarray) -> float:
     return float("inf") if mse == 0 else -10.0 * math.log10(mse)
 
 
-def write_site(root: Path, state: dict, sog: bool = False, levels: tuple[int, ...] = (), poster: bool = True) -> Path:
+def write_site(root: Path, state: dict, sog: bool = False, levels: tuple[int, ...] = (), poster: bool = True,
+               cameras: list[dict] | None = None) -> Path:
     """The outbox as the daemon leaves it for a finished job: job-1/ with the scene files (scene.sog too, if
-    ``sog``: the page then loads it; and a coarser .sog for each of ``levels``, as publish_levels makes them) and
-    a poster, and the site builder's pages and assets. Returns the job folder."""
+    ``sog``: the page then loads it; and a coarser .sog for each of ``levels``, as publish_levels makes them),
+    cameras.json (``cameras``, camera_entries() by default) and a poster, and the site builder's pages and assets.
+    Returns the job folder."""
     job = root / "job-1"
     job.mkdir(parents=True, exist_ok=True)
     write_splat(job / "scene.splat", state)
@@ -133,7 +135,7 @@ def write_site(root: Path, state: dict, sog: bool = False, levels: tuple[int, ..
         level = coarser(state, budget)
         write_sog(job / f"scene.lod{number}.sog", level)
         listed.append({"file": f"scene.lod{number}.sog", "gaussians": len(level["means"])})
-    cameras = camera_entries()
+    cameras = cameras or camera_entries()
     (job / "cameras.json").write_text(json.dumps(cameras))
     start = next(entry for entry in cameras if entry["img_name"] == START)
     if poster:
@@ -279,21 +281,27 @@ def test_view_dependent_colour_matches_the_trainers_renderer(tmp_path, serve_fol
     page.assert_clean()
 
 
-def test_closer_than_any_photo_thin_splats_stay_as_blurred_as_the_photos_saw_them(tmp_path, serve_folder, open_page):
+@pytest.mark.parametrize("held_out_photo_there", [False, True], ids=["training-photos-only", "held-out-photo-there"])
+def test_closer_than_any_photo_thin_splats_stay_as_blurred_as_the_photos_saw_them(tmp_path, serve_folder, open_page,
+                                                                                   held_out_photo_there):
     """Needle-thin splats, photographed from 4 units away, seen from 1 unit away: the viewer blurs them as the
     photos resolved them (the trainer's render of that view at a quarter of the resolution, scaled up), not as
     sharp lines (the trainer's render at full resolution, which a screen-pixel blur alone would give). Measured:
-    20.1 dB against the first and 12.5 against the second; with the blur of screen pixels alone, 14.0 and 30.5."""
+    20.1 dB against the first and 12.5 against the second; with the blur of screen pixels alone, 14.0 and 30.5.
+    A held-out photo taken from 1 unit away changes nothing: training never saw it."""
     state = scene_gaussians(4, 300)
     generator = torch.Generator().manual_seed(6)
     state["log_scales"] = torch.log(torch.tensor([0.25, 0.004, 0.004])) + 0.2 * torch.randn(300, 3, generator=generator)
-    write_site(tmp_path / "site", state)
-    base = serve_folder(tmp_path / "site")
-    start = next(entry for entry in camera_entries() if entry["img_name"] == START)
+    cameras = camera_entries()
+    start = next(entry for entry in cameras if entry["img_name"] == START)
     position, rotation = np.array(start["position"]), np.array(start["rotation"])
     forward, up = rotation[:, 2], -rotation[:, 1]
     target = position + forward * -(position @ forward)  # where the viewer's orbit starts: nearest the origin
     close = target + (position - target) / 4
+    if held_out_photo_there:
+        cameras.append({**start, "id": len(cameras), "img_name": "close", "position": close.tolist(), "held_out": True})
+    write_site(tmp_path / "site", state, cameras=cameras)
+    base = serve_folder(tmp_path / "site")
     fov = math.degrees(2 * math.atan(H / (2 * F)))
     fragment = ",".join(f"{x:.6f}" for x in [*close, *target, *up]) + f",{fov:.6f}"
     page = viewer_at(open_page, base + f"job-1/index.html#camera={fragment}")
@@ -537,3 +545,168 @@ def test_resize_pixel_ratio_and_lost_context(small_site, open_page):
     hide_ui(page, base)
     np.testing.assert_array_equal(screenshot(page), before)
     page.assert_clean()
+
+
+# ---- which camera, help, share, portrait phones (issue 16) ---------------------------------------------------
+
+HELD_OUT = (1, 4)  # view01 and view04: photos kept out of training, placed by SfM all the same
+DESKTOP, PHONE = (1280, 800), (390, 844)
+
+
+def with_held_out(entries: list[dict], held_out: tuple[int, ...] = HELD_OUT) -> list[dict]:
+    """cameras.json as publish writes it: every placed photo, the held-out ones marked as the 3DGS reference marks them."""
+    return [{**entry, "held_out": True} if entry["id"] in held_out else entry for entry in entries]
+
+
+def phone_page(open_page, url: str | None = None):
+    page = open_page(viewport=PHONE, is_mobile=True, has_touch=True)
+    if url:
+        page.goto(url)
+        wait_ready(page)
+    return page
+
+
+def camera_label(page) -> str:
+    return page.locator(".viewer-camera").text_content()
+
+
+def test_stepping_says_which_photos_camera_and_whether_it_was_held_out(tmp_path, serve_folder, open_page):
+    cameras = with_held_out(camera_entries())
+    job = write_site(tmp_path / "site", scene_gaussians(3, 300), cameras=cameras)
+    base = serve_folder(tmp_path / "site")
+    page = viewer_at(open_page, base + "job-1/index.html")
+    assert camera_label(page) == "camera 3 of 6"  # view02, where the poster was taken
+    page.keyboard.press("]")
+    assert camera_label(page) == "camera 4 of 6"
+    page.locator(".viewer-next").click()
+    wait_ready(page)
+    assert camera_label(page) == "camera 5 of 6 (held out)"
+    assert page.locator(".viewer-camera").get_attribute("title").startswith("view04")
+    hide_ui(page, base)
+    held_out_view = psnr(screenshot(page), reference_render(job / "scene.splat", cameras[4]))
+    assert held_out_view >= 30.0, held_out_view  # the stop is the held-out photo's own camera
+    show_ui(page)
+    page.keyboard.press("PageUp")
+    assert camera_label(page) == "camera 4 of 6"
+    for _ in range(4):  # round the end: 3, 2, 1, 6
+        page.locator(".viewer-prev").click()
+    assert camera_label(page) == "camera 6 of 6"
+
+    # a view of one's own is no photo's camera; R goes back to the start one
+    page.mouse.move(60, 60)
+    page.mouse.down()
+    page.mouse.move(90, 70, steps=3)
+    page.mouse.up()
+    wait_ready(page)
+    assert camera_label(page) == "" and page.locator(".viewer-camera").is_hidden()
+    page.keyboard.press("KeyR")
+    wait_ready(page)
+    assert camera_label(page) == "camera 3 of 6"
+
+    page.set_viewport_size(dict(zip(("width", "height"), DESKTOP)))
+    page.locator(".viewer-next").click()
+    page.locator(".viewer-next").click()
+    wait_ready(page)
+    page.screenshot(path=tmp_path / "desktop-held-out-camera.png")
+    assert page.locator(".viewer-camera").is_visible()
+    page.assert_clean()
+
+
+def test_help_lists_the_controls_and_closes_with_escape_or_its_button(small_site, open_page, tmp_path):
+    job, base = small_site
+    page = viewer_at(open_page, base + "job-1/index.html", viewport=DESKTOP)
+    button, panel = page.locator(".viewer-help-button"), page.locator(".viewer-help")
+    assert button.is_visible() and button.get_attribute("aria-label") == "Controls"
+    assert button.get_attribute("aria-expanded") == "false" and panel.is_hidden()
+    assert button.get_attribute("aria-controls") == panel.get_attribute("id")
+
+    button.click()
+    assert panel.is_visible() and button.get_attribute("aria-expanded") == "true"
+    assert page.evaluate("document.activeElement.classList.contains('viewer-help')")  # read out first
+    text = panel.text_content()
+    for words in ("Mouse", "wheel", "Touch", "pinch", "Keys", "Page Up/Down", "full screen", "Esc"):
+        assert words in text, words
+    page.screenshot(path=tmp_path / "desktop-help.png")
+    page.keyboard.press("Escape")
+    assert panel.is_hidden() and button.get_attribute("aria-expanded") == "false"
+    assert page.evaluate("document.activeElement.classList.contains('viewer-help-button')")  # focus back where it was
+
+    page.keyboard.press("?")
+    assert panel.is_visible()
+    button.click()
+    assert panel.is_hidden() and button.get_attribute("aria-expanded") == "false"
+    page.assert_clean()
+
+    phone = phone_page(open_page, base + "job-1/index.html")
+    phone.locator(".viewer-help-button").tap()
+    box = phone.locator(".viewer-help").bounding_box()
+    assert box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= PHONE[0] and box["y"] + box["height"] <= PHONE[1], box
+    phone.screenshot(path=tmp_path / "phone-help.png")
+    phone.locator(".viewer-help-button").tap()
+    assert phone.locator(".viewer-help").is_hidden()
+    phone.assert_clean()
+
+
+def test_share_copies_the_link_to_the_current_view(small_site, open_page, tmp_path):
+    job, base = small_site
+    page = viewer_at(open_page, base + "job-1/index.html", viewport=DESKTOP, permissions=["clipboard-read", "clipboard-write"])
+    page.locator(".viewer-next").click()
+    wait_ready(page)
+    page.locator(".viewer-share").click()
+    page.wait_for_selector('.viewer-note:text("link copied")')
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert "#camera=" in copied and copied == page.evaluate("location.href")
+    assert page.locator(".viewer-share-panel").is_hidden()
+    page.screenshot(path=tmp_path / "desktop-link-copied.png")
+    page.assert_clean()
+
+    # served over plain http from a name on the LAN, the browser gives the page no clipboard: the link, selected
+    lan = "http://instarecon.lan/"
+    plain = open_page(viewport=PHONE, is_mobile=True, has_touch=True)
+    plain.context.route(lan + "**", lambda route: route.fulfill(response=route.fetch(url=route.request.url.replace(lan, base))))
+    plain.goto(lan + "job-1/index.html")
+    wait_ready(plain)
+    assert plain.evaluate("[isSecureContext, typeof navigator.clipboard]") == [False, "undefined"]
+    plain.locator(".viewer-next").tap()
+    wait_ready(plain)
+    plain.locator(".viewer-share").tap()
+    field = plain.locator(".viewer-link")
+    assert plain.locator(".viewer-share-panel").is_visible()
+    assert field.input_value() == plain.evaluate("location.href") and "#camera=" in field.input_value()
+    assert plain.evaluate("[document.activeElement.selectionStart, document.activeElement.selectionEnd]") == [
+        0, len(field.input_value())]
+    box = plain.locator(".viewer-share-panel").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE[0], box
+    plain.screenshot(path=tmp_path / "phone-link-to-copy.png")
+    plain.keyboard.press("Escape")
+    assert plain.locator(".viewer-share-panel").is_hidden()
+    assert plain.evaluate("document.activeElement.classList.contains('viewer-share')")
+    plain.assert_no_errors()
+
+
+def test_portrait_phones_fill_three_quarters_of_the_height_with_the_photo(small_site, open_page, tmp_path):
+    """A 4:3 photo on a 390x844 phone: fitted inside it ("contain") it filled 35% of the height; now 75% (camera.js,
+    frameFit), the sides cropped. The first frame is the trainer's render of the start camera with that focal
+    length, and the poster stands where that frame will be."""
+    job, base = small_site
+    start = next(entry for entry in camera_entries() if entry["img_name"] == START)
+    fit = 0.75 * PHONE[1] / H
+    page = phone_page(open_page, base + "job-1/index.html")
+    page.screenshot(path=tmp_path / "phone-start.png")
+    hide_ui(page, base)
+    shot = screenshot(page)
+    phone_camera = {**start, "width": PHONE[0], "height": PHONE[1], "fx": F * fit, "fy": F * fit}
+    score = psnr(shot, reference_render(job / "scene.splat", phone_camera))
+    print(f"phone's first frame vs the trainer at {fit:.2f} screen pixels a photo pixel: {score:.1f} dB")
+    assert score >= 30.0, score
+    page.assert_clean()
+
+    # the poster, while the scene is still on its way
+    waiting = phone_page(open_page)
+    waiting.route("**/scene.splat", lambda route: None)  # never answered
+    waiting.goto(base + "job-1/index.html")
+    waiting.wait_for_selector(".viewer-poster[style]")  # placed once cameras.json is in
+    box = waiting.locator(".viewer-poster").bounding_box()
+    expected = {"x": (PHONE[0] - W * fit) / 2, "y": (PHONE[1] - H * fit) / 2, "width": W * fit, "height": H * fit}
+    assert box == pytest.approx(expected, abs=1), box
+    waiting.screenshot(path=tmp_path / "phone-poster.png")

@@ -40,17 +40,20 @@ function doing(daemon) {
 function showDaemons(health, fileAge) {
   const body = document.querySelector("[data-health-daemons]");
   if (!body) return;
+  const labels = [...body.closest("table").querySelectorAll("thead th")].map((heading) => heading.textContent);
   const rows = (health.daemons || []).map((daemon) => {
     const condition = daemon.state === "stopped" ? "stopped" : daemon.alive ? "alive" : "silent";
     // the writer measured each daemon's silence when it wrote the file; the file has aged since
     const since = (daemon.seconds_since_heartbeat || 0) + fileAge;
     const row = document.createElement("tr");
     row.className = `daemon-${condition}`;
-    for (const text of [daemon.host, condition, `${formatDuration(since)} ago`, doing(daemon), daemon.version]) {
+    const texts = [daemon.host, condition, `${formatDuration(since)} ago`, doing(daemon), daemon.version];
+    texts.forEach((text, index) => {
       const cell = document.createElement("td");
       cell.textContent = text;
+      cell.dataset.label = labels[index] || ""; // the column's name, where narrow screens stack the cells
       row.append(cell);
-    }
+    });
     return row;
   });
   body.replaceChildren(...rows);

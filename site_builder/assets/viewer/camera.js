@@ -22,7 +22,7 @@ const finiteVector = (v, n) => Array.isArray(v) && v.length === n && v.every(fin
  * A view is { position, target, up, fovY, frame }: the camera centre, the point it orbits (it looks at it), its
  * up direction (-y of OpenCV's camera axes, so it carries the roll) and the vertical field of view of `frame`,
  * the training image it is shown as: { width, height, pixelAspect (fx / fy), offset ([cx - w/2, cy - h/2]) }.
- * The canvas shows that frame fitted inside it ("contain", like the poster), with more scene around it.
+ * The canvas shows that frame centred in it, scaled by frameFit, with more scene around it.
  */
 export function cameraAxes(view) {
   const forward = normalize(sub(view.target, view.position));
@@ -38,10 +38,26 @@ export function worldToCamera(view) {
   return { rows: [right, down, forward], translation: [-dot(right, p), -dot(down, p), -dot(forward, p)] };
 }
 
+// On a screen much taller than the photos the frame still fills this much of its height (a landscape photo fitted
+// inside a portrait phone, "contain", filled a third of it).
+export const PORTRAIT_FILL = 0.75;
+
+/**
+ * Canvas pixels per frame pixel: the whole frame fitted inside the canvas ("contain"), as on any landscape screen
+ * (the first frame is then the trainer's picture of the photo), but never less than PORTRAIT_FILL of the canvas's
+ * height, cropping the frame's sides: a 4:3 photo on a 390x844 phone fills 75% of the height (not 35%) and shows
+ * the middle 46% of its width, with the scene above and below it; filling all the height would show 35% of it.
+ * Continuous in the canvas's shape (a resized window never jumps): for photos up to 4:3 only portrait canvases
+ * change, for 16:9 photos canvases narrower than 4:3.
+ */
+export function frameFit(width, height, frame) {
+  return Math.max(Math.min(width / frame.width, height / frame.height), (PORTRAIT_FILL * height) / frame.height);
+}
+
 /** Pinhole intrinsics in drawing-buffer pixels for a canvas of width x height, and `fit`, such pixels per frame pixel. */
 export function intrinsics(view, width, height) {
   const frame = view.frame;
-  const fit = Math.min(width / frame.width, height / frame.height);
+  const fit = frameFit(width, height, frame);
   const fy = (fit * frame.height) / (2 * Math.tan(view.fovY / 2));
   return {
     fx: fy * frame.pixelAspect,

@@ -46,7 +46,7 @@ export function move(view, forward, right) {
 export class OrbitControls {
   /**
    * host: { container, canvas, worldUp, getView(), setView(view), focalCss() (focal length in CSS pixels),
-   * distanceLimits() -> [min, max], interacting(active), actions: { prev, next, reset, fullscreen } }.
+   * distanceLimits() -> [min, max], interacting(active), actions: { prev, next, reset, fullscreen, help } }.
    */
   constructor(host) {
     this.host = host;
@@ -167,6 +167,7 @@ export class OrbitControls {
       _: () => this.change((v) => dolly(v, 1 / 0.85, min, max)),
       '[': actions.prev,
       ']': actions.next,
+      '?': actions.help,
     };
     const handler = byKey[event.key] || byCode[event.code] || (event.code === 'NumpadAdd' && byKey['+'])
       || (event.code === 'NumpadSubtract' && byKey['-']);

@@ -1,7 +1,8 @@
 // viewer.js: one viewer's wiring: cameras, streaming, uploads, sorts, frames, controls, the link and the readiness signal.
 
 import {
-  copyView, intrinsics, interpolateView, length, orbitUp, parseCameras, sameView, sub, trainingCamera, viewFromCamera, worldToCamera,
+  copyView, frameFit, intrinsics, interpolateView, length, orbitUp, parseCameras, sameView, sub, trainingCamera, viewFromCamera,
+  worldToCamera,
 } from './camera.js';
 import { DepthSorter } from './depth-sorter.js';
 import { OrbitControls } from './orbit-controls.js';
@@ -128,7 +129,9 @@ export class SplatViewer {
     this.cameras = parseCameras(await response.json());
     if (!this.cameras.length) throw new Error('cameras.json lists no usable camera');
     this.cameraViews = this.cameras.map(viewFromCamera);
-    this.sampling.setCameras(this.cameras.map(trainingCamera));
+    // every placed photo's camera is a stop; only those training saw set how sharp a splat may be
+    const training = this.cameras.filter((c) => c.held_out !== true);
+    this.sampling.setCameras((training.length ? training : this.cameras).map(trainingCamera));
     const named = this.cameras.findIndex((c) => c.img_name === this.options.startCamera);
     this.homeIndex = this.cameraIndex = Math.max(0, named);
     this.homeView = this.cameraViews[this.homeIndex];
@@ -138,6 +141,7 @@ export class SplatViewer {
     const linked = parseViewHash(window.location.hash);
     this.view = linked ? { ...linked, frame: this.homeView.frame } : copyView(this.homeView);
     this.atHome = !linked;
+    this.showCamera(linked ? null : this.homeIndex);
   }
 
   attach() {
@@ -172,6 +176,8 @@ export class SplatViewer {
       next: () => this.stepCamera(1),
       reset: () => this.goTo(this.homeView, this.homeIndex, true),
       fullscreen: fullscreen ? () => this.toggleFullscreen() : null,
+      share: () => this.ui.share(this.viewLink()),
+      help: () => this.ui.toggleHelp(),
     };
   }
 
@@ -293,6 +299,7 @@ export class SplatViewer {
   userView(view) {
     this.animation = null;
     this.atHome = false;
+    this.showCamera(null);
     this.settled = false;
     this.setPose(view);
     this.scheduleSettle();
@@ -334,9 +341,10 @@ export class SplatViewer {
     this.goTo(this.cameraViews[index], index, false);
   }
 
-  /** Move to a training camera's view (animated unless the user prefers reduced motion). */
+  /** Move to a photo's camera view (animated unless the user prefers reduced motion). */
   goTo(view, index, home) {
     this.cameraIndex = index;
+    this.showCamera(index);
     const reduced = window.matchMedia?.('(prefers-reduced-motion: reduce)').matches;
     this.atHome = home;
     this.settled = false;
@@ -362,6 +370,20 @@ export class SplatViewer {
     }
   }
 
+  /** "camera 3 of 24", "(held out)" where training never saw that photo; null: a view of the user's own. */
+  showCamera(index) {
+    const camera = index === null ? null : this.cameras[index];
+    this.ui.setCamera(camera && { number: index + 1, count: this.cameras.length, heldOut: camera.held_out === true,
+      name: camera.img_name });
+  }
+
+  /** The page's address with the current view in its fragment (none on the start camera), written or not yet. */
+  viewLink() {
+    const url = new URL(window.location.href);
+    url.hash = hashWith(window.location.hash, this.atHome ? null : encodeView(this.view));
+    return url.href;
+  }
+
   // ---- the page ---------------------------------------------------------------------------------------------
 
   resize() {
@@ -371,9 +393,22 @@ export class SplatViewer {
     if (width === this.canvas.width && height === this.canvas.height) return;
     this.canvas.width = width;
     this.canvas.height = height;
+    this.placePoster();
     this.needsDraw = true;
     this.requestFrame();
     this.updateState();
+  }
+
+  /** The poster where the first frame will be: the start camera's frame, framed as intrinsics() frames it. */
+  placePoster() {
+    if (!this.poster || this.poster.hidden || !this.homeView) return;
+    const { clientWidth: width, clientHeight: height } = this.container;
+    const { frame } = this.homeView;
+    const fit = frameFit(width, height, frame);
+    Object.assign(this.poster.style, {
+      width: `${frame.width * fit}px`, height: `${frame.height * fit}px`,
+      left: `${(width - frame.width * fit) / 2}px`, top: `${(height - frame.height * fit) / 2}px`,
+    });
   }
 
   watchPixelRatio() {
