@@ -335,3 +335,18 @@ def test_job_ids_that_could_leave_the_outbox_are_refused(tmp_path):
     for job_id in ("../escape-1", "a/b-1", ".hidden-1", ""):
         with pytest.raises(ValueError):
             job_folder(tmp_path, job_id)
+
+
+def test_a_scored_job_card_gives_the_verdict_in_a_word(tmp_path):
+    good = status_document("good-1", "good", "done", published=True)
+    rough = status_document("rough-1", "rough", "done", published=True)
+    rough["metrics"]["evaluate"]["psnr"] = 17.5
+    failed = status_document("failed-1", "failed", "failed")
+    write_gallery(tmp_path, [job_view(document, tmp_path / document["job_id"]) for document in (good, rough, failed)], "9.9")
+    page = (tmp_path / "index.html").read_text()
+
+    def verdict(job_id: str) -> list[str]:
+        card = page.split(f'data-job-id="{job_id}"')[1].split("data-job-id=")[0]
+        return re.findall(r'data-field="verdict">([^<]+)<', card)
+
+    assert [verdict(job_id) for job_id in ("good-1", "rough-1", "failed-1")] == [["very good"], ["rough"], []]
