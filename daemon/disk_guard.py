@@ -37,6 +37,10 @@ CHECKPOINT_BYTES_PER_GAUSSIAN = 750  # parameters and Adam's two moments (gaussi
 # training keeps one checkpoint, but the next is written before the last goes; then the .ply
 TRAIN_BYTES_PER_GAUSSIAN = 2 * CHECKPOINT_BYTES_PER_GAUSSIAN + PLY_BYTES_PER_GAUSSIAN
 EVALUATE_BYTES_PER_PHOTO = MB // 4  # renders of the held-out eighth, side by side with the photos
+# the held-out strip: two JPEGs of at most 800 px (150 kB each, generously) for every 8th photo,
+# in the state folder and again in the outbox
+STRIP_BYTES_PER_PHOTO = MB // 16
+COVER_BYTES = MB // 2  # ingest's cover.jpg (640 px), in the state folder and the outbox
 PUBLISH_EXTRA_BYTES = 5 * MB  # poster, thumbnails, cameras.json
 
 
@@ -85,10 +89,10 @@ class Shortage:
             whose = "their" if " and " in self.where else "its"
             needs = f"the job needs about {size_text(self.need)} in the {self.where}"
             if self.need <= self.capacity:
-                needs += f" and min_free_gb keeps {size_text(self.headroom)} free"
+                needs += f" and the server keeps {size_text(self.headroom)} free"
             return f"{needs}, more than {whose} whole file system holds ({size_text(self.capacity)})"
         return (f"not enough free space in the {self.where}: {size_text(self.free)} free, the job needs about "
-                f"{size_text(self.need)} more and min_free_gb keeps {size_text(self.headroom)} free")
+                f"{size_text(self.need)} more and the server keeps {size_text(self.headroom)} free")
 
 
 def estimate_writes(stages: Iterable[str], size: SetSize, max_gaussians: int, levels: Iterable[int] = ()) -> DiskNeed:
@@ -100,13 +104,15 @@ def estimate_writes(stages: Iterable[str], size: SetSize, max_gaussians: int, le
     state = outbox = 0
     for stage in stages:
         if stage == "ingest":
-            state += size.bytes  # downsized, stripped JPEG copies: no larger than the photos
+            state += size.bytes + COVER_BYTES  # downsized, stripped JPEG copies: no larger than the photos
+            outbox += COVER_BYTES
         elif stage == "sfm":
             state += SFM_BYTES_PER_PHOTO * size.photos
         elif stage == "train":
             state += TRAIN_BYTES_PER_GAUSSIAN * max_gaussians
         elif stage == "evaluate":
-            state += EVALUATE_BYTES_PER_PHOTO * size.photos
+            state += (EVALUATE_BYTES_PER_PHOTO + STRIP_BYTES_PER_PHOTO) * size.photos
+            outbox += STRIP_BYTES_PER_PHOTO * size.photos
         elif stage == "publish":
             state += scene
             outbox += scene

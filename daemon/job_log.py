@@ -2,8 +2,8 @@
 
 The daemon running the job appends (``JobLog``); status.json shows its last lines (``public_tail``),
 read from the end of the file, so a log of 100 MB costs what one of 1 KB does. status.json is
-public, so the tail names the inbox, outbox and state folders by their short names (``inbox/kermit``,
-not ``/srv/instarecon/inbox/kermit``) and cuts long lines.
+public, so the tail names the inbox, outbox and state folders and the daemon's home by their short
+names (``inbox/kermit``, not ``/srv/instarecon/inbox/kermit``; ``~/.cache``) and cuts long lines.
 """
 
 from __future__ import annotations
@@ -124,8 +124,15 @@ class FolderNames:
         )
 
     @classmethod
-    def of(cls, inbox: Path, outbox: Path, state: Path) -> "FolderNames":
-        return cls({"inbox": inbox, "outbox": outbox, "state": state})
+    def of(cls, inbox: Path, outbox: Path, state: Path, home: Path | None = None) -> "FolderNames":
+        """The configured folders, and the daemon's home (``~``: where caches such as torch's are
+        looked for) unless it is one of them (the packaged service's home is its state folder)."""
+        folders = {"inbox": inbox, "outbox": outbox, "state": state}
+        try:
+            home = Path.home() if home is None else home
+        except RuntimeError:  # no HOME and no passwd entry: nothing to name
+            return cls(folders)
+        return cls({"~": home, **folders})
 
     def __call__(self, text: str) -> str:
         if self._pattern is None:

@@ -43,7 +43,7 @@ from daemon.store import JobRecord, JobState, JobStore
 from daemon.store_outage import PatientStore, StoreOutage, is_outage
 from daemon.supervisor import ChildOutcome, ChildWatch, Ending, describe_exit, run_child
 from stages.atomic_files import atomic_copy, atomic_write_json, remove_temporaries
-from stages.base import ERROR_FILE, RESULT_FILE, StageContext, StageResult
+from stages.base import ASK_THE_OPERATOR, ERROR_FILE, RESULT_FILE, StageContext, StageResult
 from stages.photo_set import FileRules
 from stages.registry import StageSpec
 
@@ -163,8 +163,8 @@ class JobRunner:
                        - estimate_writes(names, SetSize(0, 0), 1_000_000).state_bytes)
         if 2 * per_million * max_gaussians / 1_000_000 >= whole.state_bytes:
             return (f"lower max_gaussians in job.toml (it is {max_gaussians:,}; each million Gaussians takes about "
-                    f"{size_text(per_million)} in the state folder), or give the state folder a larger disk")
-        return "send fewer or smaller photos, or give the state folder (or the outbox) a larger disk"
+                    f"{size_text(per_million)} in the state folder), or ask the server's operator for more disk space")
+        return "send fewer or smaller photos, or ask the server's operator for more disk space"
 
     def _wait_for_space(self, job: JobRecord, stages_left: Sequence[StageSpec], options: Mapping[str, Any],
                         message: str, shortage: Shortage | None, journal_note: str = "") -> JobState:
@@ -294,16 +294,18 @@ class JobRunner:
             return JobState.CANCELLED
         if outcome.ending is Ending.FAILED:
             failure = _read_json(stage_dir / ERROR_FILE) or {}
-            return self._fail(
-                job, name, failure.get("message") or f"{name} failed", failure.get("hint"), images=failure.get("images")
-            )
+            return self._fail(job, name, failure.get("message") or f"{name} failed", failure.get("hint"),
+                              images=failure.get("images"), metrics=failure.get("metrics"))
         if outcome.ending is Ending.TIMED_OUT:
             limit = self._settings.stage_timeouts.get(name, spec.default_timeout_seconds)
+            log.warning("%s: %s ran past stage_timeouts.%s (%.0f s); raise it in the configuration if sets this "
+                        "large are expected", job.set_name, name, name, limit, extra=job_fields(job, name))
             return self._fail(
                 job,
                 name,
                 f"{name} did not finish within its time limit of {limit:.0f} s and was stopped",
-                f"raise stage_timeouts.{name} in the configuration, or send fewer or smaller photos",
+                "send fewer or smaller photos (or a smaller max_image_size in job.toml), or ask the server's "
+                "operator for a longer time limit",
             )
         message = f"the {name} stage {describe_exit(outcome.returncode)}"
         if outcome.returncode is not None and 0 < outcome.returncode < 128 and outcome.last_log_lines:
@@ -361,8 +363,8 @@ class JobRunner:
         if shortage is not None and shortage.never_fits:
             self._floors.pop(job.id, None)
             return self._fail(job, name, f"{filled}; to run again, {shortage.reason}",
-                              "give the state folder a larger disk, or lower max_gaussians or max_image_size in "
-                              "job.toml")
+                              "lower max_gaussians or max_image_size in job.toml, or ask the server's operator for "
+                              "more disk space")
         if shortage is None:  # freed already (while the job store waited for its disk, say): the next claim runs it
             resumes = f"space has been freed since: the job resumes at {name}"
         else:
@@ -390,10 +392,13 @@ class JobRunner:
                 remove_temporaries(outbox_dir / source.name)  # of a copy cut short by a crash
                 atomic_copy(source, outbox_dir / source.name)
         except OSError as error:
+            log.error("%s: %s: cannot write %s into the outbox (%s): check that the outbox folder is writable by "
+                      "the daemon's user and has free space", job.set_name, spec.name, error.filename, error.strerror,
+                      extra=job_fields(job, spec.name))
             stage_states[spec.name] = _ended(stage_states.get(spec.name), "failed", seconds)
             self._store.set_stage(job.id, spec.name, stage_states[spec.name], f"{spec.name}: failed")
-            return self._fail(job, spec.name, f"{spec.name}: cannot write {error.filename} into the outbox: {error.strerror}",
-                              "check that the outbox folder is writable by the daemon's user and has free space")
+            return self._fail(job, spec.name, f"{spec.name}: its results could not be published ({error.strerror})",
+                              ASK_THE_OPERATOR)
         current = self._store.get(job.id)
         stage_states[spec.name] = _ended(stage_states.get(spec.name), "done", seconds)
         fields: dict[str, Any] = {
@@ -409,10 +414,13 @@ class JobRunner:
         self._on_change()
         return JobState.RUNNING
 
-    def _fail(self, job: JobRecord, stage: str, message: str, hint: str | None, images: Any = None) -> JobState:
+    def _fail(self, job: JobRecord, stage: str, message: str, hint: str | None, images: Any = None,
+              metrics: Mapping[str, Any] | None = None) -> JobState:
         fields: dict[str, Any] = {"error": {"stage": stage, "message": message, "hint": hint}, "stage": stage}
         if images is not None:
             fields["images"] = images
+        if metrics is not None:  # what the failed stage found: which photos, and why
+            fields["metrics"] = {**self._store.get(job.id).metrics, stage: dict(metrics)}
         self._store.transition(job.id, JobState.FAILED, message, from_states=RUNNING_ONLY, **fields)
         log.error("%s: %s failed: %s", job.set_name, stage, message, extra=job_fields(job, stage))
         self._on_change()

@@ -162,7 +162,8 @@ class WorkFolderRetention:
             return
         setting, keep = self._setting[job.state], self._keep[job.state]
         what = "intermediate files and job.log are" if job.state == JobState.FAILED else "intermediate files are"
-        note = (f"work folder removed on {_day(now)}, {_days(keep)} after the job ended ({setting}): its "
+        # the journal line below names the setting; the person reads how long work is kept
+        note = (f"work folder removed on {_day(now)}, {_days(keep)} after the job ended: its "
                 f"{what} gone; what was published to the outbox stays")
         self._store.record_work_removed(job.id, now, size, note)
         outcome.removed[job.id] = size

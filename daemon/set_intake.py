@@ -229,7 +229,8 @@ class SetIntake:
                 latest.id, JobState.FAILED, violation.message, stage="ingest", from_states=(JobState.WAITING,),
                 error={"stage": "ingest", "message": violation.message, "hint": violation.hint},
             )
-            log.error("%s: refused: %s", name, violation.message, extra=job_fields(latest))
+            log.error("%s: refused: %s (setting %s)", name, violation.message, violation.setting,
+                      extra=job_fields(latest))
             return None
         how = "READY marker" if listing.ready else f"no change for {self._settings.settle_seconds:g} s"
         # from waiting only: this daemon's own worker may run the job already (queued by another daemon)

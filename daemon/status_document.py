@@ -1,5 +1,10 @@
 """The public view of a job: the status.json that users read. Built from the stored
-record and nothing else, so every writer produces the same document."""
+record and nothing else, so every writer produces the same document.
+
+What the daemon and its stages wrote for the person (message, warnings, error, the reasons photos
+were left out, metrics) is written without server paths in the first place (stages/base.py, "Two
+audiences"); should one slip through all the same (an exception's text, a library's message),
+the document names the configured folders short, as the log tail does."""
 
 from __future__ import annotations
 
@@ -60,7 +65,7 @@ def build_status(job: JobRecord, pipeline: Sequence[StageSpec], jobs_dir: Path,
         "stages": {spec.name: _stage_view(job.stages.get(spec.name), job.error, spec.name) for spec in plan},
         "progress": round(float(job.progress), 1),
         "eta_seconds": _eta(job),
-        "message": job.message,
+        "message": _public(job.message, folder_names),
         "host": job.host,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
@@ -69,17 +74,28 @@ def build_status(job: JobRecord, pipeline: Sequence[StageSpec], jobs_dir: Path,
         "images": {
             "found": images.get("found"),
             "accepted": images.get("accepted"),
-            "rejected": list(images.get("rejected", [])),
+            "rejected": _public(list(images.get("rejected", [])), folder_names),
         },
-        "metrics": dict(job.metrics),
+        "metrics": _public(dict(job.metrics), folder_names),
         "outputs": {name: str(job_dir / path) for name, path in job.outputs.items()},
         "options": dict(job.options) if job.options is not None else None,
-        "warnings": list(job.warnings),
-        "error": dict(job.error) if job.error else None,
+        "warnings": _public(list(job.warnings), folder_names),
+        "error": _public(dict(job.error), folder_names) if job.error else None,
         "log_tail": public_tail(job_log_path(jobs_dir, job.id), folder_names),
         "page": page_path(job.id),
         "page_url": page_url(job.id, public_url),
     }
+
+
+def _public(value: Any, folder_names: FolderNames) -> Any:
+    """``value`` with the configured folders named short in every string in it."""
+    if isinstance(value, str):
+        return folder_names(value)
+    if isinstance(value, list):
+        return [_public(item, folder_names) for item in value]
+    if isinstance(value, dict):
+        return {key: _public(item, folder_names) for key, item in value.items()}
+    return value
 
 
 def outbox_copy(document: Mapping[str, Any], job_outbox: Path) -> dict[str, Any]:

@@ -73,11 +73,13 @@ class JobWorker(threading.Thread):
                             job.id, extra=job_fields(job))
             except Exception as error:  # a bug of ours must not stop the queue
                 log.exception("%s: internal error", job.set_name, extra=job_fields(job))
-                message = f"internal error in the daemon: {error}"
+                # the traceback (paths, names) is in the journal; the person reads what kind of error
+                message = f"internal error in the daemon ({type(error).__name__})"
                 try:
                     self._store.transition(
                         job.id, JobState.FAILED, message, from_states=(JobState.RUNNING,),
-                        error={"stage": job.stage, "message": message, "hint": "please report this with the journal"},
+                        error={"stage": job.stage, "message": message,
+                               "hint": "please tell the server's operator: the journal has the details"},
                     )
                 except Exception:  # the job stays running here: resumed at the next start, or taken over
                     log.exception("%s: could not record job %s as failed", job.set_name, job.id, extra=job_fields(job))

@@ -13,6 +13,12 @@ A stage reads its inputs from disk (the user's set, earlier stages' folders unde
 - raising ``StageFailed`` ends the job as failed with that message and hint, for
   problems the user can fix (bad photos, too little overlap); any other exception is
   reported as a crash of the stage.
+
+Two audiences: what a stage returns or raises (warnings, StageFailed's message and hint, the
+reasons photos were left out, progress messages) lands in status.json and on the job's public
+page, for the person who dropped the photos: no server paths, no daemon settings they cannot
+change (job.toml's options are theirs), and ``ASK_THE_OPERATOR`` where only the operator can
+act. What the operator needs (paths, settings) the stage logs: its log lines go to the journal.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ STAGE_NAMES = ("ingest", "sfm", "train", "evaluate", "publish")
 
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
+# The hint for a problem of the server's, not the photos': the journal has the operator's half
+ASK_THE_OPERATOR = "ask the server's operator to fix it (the journal says what to change), then drop a RETRY file"
 
 
 
@@ -113,14 +121,16 @@ class StageResult:
 class StageFailed(Exception):
     """The input cannot go on through the pipeline, for a reason the user can act on."""
 
-    def __init__(self, message: str, hint: str | None = None, images: Mapping[str, Any] | None = None):
+    def __init__(self, message: str, hint: str | None = None, images: Mapping[str, Any] | None = None,
+                 metrics: Mapping[str, Any] | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.images = images  # ingest: what was accepted and rejected before giving up
+        self.metrics = metrics  # status.json metrics.<stage> all the same (sfm: the photos it could not place, and why)
 
     def to_json(self) -> dict[str, Any]:
-        return {"message": self.message, "hint": self.hint, "images": self.images}
+        return {"message": self.message, "hint": self.hint, "images": self.images, "metrics": self.metrics}
 
 
 class Stage(ABC):

@@ -19,7 +19,7 @@ from typing import Callable
 
 import pycolmap
 
-from stages.base import StageFailed
+from stages.base import ASK_THE_OPERATOR, StageFailed
 from stages.sfm_quality import MIN_REGISTERED
 
 log = logging.getLogger("stages.sfm")
@@ -36,12 +36,11 @@ MIN_POSE_INLIERS = 20
 def check_mapper(mapper: str) -> None:
     """Fail before hours of matching when the configured mapper is not in this pycolmap."""
     if mapper == GLOBAL and not hasattr(pycolmap, "global_mapping"):
-        raise StageFailed(
-            f"the setting sfm_mapper = \"global\" needs pycolmap with global mapping; "
-            f"pycolmap {pycolmap.__version__} has none",
-            hint="set sfm_mapper = \"incremental\" in the configuration, or install pycolmap 4.2 or newer "
-                 "(pip install 'instarecon3d[sfm]')",
-        )
+        log.error("the setting sfm_mapper = \"global\" needs pycolmap with global mapping; pycolmap %s has none: "
+                  "set sfm_mapper = \"incremental\" in the configuration, or install pycolmap 4.2 or newer "
+                  "(pip install 'instarecon3d[sfm]')", pycolmap.__version__)
+        raise StageFailed("this server is set up to place the cameras with a method its software lacks",
+                          hint=ASK_THE_OPERATOR)
 
 
 def reconstruct(database: Path, images_dir: Path, work_dir: Path, *, mapper: str, threads: int,

@@ -23,21 +23,23 @@ SEQUENTIAL = "sequential"
 class MatchingPlan:
     method: str  # EXHAUSTIVE or SEQUENTIAL
     vocab_tree: Path | None  # loop detection with this tree; None: off
-    warning: str | None  # for status.json: why a large set goes without loop detection
+    warning: str | None  # for status.json: a large set goes without loop detection, and what the person can do
+    detail: str | None = None  # for the journal: why, with the settings and the tree's path
 
 
 def plan_matching(photos: int, exhaustive_max: int, vocab_tree_setting: str) -> MatchingPlan:
     if photos <= exhaustive_max:
         return MatchingPlan(EXHAUSTIVE, None, None)
-    sequential = (f"{photos} photos are more than sfm_exhaustive_max_images ({exhaustive_max}): "
-                  "they are matched with their neighbours in file name order")
+    sequential = f"{photos} photos are more than sfm_exhaustive_max_images ({exhaustive_max}): matched sequentially"
+    warning = (f"with {photos} photos, each was matched only with its neighbours in file name order, without "
+               "loop detection: where the photos come back to a place photographed before, the scene may not "
+               "join up; name the photos in the order they were taken")
     if not vocab_tree_setting:
-        return MatchingPlan(SEQUENTIAL, None, (
-            f"{sequential}, without loop detection (no sfm_vocab_tree_path configured); "
-            "name the photos in the order they were taken"))
+        return MatchingPlan(SEQUENTIAL, None, warning,
+                            f"{sequential}, without loop detection: no sfm_vocab_tree_path configured")
     problem = _unreadable(Path(vocab_tree_setting))
     if problem is not None:
-        return MatchingPlan(SEQUENTIAL, None, f"{sequential}, without loop detection: {problem}")
+        return MatchingPlan(SEQUENTIAL, None, warning, f"{sequential}, without loop detection: {problem}")
     return MatchingPlan(SEQUENTIAL, Path(vocab_tree_setting), None)
 
 

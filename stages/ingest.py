@@ -4,11 +4,14 @@ The set itself is only ever read. A set over the size limits (stages/set_limits.
 before any photo is read or extracted. Photos are checked in a thread pool, which decodes no
 more at once than ingest's memory budget allows (stages/memory_budget.py); the usable ones land
 in ``images/`` and ``manifest.json`` says which file each came from and why others were not
-used, so that later stages never open the user's files again.
+used, so that later stages never open the user's files again. ``cover.jpg``, the first usable
+photo in name order at most ``COVER_LONG_SIDE`` on its long side and without metadata, goes to
+the outbox as soon as ingest is done: the set's card shows it while the job runs, or after it failed.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -17,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
+
+from PIL import Image
 
 from stages.atomic_files import atomic_write_json
 from stages.base import ProgressReporter, Stage, StageContext, StageFailed, StageResult
@@ -32,12 +37,17 @@ from stages.photo_checks import (
 from stages.file_names import display_name
 from stages.photo_set import MAX_FOLDER_DEPTH, FileEntry, FileRules, SetListing, walk_set
 from stages.set_limits import PhotoSize, SetLimits, first_violation, listed_photos, zip_photos
+from stages.web_images import write_web_jpeg
 from stages.zip_extract import ZipLimits, extract_zip
+
+log = logging.getLogger("stages.ingest")
 
 MIN_PHOTOS = 3
 IMAGES_DIR = "images"
 MANIFEST_FILE = "manifest.json"
 EXTRACTED_DIR = "extracted"
+COVER_FILE = "cover.jpg"
+COVER_LONG_SIDE = 640
 _SYMLINK_REASON = "symbolic link: not followed"
 _TOO_FEW_HINT = (
     "add more photos of the scene taken from different positions, with plenty of overlap "
@@ -82,6 +92,7 @@ class IngestStage(Stage):
         if len(outcome.accepted) < MIN_PHOTOS:
             raise StageFailed(_too_few_message(outcome), hint=_TOO_FEW_HINT, images=images)
         atomic_write_json(context.output_dir / MANIFEST_FILE, _manifest(outcome))
+        _write_cover(context.output_dir / outcome.accepted[0].image, context.output_dir / COVER_FILE)
         warnings = outcome.notes
         if outcome.rejected:
             rejected = f"{len(outcome.rejected)} of {outcome.found} photos rejected"
@@ -97,10 +108,19 @@ class IngestStage(Stage):
             outputs={
                 "images": f"{stage_folder}/{IMAGES_DIR}",
                 "manifest": f"{stage_folder}/{MANIFEST_FILE}",
+                "cover": f"{stage_folder}/{COVER_FILE}",
             },
             warnings=warnings,
             images=images,
+            to_outbox=("cover",),
         )
+
+
+def _write_cover(image: Path, cover: Path) -> None:
+    """The set's cover from a normalised copy (upright already); its camera EXIF stays behind."""
+    with Image.open(image) as picture:
+        picture.draft("RGB", (COVER_LONG_SIDE, COVER_LONG_SIDE))  # a JPEG decoded at 1/2, 1/4, 1/8 when that is enough
+        write_web_jpeg(cover, picture, COVER_LONG_SIDE)
 
 
 def _ingest_source(context: StageContext, report: ProgressReporter) -> _Outcome:
@@ -135,6 +155,7 @@ def _ingest_source(context: StageContext, report: ProgressReporter) -> _Outcome:
 def _refuse_over_limits(photos: tuple[PhotoSize, ...], limits: SetLimits) -> None:
     violation = first_violation(photos, limits)
     if violation is not None:
+        log.warning("over the limit of the setting %s", violation.setting)  # the operator's half of the message
         raise StageFailed(violation.message, hint=violation.hint)
 
 

@@ -10,6 +10,7 @@ take at its peak (``decode_memory_bytes``, from its header) before it is decoded
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import re
@@ -24,6 +25,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.ExifTags import IFD, Base
 
 from stages.memory_budget import MB, MemoryBudget
+
+log = logging.getLogger("stages.ingest")
 
 # MPO is how Pillow labels the multi-picture JPEGs many cameras write: still a JPEG.
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "TIFF", "WEBP", "HEIF"})
@@ -147,10 +150,9 @@ def normalise_photo(
         raise PhotoRejected(f"could not be read: {error.strerror}") from error
     with handle:
         if not rules.heif_supported and _is_heif(handle):
-            raise PhotoRejected(
-                "HEIC/HEIF photo, but pillow-heif is not installed: "
-                "install it (pip install pillow-heif) to read it"
-            )
+            log.warning("%s: a HEIC/HEIF photo, refused: pillow-heif is not installed (pip install pillow-heif)",
+                        source.name)
+            raise PhotoRejected("HEIC/HEIF photo, which this server cannot read: export it as JPEG instead")
         image = _open_checked(handle, rules)
         need = decode_memory_bytes(image, handle, rules.max_long_side)
         if need > budget.total_bytes:
@@ -188,8 +190,8 @@ def _open_checked(handle: BinaryIO, rules: PhotoRules) -> Image.Image:
     width, height = image.size
     if width * height > rules.max_image_pixels:
         raise PhotoRejected(
-            f"{width}x{height} is {width * height} pixels, over the limit of "
-            f"{rules.max_image_pixels} (max_image_pixels); refused as a possible decompression bomb"
+            f"{width}x{height} is {width * height} pixels, over this server's limit of "
+            f"{rules.max_image_pixels}; refused as a possible decompression bomb"
         )
     if min(width, height) < MIN_SIDE_PIXELS:
         raise PhotoRejected(
@@ -311,11 +313,13 @@ def _header_orientation(image: Image.Image) -> int | None:
 
 
 def _over_budget(image: Image.Image, need: int, budget: int) -> str:
+    """The person's reason; the journal names the setting."""
     width, height = image.size
+    log.warning("a %dx%d photo is over ingest's decoding budget (setting ingest_memory_mb)", width, height)
     return (
-        f"{width}x{height} needs about {_memory(need, budget)} to decode, more than ingest's "
-        f"decoding budget of {_memory(budget, budget)} (ingest_memory_mb); save it with fewer "
-        "pixels, or have ingest_memory_mb raised in the daemon's configuration"
+        f"{width}x{height} needs about {_memory(need, budget)} to decode, more than this server's "
+        f"decoding budget of {_memory(budget, budget)}; save it with fewer pixels, or ask the "
+        "server's operator to raise the budget"
     )
 
 

@@ -10,8 +10,9 @@ turn together (``gaussian_splatting.rigid_motion``). Written here, each file ato
 splat budget in ``publish_levels`` that the scene exceeds, ``scene.lod1.sog``, ``scene.lod2.sog``, ...:
 the whole scene in at most that many Gaussians (``gaussian_splatting.level_of_detail``), which a
 viewer with that budget loads instead of cutting the scene short; ``cameras.json``
-(the training cameras in the published frame, in the trainer's format, so a viewer can start at
-one of them; each entry also holds the transform from COLMAP's frame), ``poster.jpg`` and
+(every placed photo's camera in the published frame, in photo-name order and the trainer's
+format, so a viewer can start at one of them; the photos held out for evaluation are marked
+``"held_out": true``; each entry also holds the transform from COLMAP's frame), ``poster.jpg`` and
 ``thumb.jpg`` (see ``publish_views`` for the camera they are rendered from). The daemon copies
 them into ``<outbox>/<job_id>/``.
 """
@@ -42,7 +43,8 @@ from gaussian_splatting.splat_export import write_splat
 
 from stages.base import RESULT_FILE, ProgressReporter, Stage, StageContext, StageFailed, StageResult
 from stages.publish_frame import published_frame
-from stages.publish_views import choose_camera, jpeg_bytes, read_camera_entries, render_camera, render_stills
+from stages.publish_views import choose_camera, read_camera_entries, render_camera, render_stills, with_held_out
+from stages.web_images import jpeg_bytes
 
 log = logging.getLogger("stages.publish")
 
@@ -81,13 +83,14 @@ class PublishStage(Stage):
         centre = state["means"].double().mean(dim=0).numpy()
         training_names = (read_split(sfm_dir, TRAIN_FILE) or None) if context.options.get("eval", True) else None
         scale = int(trained.get("metrics", {}).get("resolution_scale", 1))
-        entries = read_camera_entries(context.job_dir / trained["outputs"]["model"], sfm_dir, training_names, scale)
-        # which camera sees most does not depend on the scene's orientation: chosen before it is set
-        recentred = [{**entry, "position": (np.asarray(entry["position"]) - centre).tolist()} for entry in entries]
+        training = read_camera_entries(context.job_dir / trained["outputs"]["model"], sfm_dir, training_names, scale)
+        # which camera sees most does not depend on the scene's orientation: chosen before it is set;
+        # among the training cameras only: the poster shows the scene from a view the model learnt
+        recentred = [{**entry, "position": (np.asarray(entry["position"]) - centre).tolist()} for entry in training]
         chosen = choose_camera(recentred, (state["means"].double() - torch.from_numpy(centre)).numpy())
-        frame = published_frame(entries, centre, entries[chosen])
+        frame = published_frame(training, centre, training[chosen])
         state = moved_state(state, frame.rotation, frame.centre)
-        cameras = frame.camera_entries(entries)
+        cameras = frame.camera_entries(with_held_out(training, sfm_dir, training_names, scale))
         log.info("published frame: up from the %s, %.1f degrees from COLMAP's -y", frame.up_from,
                  math.degrees(math.acos(np.clip(-frame.rotation[1, 1], -1.0, 1.0))))
 
@@ -106,7 +109,7 @@ class PublishStage(Stage):
         write_text_atomically(output / CAMERAS, json.dumps(cameras))
 
         report(65.0, "rendering the poster and the thumbnail")
-        camera = render_camera(cameras[chosen], sfm_dir, frame)
+        camera = render_camera(frame.camera_entries([training[chosen]])[0], sfm_dir, frame)
         poster, thumbnail = render_stills(state, camera, str(settings.get("train_backend", "auto")), scale)
         _write_jpeg(output / POSTER, poster)
         _write_jpeg(output / THUMBNAIL, thumbnail)

@@ -11,13 +11,13 @@ around an object, a walk through a room, a facade. Cameras and centres may be in
 The pictures are rendered from the photo's own SfM camera (its exact intrinsics, principal
 point included) at the photo's aspect: the poster at most ``POSTER_LONG_SIDE`` pixels on its
 long side and never larger than the images the model was trained on (a model fit to 200 px
-images shows needles and gaps at 800); the thumbnail exactly ``THUMBNAIL_LONG_SIDE``, scaled
-down from the poster when that is larger, else rendered at that size. JPEG, no metadata.
+images shows needles and gaps at 800); the thumbnail is the poster scaled down to
+``THUMBNAIL_LONG_SIDE``, or the poster itself when that is smaller: never scaled up. JPEG, no
+metadata (``web_images``).
 """
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +33,13 @@ from gaussian_splatting.outputs import camera_entries
 from gaussian_splatting.ply_import import sh_degree_of
 from gaussian_splatting.projection import ProjectionSettings
 from gaussian_splatting.rasterize import rasterize, resolve_backend
-from gaussian_splatting.scene import IMAGES_DIR, TRAIN_FILE, load_views, read_split
+from gaussian_splatting.scene import IMAGES_DIR, TEST_FILE, TRAIN_FILE, load_views, read_split
 
 from stages.publish_frame import PublishedFrame
+from stages.web_images import fitted_size
 
 POSTER_LONG_SIDE = 1280
 THUMBNAIL_LONG_SIDE = 320
-JPEG_QUALITY = 85
 COUNT_SAMPLE = 20_000  # centres sampled to score the cameras: plenty to rank them
 SEED = 0
 
@@ -63,6 +63,25 @@ def read_camera_entries(model_dir: Path, sfm_dir: Path, training_names: list[str
     if path.exists():
         return list(json.loads(path.read_text()))
     return camera_entries(load_views(sfm_dir, training_names, resolution_scale))
+
+
+def with_held_out(training: Sequence[Mapping[str, Any]], sfm_dir: Path, training_names: list[str] | None,
+                  resolution_scale: int) -> list[dict[str, Any]]:
+    """Every placed photo's camera, in photo-name order: the ``training`` entries and, marked
+    ``"held_out": true``, those of the photos evaluation scores (``test.txt``), made as the trainer
+    makes its own, at the same ``resolution_scale``; ``id`` is the position in the list. A person
+    counts the photos they took, and the viewer can show each held-out photo's view."""
+    if training_names is None:
+        return [dict(entry) for entry in training]  # trained on every placed photo
+    taken = set(training_names)
+    held_out_names = [name for name in read_split(sfm_dir, TEST_FILE) if name not in taken]
+    if not held_out_names:
+        return [dict(entry) for entry in training]
+    held_out = [{**entry, "held_out": True}
+                for entry in camera_entries(load_views(sfm_dir, held_out_names, resolution_scale))]
+    names = {Path(name).stem: name for name in [*training_names, *held_out_names]}  # img_name is the stem
+    ordered = sorted([*training, *held_out], key=lambda entry: names.get(entry["img_name"], entry["img_name"]))
+    return [{**entry, "id": index} for index, entry in enumerate(ordered)]
 
 
 def visible_centres(entry: Mapping[str, Any], points: np.ndarray) -> int:
@@ -118,22 +137,13 @@ def _photo_names(sfm_dir: Path, img_name: str) -> list[str]:
     return listed + [name for name in found if name not in listed]
 
 
-def scaled_size(width: int, height: int, long_side: int) -> tuple[int, int]:
-    """``width`` x ``height`` scaled so that the long side is ``long_side``, aspect kept."""
-    scale = long_side / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
 def render_stills(state: Mapping[str, Tensor], camera: RenderCamera, backend: str,
                   resolution_scale: int = 1) -> tuple[Image.Image, Image.Image]:
     """The poster and the thumbnail of the Gaussians (raw parameters, as ``read_ply`` gives
     them) seen by ``camera``, on a black background as they were trained; the model was trained
     on the photos at 1/``resolution_scale`` of their size."""
-    poster_size = camera.width, camera.height
     longest = min(POSTER_LONG_SIDE, max(camera.width, camera.height) // max(1, resolution_scale))
-    if max(poster_size) > longest:
-        poster_size = scaled_size(camera.width, camera.height, longest)
-    thumbnail_size = scaled_size(camera.width, camera.height, THUMBNAIL_LONG_SIDE)
+    poster_size = fitted_size(camera.width, camera.height, longest)
     device = torch.device(resolve_backend(backend))
     inputs = Gaussians.from_state(dict(state), device).render_inputs()
     sh_degree = sh_degree_of(dict(state))
@@ -151,15 +161,7 @@ def render_stills(state: Mapping[str, Tensor], camera: RenderCamera, backend: st
         return Image.fromarray(pixels)
 
     poster = render(poster_size)
-    if max(poster_size) >= THUMBNAIL_LONG_SIDE:
-        thumbnail = poster.resize(thumbnail_size, Image.Resampling.LANCZOS)
-    else:
-        thumbnail = render(thumbnail_size)  # a photo smaller than the thumbnail: render it at that size
+    thumbnail_size = fitted_size(poster.width, poster.height, THUMBNAIL_LONG_SIDE)
+    # never larger than the poster: one at training size on the CPU is smaller than a thumbnail
+    thumbnail = poster if thumbnail_size == poster.size else poster.resize(thumbnail_size, Image.Resampling.LANCZOS)
     return poster, thumbnail
-
-
-def jpeg_bytes(image: Image.Image) -> bytes:
-    """JPEG at ``JPEG_QUALITY``; Pillow writes no EXIF, ICC profile or comment unless asked."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=JPEG_QUALITY, optimize=True)
-    return buffer.getvalue()

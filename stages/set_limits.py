@@ -22,7 +22,8 @@ from stages.zip_layout import zip_set_layout
 
 # Decimal megabytes, as Finder, GNOME Files and camera specifications count them.
 MEGABYTE = 1_000_000
-_WHERE = "in the daemon's configuration"
+# status.json is public: the person reads the limit and whom to ask; the journal names the setting
+_ASK = "or ask the server's operator to raise the limit"
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ class PhotoSize:
 @dataclass(frozen=True)
 class LimitViolation:
     message: str  # what is over which limit, by how much
-    hint: str  # what the user (or the administrator) can do about it
+    hint: str  # what the user can do about it (or ask the operator to)
+    setting: str  # the daemon's setting that sets the limit, for the journal
 
 
 def listed_photos(listing: SetListing) -> tuple[PhotoSize, ...]:
@@ -82,16 +84,16 @@ def first_violation(photos: Sequence[PhotoSize], limits: SetLimits) -> LimitViol
     (the first in name order, with a count of the others), size of all together."""
     if len(photos) > limits.max_photos:
         return LimitViolation(
-            f"the set has {len(photos)} photos; at most {limits.max_photos} are allowed (max_photos)",
-            f"split the photos into sets of at most {limits.max_photos}, "
-            f"or have max_photos raised {_WHERE}",
+            f"the set has {len(photos)} photos; at most {limits.max_photos} are allowed on this server",
+            f"split the photos into sets of at most {limits.max_photos}, {_ASK}",
+            "max_photos",
         )
     too_large = sorted((photo for photo in photos if photo.size > limits.max_file_bytes), key=lambda p: p.name)
     if too_large:
         first = too_large[0]
         message = (
             f"{first.name} is {_megabytes(first.size, limits.max_file_mb)} MB; photos may be at most "
-            f"{_number(limits.max_file_mb)} MB (max_file_mb)"
+            f"{_number(limits.max_file_mb)} MB on this server"
         )
         if len(too_large) > 1:
             others = len(too_large) - 1
@@ -99,14 +101,16 @@ def first_violation(photos: Sequence[PhotoSize], limits: SetLimits) -> LimitViol
         return LimitViolation(
             message,
             "export or save the photos over the limit again at a smaller size (a few thousand "
-            f"pixels on the long side are plenty), or have max_file_mb raised {_WHERE}",
+            f"pixels on the long side are plenty), {_ASK}",
+            "max_file_mb",
         )
     total = sum(photo.size for photo in photos)
     if total > limits.max_set_bytes:
         return LimitViolation(
             f"the set's {len(photos)} photos come to {_megabytes(total, limits.max_set_mb)} MB; at most "
-            f"{_number(limits.max_set_mb)} MB in total are allowed (max_set_mb)",
-            f"split the photos into smaller sets, save them at a smaller size, or have max_set_mb raised {_WHERE}",
+            f"{_number(limits.max_set_mb)} MB in total are allowed on this server",
+            f"split the photos into smaller sets, save them at a smaller size, {_ASK}",
+            "max_set_mb",
         )
     return None
 

@@ -18,14 +18,14 @@ from typing import Any
 
 import pycolmap
 
-from stages.base import ProgressReporter, Stage, StageContext, StageResult
+from stages.base import ProgressReporter, Stage, StageContext, StageFailed, StageResult
 from stages.colmap_export import IMAGES_DIR, POINTS_FILE, SPARSE_DIR, export_undistorted
 from stages.colmap_features import extract_features
 from stages.colmap_mapping import GLOBAL, check_mapper, reconstruct
 from stages.colmap_matching import match_features, plan_matching
 from stages.sfm_inputs import IngestedSet, read_ingested
 from stages.sfm_progress import FEATURES, MAPPING, MATCHING, UNDISTORTING
-from stages.sfm_quality import check_points, check_registration
+from stages.sfm_quality import check_points, check_registration, unplaced_reasons
 from stages.sfm_split import HOLD_OUT_EVERY, TEST_FILE, TRAIN_FILE, split_held_out
 
 SCRATCH_DIR = "scratch"  # COLMAP database, distorted models, undistorter leftovers
@@ -66,6 +66,8 @@ def _reconstruct(context: StageContext, photo_set: IngestedSet, scratch: Path,
                      on_progress=lambda done, of: report(FEATURES.at(done, of), f"features {done}/{of}"))
 
     log.info("matching: %s%s", plan.method, ", loop detection" if plan.vocab_tree else "")
+    if plan.detail:
+        log.warning("%s", plan.detail)  # status.json has the person's half (plan.warning)
     report(MATCHING.start, "matching")
     match_features(database, plan, threads=threads, device=DEVICE)
 
@@ -76,10 +78,20 @@ def _reconstruct(context: StageContext, photo_set: IngestedSet, scratch: Path,
 
     registered = sorted(model.images[image_id].name for image_id in model.reg_image_ids()) if model else []
     placed = set(registered)
-    unregistered = photo_set.sources([photo.name for photo in photo_set.photos if photo.name not in placed])
+    unplaced = [photo.name for photo in photo_set.photos if photo.name not in placed]
+    unregistered = photo_set.sources(unplaced)
+    reasons = unplaced_reasons(database, unplaced, placed)
+    left_out = {
+        "unregistered": unregistered,
+        # the same photos, each with why, in the person's words
+        "unplaced": [{"file": file, "reason": reasons[name]} for name, file in zip(unplaced, unregistered)],
+    }
     warnings = [plan.warning] if plan.warning else []
-    warnings += check_registration(len(registered), unregistered, float(settings["sfm_min_registered_fraction"]))
-    check_points(model.num_points3D(), len(registered))
+    try:
+        warnings += check_registration(len(registered), unregistered, float(settings["sfm_min_registered_fraction"]))
+        check_points(model.num_points3D(), len(registered))
+    except StageFailed as failure:  # the failed job's page lists the photos and why each was left out
+        raise StageFailed(failure.message, hint=failure.hint, metrics=left_out) from failure
     # past the gate, a model with at least 3 photos exists
     log.info("registered %d of %d photos, %d points", len(registered), total, model.num_points3D())
 
@@ -104,7 +116,7 @@ def _reconstruct(context: StageContext, photo_set: IngestedSet, scratch: Path,
         "mapper": mapper,
         "train": len(split.train),
         "test": len(split.test),
-        "unregistered": unregistered,
+        **left_out,
         "seconds": round(time.monotonic() - started, 3),
     }
     return StageResult(metrics=metrics, outputs=_outputs(context), warnings=tuple(warnings))

@@ -10,6 +10,7 @@ of the decompressor, against the same limits, because a zip bomb's headers can l
 
 from __future__ import annotations
 
+import logging
 import re
 import zipfile
 import zlib
@@ -20,6 +21,8 @@ from typing import Callable
 from stages.base import StageFailed
 from stages.photo_set import JOB_OPTIONS_MAX_BYTES, JOB_OPTIONS_TOO_LARGE, FileRules
 from stages.zip_layout import SetEntry, ZipSetLayout, entry_parts, is_symlink, zip_set_layout
+
+log = logging.getLogger("stages.zip_extract")
 
 NOT_A_ZIP = "not a valid zip archive (truncated or still being copied?)"
 ZIP_HINT = "re-create the archive with a standard zip tool, or drop the photos in as a plain folder"
@@ -72,7 +75,7 @@ def _check_entries(entries: list[zipfile.ZipInfo], layout: ZipSetLayout, limits:
     if len(entries) > limits.max_files:
         raise _refused(
             f"zip archive has {len(entries)} entries, "
-            f"over the limit of {limits.max_files} (zip_max_files)"
+            f"over this server's limit of {limits.max_files}", "zip_max_files"
         )
     photos_bytes = sum(photo.entry.file_size for photo in layout.photos)
     job_options = layout.job_options
@@ -80,19 +83,19 @@ def _check_entries(entries: list[zipfile.ZipInfo], layout: ZipSetLayout, limits:
     if declared_bytes > limits.max_bytes:
         raise _refused(
             f"zip archive unpacks to {declared_bytes} bytes, "
-            f"over the limit of {limits.max_bytes} (zip_max_bytes)"
+            f"over this server's limit of {limits.max_bytes}", "zip_max_bytes"
         )
     if limits.max_file_bytes is not None:
         for photo in layout.photos:
             if photo.entry.file_size > limits.max_file_bytes:
                 raise _refused(
                     f"zip entry '{photo.entry.filename}' unpacks to {photo.entry.file_size} bytes; "
-                    f"a photo may be at most {limits.max_file_bytes} bytes (max_file_mb)"
+                    f"a photo may be at most {limits.max_file_bytes} bytes on this server", "max_file_mb"
                 )
     if limits.max_set_bytes is not None and photos_bytes > limits.max_set_bytes:
         raise _refused(
             f"the photos in the zip archive unpack to {photos_bytes} bytes; "
-            f"at most {limits.max_set_bytes} bytes are allowed in total (max_set_mb)"
+            f"at most {limits.max_set_bytes} bytes are allowed in total on this server", "max_set_mb"
         )
     if job_options is not None and job_options.entry.file_size > JOB_OPTIONS_MAX_BYTES:
         raise StageFailed(JOB_OPTIONS_TOO_LARGE, hint=_JOB_OPTIONS_HINT)
@@ -119,13 +122,13 @@ class _Counted:
         if limits.max_file_bytes is not None and entry_bytes > limits.max_file_bytes:
             raise _refused(
                 f"zip entry '{name}' unpacks to more than {limits.max_file_bytes} bytes, more than "
-                "its header says; a photo may be at most that (max_file_mb)"
+                "its header says; a photo may be at most that on this server", "max_file_mb"
             )
         self._photos += chunk_bytes
         if limits.max_set_bytes is not None and self._photos > limits.max_set_bytes:
             raise _refused(
-                f"the photos in the zip archive unpack to more than {limits.max_set_bytes} bytes "
-                f"(max_set_mb); stopped at entry '{name}'"
+                f"the photos in the zip archive unpack to more than {limits.max_set_bytes} bytes, "
+                f"more than this server allows; stopped at entry '{name}'", "max_set_mb"
             )
         self._add(name, chunk_bytes)
 
@@ -188,5 +191,8 @@ def _extract_entry(
             raise _refused(f"zip entry '{entry.filename}' is corrupt: {error}") from error
 
 
-def _refused(message: str) -> StageFailed:
+def _refused(message: str, setting: str | None = None) -> StageFailed:
+    """The refusal for the person; the daemon's ``setting`` behind a limit goes to the journal."""
+    if setting is not None:
+        log.warning("zip archive refused: over the limit of the setting %s", setting)
     return StageFailed(message, hint=ZIP_HINT)

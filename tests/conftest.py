@@ -1,7 +1,8 @@
-"""Shared fixtures: every status.json a test leaves behind must validate against the schema; real
-Chromium for the browser tests (tests/browser_harness.py); a throwaway PostgreSQL cluster and a
-job store URL on SQLite or PostgreSQL (tests/postgres_server.py); the demo, trained and published
-once a session (tests/published_demo.py)."""
+"""Shared fixtures: every status.json a test leaves behind must validate against the schema, and
+neither it nor any page may name a server folder by its absolute path; real Chromium for the
+browser tests (tests/browser_harness.py); a throwaway PostgreSQL cluster and a job store URL on
+SQLite or PostgreSQL (tests/postgres_server.py); the demo, trained and published once a session
+(tests/published_demo.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser_harness import chromium, open_page, serve_folder  # noqa: F401  (fixtures for the browser tests)
-from tests.daemon_harness import validate_status
+from tests.daemon_harness import assert_no_server_path, validate_status
 from tests.published_demo import published_demo  # noqa: F401  (the demo, trained and published, for the page tests)
 from tests.postgres_server import (  # noqa: F401  (fixtures for the job store tests)
     database_url, opened, postgres_database_url, postgres_server, postgres_url)
@@ -26,3 +27,12 @@ def every_status_json_validates(tmp_path: Path):
         validate_status(json.loads(path.read_text()))
     leftovers = [*tmp_path.rglob(".*status.json.*.tmp"), *tmp_path.rglob(".*status.json.*.new")]
     assert not leftovers, f"half-written status files left behind: {leftovers}"
+
+
+@pytest.fixture(autouse=True)
+def no_server_path_in_what_people_read(tmp_path: Path):
+    """After each test: no status.json or page under its folder (where its inbox, outbox and state
+    folders are) names that folder or the home folder by its absolute path (see
+    daemon_harness.assert_no_server_path)."""
+    yield
+    assert_no_server_path(tmp_path)

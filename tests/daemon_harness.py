@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -30,6 +32,56 @@ def status_validator() -> jsonschema.Draft202012Validator:
 def validate_status(document: dict[str, Any]) -> dict[str, Any]:
     status_validator().validate(document)
     return document
+
+
+# What status.json and the pages say is for the person who dropped the photos: no server path.
+# The copy beside the set keeps one documented exception, its ``outputs`` (paths in the state
+# folder, for whoever works on the server; the outbox copy names files relative to the job's folder).
+_PUBLIC_FILES = ("*.html", "*status.json")
+
+
+def assert_no_server_path(root: Path) -> None:
+    """Fail, naming the file and the string, if a status.json or a page under ``root`` names
+    ``root`` (a test's inbox, outbox and state folders are in it) or the home folder by its
+    absolute path."""
+    folders = {str(root), str(root.resolve()), str(Path.home()), str(Path.home().resolve())} - {"/", ""}
+    ordered = sorted(folders, key=len, reverse=True)
+    pattern = re.compile(r"(?<![\w.\-])(" + "|".join(map(re.escape, ordered)) + r")(?![\w.\-])")
+    for path in sorted(found for glob in _PUBLIC_FILES for found in root.rglob(glob)):
+        if path.name.startswith(".") or not path.is_file():
+            continue  # a temporary name: never left behind by a finished write
+        for text in _public_texts(path):
+            match = pattern.search(text)
+            assert match is None, (
+                f"{path.relative_to(root)} names the server folder {match.group(1)}: "
+                f"{text[max(0, match.start() - 80): match.end() + 80]!r}")
+
+
+def _public_texts(path: Path) -> list[str]:
+    """What a reader sees of the file: a page's text (entities decoded), or the strings of a
+    status.json, without the copy beside the set's ``outputs``."""
+    raw = path.read_text(errors="replace")
+    if path.suffix == ".html":
+        return [html.unescape(raw)]
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return [raw]
+    if isinstance(document, dict) and path.parent.name != document.get("job_id"):
+        document = {key: value for key, value in document.items() if key != "outputs"}  # beside the set
+    return list(_strings(document))
+
+
+def _strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from daemon.demo_set import write_demo_set
-from tests.daemon_harness import DaemonProcess, make_layout, state_is, wait_for
+from tests.daemon_harness import DaemonProcess, assert_no_server_path, make_layout, state_is, wait_for
 
 DEMO_JOB_TOML = "iterations = 1500\ntrain_max_image_size = 100\nmax_gaussians = 20000\n"
 
@@ -36,4 +36,5 @@ def published_demo(tmp_path_factory) -> PublishedDemo:
     with DaemonProcess(layout, until_idle=True) as daemon:
         assert daemon.wait(600) == 0, daemon.log()
     status = wait_for(state_is(layout, "demo", "done"), 5, "the demo job to be done")
+    assert_no_server_path(layout.root)  # its pages and status.json are public
     return PublishedDemo(layout.outbox, layout.outbox / status["job_id"], status)

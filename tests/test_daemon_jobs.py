@@ -295,7 +295,8 @@ def test_a_stage_over_its_time_limit_is_stopped_and_its_job_fails(tmp_path):
     document = layout.status("endless")
     assert document["state"] == "failed"
     assert document["error"]["message"] == "sfm did not finish within its time limit of 1 s and was stopped"
-    assert "stage_timeouts.sfm" in document["error"]["hint"]
+    assert "operator" in document["error"]["hint"] and "stage_timeouts" not in document["error"]["hint"]
+    assert "stage_timeouts.sfm" in daemon.log()  # the operator's half, in the journal
     assert document["stages"]["sfm"]["seconds"] < 10
 
 

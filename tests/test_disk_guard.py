@@ -100,7 +100,7 @@ def test_a_job_waits_in_the_queue_until_its_stages_fit_then_runs(tmp_path, small
                            30, "the job to wait for space")
         assert waiting["state"] == "queued"
         assert "not enough free space in the state folder" in waiting["message"]
-        assert "min_free_gb keeps 8.0 MB free" in waiting["message"]
+        assert "the server keeps 8.0 MB free" in waiting["message"]
         assert not (layout.state / "jobs" / waiting["job_id"] / "ingest").exists()  # nothing started
         wait_for(lambda: "starts when space is freed" in daemon.log(), 10, "the journal to say so")
         ballast.unlink()
@@ -131,11 +131,13 @@ def test_no_stage_starts_when_the_disk_runs_short_between_stages(tmp_path, small
 def test_the_estimate_counts_only_the_stages_left():
     size = SetSize(photos=40, bytes=200 * MB)
     whole = estimate_writes(["ingest", "sfm", "train", "evaluate", "publish"], size, max_gaussians=1_000_000)
-    # the photos, 2 MB a photo, two checkpoints and a .ply, 1/4 MB a photo, the .ply, .splat and .sog
-    assert whole.state_bytes == 200 * MB + 80 * MB + (2 * 750 + 248) * MB + 10 * MB + (312 * MB + 5 * MB)
-    assert whole.outbox_bytes == 312 * MB + 5 * MB
+    # the photos and the cover, 2 MB a photo, two checkpoints and a .ply, 1/4 MB a photo and the held-out
+    # strip's 1/16, the .ply, .splat and .sog; the cover and the strip go to the outbox too
+    assert whole.state_bytes == 200.5 * MB + 80 * MB + (2 * 750 + 248) * MB + 12.5 * MB + (312 * MB + 5 * MB)
+    assert whole.outbox_bytes == 0.5 * MB + 2.5 * MB + 312 * MB + 5 * MB
     assert estimate_writes(["publish"], size, 1_000_000) == DiskNeed(317 * MB, 317 * MB)
-    assert estimate_writes(["ingest"], size, 1_000_000) == DiskNeed(200 * MB, 0)
+    assert estimate_writes(["ingest"], size, 1_000_000) == DiskNeed(200.5 * MB, 0.5 * MB)
+    assert estimate_writes(["evaluate"], size, 1_000_000) == DiskNeed(12.5 * MB, 2.5 * MB)
     # a coarser .sog (at most 32 bytes a Gaussian) for each splat budget the scene may exceed
     levels = (3_000_000, 1_500_000, 600_000)
     assert estimate_writes(["publish"], size, 1_000_000, levels) == DiskNeed(317 * MB + 19.2 * MB, 317 * MB + 19.2 * MB)
@@ -152,7 +154,7 @@ def test_the_verdict_names_the_folder_and_adds_the_headroom(tmp_path):
     assert guard.shortage(DiskNeed(state_bytes=89 * MB, outbox_bytes=19 * MB)) is None
     assert guard.shortage(DiskNeed(state_bytes=91 * MB, outbox_bytes=0)).reason == (
         "not enough free space in the state folder: 100.0 MB free, the job needs about 91.0 MB more and "
-        "min_free_gb keeps 10.0 MB free")
+        "the server keeps 10.0 MB free")
     assert "in the outbox folder: 30.0 MB free" in guard.shortage(DiskNeed(0, 21 * MB)).reason
     # one file system for both: their needs add up
     together = DiskGuard(tmp_path / "a", tmp_path / "b", 0.01, free_space=lambda folder: 100 * MB,
@@ -187,7 +189,7 @@ def test_a_need_beyond_the_whole_file_system_never_fits(tmp_path):
         "holds (80.00 GB)")
     # it fits the empty disk, but not with the headroom min_free_gb keeps
     assert guard.shortage(DiskNeed(75 * GB, 0)).reason == (
-        "the job needs about 75.00 GB in the state folder and outbox folder and min_free_gb keeps 10.00 GB free, "
+        "the job needs about 75.00 GB in the state folder and outbox folder and the server keeps 10.00 GB free, "
         "more than their whole file system holds (80.00 GB)")
     waits = guard.shortage(DiskNeed(60 * GB, 5 * GB))  # it would fit once 25 GB are freed: it waits
     assert not waits.never_fits and waits.more == 25 * GB and waits.reason.startswith("not enough free space")

@@ -135,7 +135,9 @@ def test_good_set_gives_images_manifest_result_and_progress(tmp_path):
     assert result.metrics["accepted"] == 4
     assert result.metrics["rejected"] == 0
     assert result.metrics["seconds"] >= 0
-    assert result.outputs == {"images": "ingest/images", "manifest": "ingest/manifest.json"}
+    assert result.outputs == {"images": "ingest/images", "manifest": "ingest/manifest.json",
+                              "cover": "ingest/cover.jpg"}
+    assert result.to_outbox == ("cover",)
     assert result.warnings == ()
     assert result.images == {"found": 4, "accepted": 4, "rejected": []}
     manifest = manifest_of(context)
@@ -157,7 +159,9 @@ def test_good_set_gives_images_manifest_result_and_progress(tmp_path):
     for item in manifest["images"]:
         with Image.open(context.output_dir / item["image"]) as written:
             assert (written.format, written.mode, written.size) == ("JPEG", "RGB", (160, 120))
-    assert sorted(os.listdir(context.output_dir)) == ["images", "manifest.json"]
+    assert sorted(os.listdir(context.output_dir)) == ["cover.jpg", "images", "manifest.json"]
+    with Image.open(context.output_dir / "cover.jpg") as cover:  # IMG_1, never scaled up
+        assert (cover.format, cover.mode, cover.size) == ("JPEG", "RGB", (160, 120))
     photo_calls = [call for call in recorder.calls if call[1].startswith("photo ")]
     assert [message for _, message in photo_calls] == [f"photo {i}/4" for i in range(1, 5)]
     assert [percent for percent, _ in photo_calls] == [25.0, 50.0, 75.0, 100.0]
@@ -256,14 +260,16 @@ def test_heic_is_read_when_pillow_heif_is_installed(tmp_path):
         assert (written.format, written.mode, written.size) == ("JPEG", "RGB", (160, 120))
 
 
-def test_heic_without_pillow_heif_is_rejected_with_install_advice(tmp_path, monkeypatch):
+def test_heic_without_pillow_heif_is_rejected_with_advice_for_each_audience(tmp_path, monkeypatch, caplog):
     folder = make_set(tmp_path)
     write_heic(folder / "phone.heic")
     monkeypatch.setitem(sys.modules, "pillow_heif", None)  # makes `import pillow_heif` fail
 
     result, _, _ = run_ingest(tmp_path, folder)
 
-    assert "pip install pillow-heif" in rejected_reasons(result)["phone.heic"]
+    reason = rejected_reasons(result)["phone.heic"]
+    assert "export it as JPEG" in reason and "pip" not in reason  # the person cannot install anything
+    assert "pip install pillow-heif" in caplog.text  # the operator can
 
 
 def test_duplicates_keep_the_first_in_name_order(tmp_path):
@@ -350,6 +356,34 @@ def test_exif_orientation_is_applied(tmp_path):
         assert close_to(written.getpixel((60, 30)), (255, 0, 0), 8)  # the left half is now on top
         assert close_to(written.getpixel((60, 130)), (0, 0, 255), 8)
         assert Base.Orientation not in written.getexif()
+
+
+def test_the_cover_is_the_first_usable_photo_upright_at_most_640_and_without_metadata(tmp_path):
+    """The set's card shows it on a public page: the first photo ingest accepts in name order (not
+    a broken one before it), turned upright, scaled down, with none of the camera's EXIF."""
+    folder = make_set(tmp_path, count=2)
+    write_truncated_jpeg(folder / "a_broken.jpg")
+    exif = Image.Exif()
+    exif[Base.Orientation] = 6  # stored sideways: turn 90 degrees clockwise to view
+    exif[Base.Make] = "Canon"
+    exif.get_ifd(IFD.GPSInfo).update({GPS.GPSLatitudeRef: "N", GPS.GPSLatitude: (48.0, 51.0, 24.0)})
+    sideways = Image.new("RGB", (1600, 1200), (255, 0, 0))
+    sideways.paste(Image.new("RGB", (800, 1200), (0, 0, 255)), (800, 0))
+    save(sideways, folder / "b_sideways.jpg", exif=exif, quality=95)
+
+    result, _, context = run_ingest(tmp_path, folder)
+
+    assert rejected_reasons(result).keys() == {"a_broken.jpg"}
+    assert (result.outputs["cover"], result.to_outbox) == ("ingest/cover.jpg", ("cover",))
+    data = (context.output_dir / "cover.jpg").read_bytes()
+    with Image.open(io.BytesIO(data)) as cover:
+        assert (cover.format, cover.mode, cover.size) == ("JPEG", "RGB", (480, 640))
+        assert close_to(cover.getpixel((240, 100)), (255, 0, 0), 8)  # the left half is now on top
+        assert close_to(cover.getpixel((240, 540)), (0, 0, 255), 8)
+        assert not cover.getexif() and not {"exif", "icc_profile", "xmp", "comment"} & set(cover.info)
+    assert b"Exif\x00\x00" not in data and b"Canon" not in data
+    with output_image(context, "b_sideways.jpg") as copy:
+        assert copy.getexif()[Base.Make] == "Canon"  # the copy SfM reads keeps its camera; the cover does not
 
 
 def write_png_16bit_rgb(path: Path, pixels: np.ndarray) -> None:
@@ -565,7 +599,7 @@ def test_zip_set_is_extracted_read_and_cleaned_up(tmp_path):
         ("IMG_2.jpg", "images/IMG_2.jpg"),
         ("more/IMG_3.jpg", "images/more__IMG_3.jpg"),
     ]
-    assert sorted(os.listdir(context.output_dir)) == ["images", "manifest.json"]
+    assert sorted(os.listdir(context.output_dir)) == ["cover.jpg", "images", "manifest.json"]
     assert recorder.calls[0] == (0.0, "extracting zip archive")
     assert archive.read_bytes() == archive_before
 

@@ -186,9 +186,8 @@ def test_a_photo_that_alone_needs_more_than_the_budget_is_rejected_saying_so(tmp
 
     assert result.images["accepted"] == 3
     reason = rejected_reasons(result)["huge.png"]
-    match = re.fullmatch(r"6000x6000 needs about (\d+) MB to decode, more than ingest's decoding budget of "
-                         r"120 MB \(ingest_memory_mb\); save it with fewer pixels, or have ingest_memory_mb "
-                         r"raised in the daemon's configuration", reason)
+    match = re.fullmatch(r"6000x6000 needs about (\d+) MB to decode, more than this server's decoding budget of "
+                         r"120 MB; save it with fewer pixels, or ask the server's operator to raise the budget", reason)
     assert match and int(match[1]) > 120, reason
 
 

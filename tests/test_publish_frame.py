@@ -34,7 +34,7 @@ from gaussian_splatting.scene import load_views, read_split
 from stages.base import RESULT_FILE, StageContext, StageResult
 from stages.publish import PublishStage
 from stages.publish_frame import PublishedFrame
-from stages.publish_views import jpeg_bytes
+from stages.web_images import jpeg_bytes
 from tests.test_sfm import DATASETS, run_sfm
 
 UP = np.array([0.0, 1.0, 0.0])
@@ -104,14 +104,16 @@ def _check_transform(published: dict) -> PublishedFrame:
     frame = PublishedFrame(np.array(frame_json["rotation"]), np.array(frame_json["centre"]), frame_json["up_from"])
     np.testing.assert_allclose(frame.rotation @ frame.rotation.T, np.eye(3), atol=1e-12)
     assert np.linalg.det(frame.rotation) == pytest.approx(1.0)
-    colmap, cameras = published["colmap_cameras"], published["cameras"]
+    colmap = published["colmap_cameras"]
+    cameras = [camera for camera in published["cameras"] if not camera.get("held_out")]  # the trainer's
     assert [camera["img_name"] for camera in cameras] == [camera["img_name"] for camera in colmap]
     for ours, theirs in zip(cameras, colmap):
         assert ours["colmap_to_published"] == {"rotation": frame_json["rotation"], "centre": frame_json["centre"]}
         np.testing.assert_allclose(frame.points(np.array([theirs["position"]]))[0], ours["position"], atol=1e-5)
         np.testing.assert_allclose(frame.rotation @ np.array(theirs["rotation"]), ours["rotation"], atol=1e-9)
-        assert {k: v for k, v in ours.items() if k not in ("position", "rotation", "colmap_to_published")} == \
-            {k: v for k, v in theirs.items() if k not in ("position", "rotation")}
+        # id: the position among every placed photo's camera, held-out ones included
+        assert {k: v for k, v in ours.items() if k not in ("position", "rotation", "colmap_to_published", "id")} == \
+            {k: v for k, v in theirs.items() if k not in ("position", "rotation", "id")}
     # the published Gaussians are COLMAP's, moved (the outlier filter may have dropped some)
     moved = frame.points(published["colmap_means"])
     kept = published["means"]

@@ -34,7 +34,7 @@ from gaussian_splatting.gaussians import Gaussians
 from gaussian_splatting.losses import psnr
 from gaussian_splatting.ply_export import PROPERTY_NAMES, write_ply
 from gaussian_splatting.ply_import import read_ply
-from gaussian_splatting.outputs import write_cameras_json
+from gaussian_splatting.outputs import camera_entries, write_cameras_json
 from gaussian_splatting.scene import load_views, read_split
 from gaussian_splatting.sog_export import read_sog
 from gaussian_splatting.splat_export import read_splat
@@ -160,18 +160,27 @@ def test_ply_and_splat_hold_the_same_moved_gaussians(published):
     np.testing.assert_allclose(moved_back.mean(axis=0), result.metrics["frame"]["centre"], atol=1e-5)
 
 
-def test_cameras_are_the_training_cameras_moved_with_the_scene(published):
+def test_cameras_are_every_placed_photo_s_moved_with_the_scene_the_held_out_ones_marked(published):
     context, result, files, _, _ = published
+    sfm = context.stage_dir("sfm")
     trained = json.loads((context.stage_dir("train") / "model" / "cameras.json").read_text())
+    held_out = camera_entries(load_views(sfm, read_split(sfm, "test.txt")))
     cameras = json.loads(files["cameras.json"])
-    assert len(cameras) == len(trained) == 12
+    # the 16 photos in name order, 12 trained on and every 4th held out, as the person counts them
+    assert [camera["img_name"] for camera in cameras] == [f"view{index:02d}" for index in range(16)]
+    assert [camera["id"] for camera in cameras] == list(range(16))
+    assert [camera.get("held_out", False) for camera in cameras] == [index % 4 == 0 for index in range(16)]
+    assert len(trained) == 12 and len(held_out) == 4
     frame = result.metrics["frame"]
     rotation = np.array(frame["rotation"])
-    for before, after in zip(trained, cameras):
+    by_name = {entry["img_name"]: entry for entry in [*trained, *held_out]}
+    for after in cameras:
+        before = by_name[after["img_name"]]
         assert after["colmap_to_published"] == {"rotation": frame["rotation"], "centre": frame["centre"]}
-        moved = {"position", "rotation", "colmap_to_published"}
+        moved = {"position", "rotation", "colmap_to_published", "id", "held_out"}
         assert {key: value for key, value in after.items() if key not in moved} == \
             {key: value for key, value in before.items() if key not in moved}
+        assert "held_out" not in after or after["held_out"] is True  # training entries as the trainer's
         position = _to_colmap(np.array([after["position"]]), result.metrics)[0]
         np.testing.assert_allclose(position, before["position"], atol=1e-9)
         np.testing.assert_allclose(rotation.T @ np.array(after["rotation"]), before["rotation"], atol=1e-12)
@@ -186,10 +195,12 @@ def test_poster_and_thumbnail_show_the_scene_from_a_training_camera_without_meta
         assert b"Exif\x00\x00" not in files[name]
     poster, thumbnail = _pixels(files["poster.jpg"]), _pixels(files["thumb.jpg"])
     assert poster.shape == (HEIGHT, WIDTH, 3)  # the photos are 64x48: never larger than them
-    assert thumbnail.shape == (240, 320, 3)  # long side 320
+    assert thumbnail.shape == poster.shape  # and the thumbnail never larger than the poster
+    assert psnr(thumbnail, poster) > 40.0  # the poster itself, not a blurrier render
 
     # The poster is what a viewer shows from that camera of cameras.json, on scene.ply ...
     view_name = result.metrics["view"]
+    assert view_name in read_split(context.stage_dir("sfm"), "train.txt")  # a view the model learnt
     camera = next(entry for entry in json.loads(files["cameras.json"]) if entry["img_name"] == Path(view_name).stem)
     rotation = torch.tensor(camera["rotation"], dtype=torch.float64).T
     viewmat = torch.eye(4, dtype=torch.float64)

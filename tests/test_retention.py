@@ -24,7 +24,7 @@ from sqlalchemy import select, text
 from daemon.config import Settings
 from daemon.disk_guard import disk_usage
 from daemon.retention import WorkFolderRetention
-from daemon.status_document import build_status
+from daemon.status_document import build_status, outbox_copy
 from daemon.store import JobState, open_store
 from daemon.store.tables import work_removals
 from stages.registry import PIPELINE
@@ -100,9 +100,9 @@ def test_finished_jobs_go_after_their_keep_time_and_unfinished_jobs_never(opened
         document = validate_status(build_status(store.get(job.id), PIPELINE, jobs_dir))
         if name in gone:
             assert document["outputs"] == {}
-            setting = "keep_failed_days" if name == "failed-old" else "keep_work_days"
             (note,) = document["warnings"]
-            assert note.startswith("work folder removed on 2026-06-01, ") and f"({setting})" in note
+            assert note.startswith("work folder removed on 2026-06-01, ") and "after the job ended" in note
+            assert "keep_" not in note  # the person cannot change it; the journal names it (below)
         else:
             assert document["outputs"] == {key: str(folders[name] / path) for key, path in OUTPUTS.items()}
             assert document["warnings"] == []
@@ -144,7 +144,8 @@ def test_outbox_and_inbox_stay_byte_for_byte_even_when_the_work_folder_links_to_
         (outbox / job.id).mkdir(parents=True)
         for name in ("scene.ply", "scene.splat", "cameras.json", "poster.jpg"):
             (outbox / job.id / name).write_bytes(os.urandom(3000))
-        (outbox / job.id / "status.json").write_text(json.dumps(build_status(job, PIPELINE, state / "jobs")))
+        public = outbox_copy(build_status(job, PIPELINE, state / "jobs"), outbox / job.id)  # as the daemon writes it
+        (outbox / job.id / "status.json").write_text(json.dumps(public))
         (folder / "photos").symlink_to(inbox / "kermit")  # links out of the work folder: removed, not followed
         (folder / "published").symlink_to(outbox / job.id)
         (folder / "scene.ply").hardlink_to(outbox / job.id / "scene.ply")
@@ -379,7 +380,7 @@ def test_the_daemon_removes_old_work_folders_shortly_after_it_starts(tmp_path):
         assert second.stop() == 0, second.log()
     log = second.log()
     assert not folder.exists() and (layout.state / "jobs").is_dir()
-    assert [w for w in document["warnings"] if w.startswith("work folder removed on ") and "keep_work_days" in w]
+    assert [w for w in document["warnings"] if w.startswith("work folder removed on ") and "after the job ended" in w]
     assert layout.outbox_status(done["job_id"])["outputs"] == {}
     assert f"removed work folder {folder}" in log and "freed" in log
     assert {path: path.read_bytes() for path in kept} == kept

@@ -75,7 +75,7 @@ def test_a_folder_counts_exactly_the_files_ingest_takes_as_photos(tmp_path):
     )
     assert folder_violation(folder, SetLimits(max_photos=4), FileRules(("*.xmp",))) is None
     assert folder_violation(folder, SetLimits(max_photos=3), FileRules(("*.xmp",))).message == (
-        "the set has 4 photos; at most 3 are allowed (max_photos)"
+        "the set has 4 photos; at most 3 are allowed on this server"
     )
     (folder / "status.json").unlink()  # not a status document: the autouse check would refuse it
 
@@ -145,8 +145,9 @@ def test_max_photos_allows_exactly_the_limit(tmp_path):
     assert folder_violation(folder, SMALL) is None
     write(folder / "IMG_3.jpg", 10)
     violation = folder_violation(folder, SMALL)
-    assert violation.message == "the set has 4 photos; at most 3 are allowed (max_photos)"
-    assert "at most 3" in violation.hint and "max_photos" in violation.hint
+    assert violation.message == "the set has 4 photos; at most 3 are allowed on this server"
+    assert "at most 3" in violation.hint and "operator" in violation.hint and "max_photos" not in violation.hint
+    assert violation.setting == "max_photos"  # for the journal: the person cannot change it
 
 
 def test_max_file_mb_allows_exactly_the_limit_and_names_the_first_photo_over_it(tmp_path):
@@ -156,12 +157,12 @@ def test_max_file_mb_allows_exactly_the_limit_and_names_the_first_photo_over_it(
     write(folder / "IMG_c.jpg", 10_001)
     violation = folder_violation(folder, SMALL)
     # one byte over must not read as the limit itself
-    assert violation.message == "IMG_c.jpg is 0.010001 MB; photos may be at most 0.01 MB (max_file_mb)"
-    assert "max_file_mb" in violation.hint
+    assert violation.message == "IMG_c.jpg is 0.010001 MB; photos may be at most 0.01 MB on this server"
+    assert "operator" in violation.hint and "max_file_mb" not in violation.hint and violation.setting == "max_file_mb"
     write(folder / "sub/IMG_a.jpg", 12_000)  # after the others in name order
     write(folder / "IMG_d.jpg", 15_000)
     assert folder_violation(folder, replace(SMALL, max_photos=10)).message == (
-        "IMG_c.jpg is 0.010001 MB; photos may be at most 0.01 MB (max_file_mb); 2 other photos are over it too"
+        "IMG_c.jpg is 0.010001 MB; photos may be at most 0.01 MB on this server; 2 other photos are over it too"
     )
 
 
@@ -172,7 +173,7 @@ def test_the_default_limits_in_megabytes_as_a_user_reads_them(tmp_path):
     write(folder / "IMG_0042.jpg", 73_400_000)
     write(folder / "IMG_0043.jpg", 51_000_000)
     assert folder_violation(folder, SetLimits()).message == (
-        "IMG_0042.jpg is 73.4 MB; photos may be at most 50 MB (max_file_mb); 1 other photo is over it too"
+        "IMG_0042.jpg is 73.4 MB; photos may be at most 50 MB on this server; 1 other photo is over it too"
     )
 
     heavy = tmp_path / "inbox" / "heavy"
@@ -182,9 +183,9 @@ def test_the_default_limits_in_megabytes_as_a_user_reads_them(tmp_path):
     write(heavy / "IMG_0100.jpg", 3_456_789)
     violation = folder_violation(heavy, SetLimits())
     assert violation.message == (
-        "the set's 101 photos come to 5003.5 MB; at most 5000 MB in total are allowed (max_set_mb)"
+        "the set's 101 photos come to 5003.5 MB; at most 5000 MB in total are allowed on this server"
     )
-    assert "max_set_mb" in violation.hint
+    assert "operator" in violation.hint and "max_set_mb" not in violation.hint and violation.setting == "max_set_mb"
 
 
 def test_max_set_mb_allows_exactly_the_limit(tmp_path):
@@ -194,7 +195,7 @@ def test_max_set_mb_allows_exactly_the_limit(tmp_path):
     assert folder_violation(folder, SMALL) is None  # 25,000 bytes
     write(folder / "IMG_1.jpg", 9_001)
     assert folder_violation(folder, SMALL).message == (
-        "the set's 3 photos come to 0.025001 MB; at most 0.025 MB in total are allowed (max_set_mb)"
+        "the set's 3 photos come to 0.025001 MB; at most 0.025 MB in total are allowed on this server"
     )
 
 
@@ -228,7 +229,7 @@ def test_zip_limits_use_the_declared_sizes_and_count_only_photos(tmp_path):
     assert archive.stat().st_size < 1_000_000
     assert zip_photos(archive, NO_RULES) == (PhotoSize("IMG_0001.jpg", 60_000_000),)
     assert first_violation(zip_photos(archive, NO_RULES), SetLimits()).message == (
-        "IMG_0001.jpg is 60.0 MB; photos may be at most 50 MB (max_file_mb)"
+        "IMG_0001.jpg is 60.0 MB; photos may be at most 50 MB on this server"
     )
 
 
@@ -257,7 +258,7 @@ def test_ingest_refuses_a_folder_over_a_limit_before_reading_any_photo(tmp_path)
     calls = []
     with pytest.raises(StageFailed) as failure:
         IngestStage().run(context, lambda *args: calls.append(args))
-    assert failure.value.message == "the set has 4 photos; at most 3 are allowed (max_photos)"
+    assert failure.value.message == "the set has 4 photos; at most 3 are allowed on this server"
     assert failure.value.hint
     assert calls == []  # not even "checking 4 photos"
     assert list(context.output_dir.iterdir()) == []  # no images/ folder, no manifest
@@ -275,7 +276,7 @@ def test_ingest_refuses_a_zip_over_a_limit_before_extracting_anything(tmp_path):
     calls = []
     with pytest.raises(StageFailed) as failure:
         IngestStage().run(context, lambda *args: calls.append(args))
-    assert failure.value.message == f"{made[0].name} is 73.4 MB; photos may be at most 50 MB (max_file_mb)"
+    assert failure.value.message == f"{made[0].name} is 73.4 MB; photos may be at most 50 MB on this server"
     assert calls == []  # not even "extracting zip archive"
     assert list(context.output_dir.iterdir()) == []
     assert file_states(archive.parent) == before
@@ -353,14 +354,14 @@ def test_the_daemon_fails_each_set_over_a_limit_before_any_stage_and_runs_the_on
     with DaemonProcess(layout, until_idle=True, paced=True) as daemon:
         assert daemon.wait(180) == 0, daemon.log()
 
-    assert_refused_before_any_stage(layout, daemon, "crowd", "the set has 6 photos; at most 5 are allowed (max_photos)")
-    assert_refused_before_any_stage(layout, daemon, "crowd.zip", "the set has 6 photos; at most 5 are allowed (max_photos)")
+    assert_refused_before_any_stage(layout, daemon, "crowd", "the set has 6 photos; at most 5 are allowed on this server")
+    assert_refused_before_any_stage(layout, daemon, "crowd.zip", "the set has 6 photos; at most 5 are allowed on this server")
     assert_refused_before_any_stage(
-        layout, daemon, "bulky", f"{bulky[1].name} is 0.06 MB; photos may be at most 0.05 MB (max_file_mb)"
+        layout, daemon, "bulky", f"{bulky[1].name} is 0.06 MB; photos may be at most 0.05 MB on this server"
     )
     assert_refused_before_any_stage(
         layout, daemon, "heavy",
-        "the set's 4 photos come to 0.12 MB; at most 0.1 MB in total are allowed (max_set_mb)",
+        "the set's 4 photos come to 0.12 MB; at most 0.1 MB in total are allowed on this server",
     )
     passed = layout.status("fine")
     assert passed["state"] == "done", passed
@@ -381,7 +382,7 @@ def test_the_daemon_applies_the_default_limits(tmp_path):
         assert daemon.wait(120) == 0, daemon.log()
 
     assert_refused_before_any_stage(
-        layout, daemon, "tall", "IMG_0042.jpg is 73.4 MB; photos may be at most 50 MB (max_file_mb)"
+        layout, daemon, "tall", "IMG_0042.jpg is 73.4 MB; photos may be at most 50 MB on this server"
     )
     after = file_states(layout.inbox)
     assert {name: value for name, value in after.items() if not name.endswith("status.json")} == before

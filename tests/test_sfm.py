@@ -19,7 +19,7 @@ from stages.base import StageContext, StageFailed, StageResult
 from stages.colmap_mapping import best_model
 from stages.ingest import IngestStage
 from stages.sfm import SfmStage
-from stages.sfm_quality import check_points
+from stages.sfm_quality import LITTLE_DETAIL, MATCHES_ONLY_UNPLACED, NO_MATCH, check_points
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 PINHOLE_MODEL_ID = 1
@@ -99,7 +99,7 @@ def test_the_synthetic_set_registers_and_leaves_the_documented_layout(tmp_path):
     assert np.ptp(np.asarray(vertices["red"])) > 0  # coloured from the photos
 
     metrics = result.metrics
-    assert (metrics["registered"], metrics["total"], metrics["unregistered"]) == (8, 8, [])
+    assert (metrics["registered"], metrics["total"], metrics["unregistered"], metrics["unplaced"]) == (8, 8, [], [])
     assert (metrics["cameras"], metrics["matching"], metrics["mapper"]) == ("shared", "exhaustive", "incremental")
     assert (metrics["train"], metrics["test"]) == (7, 1)
     assert 0 < metrics["mean_reprojection_error"] < 1 and metrics["mean_track_length"] > 2
@@ -158,11 +158,31 @@ def test_photos_of_another_scene_are_left_out_and_named(tmp_path, strangers, low
     assert result.metrics["registered"] == 8 and result.metrics["unregistered"] == left_out
     (warning,) = result.warnings
     assert all(name in warning for name in left_out)
-    assert ("below sfm_min_registered_fraction" in warning) is low_share
+    assert ("covers only part of what was photographed" in warning) is low_share
     assert ("overlap" in warning) is low_share
+    assert "sfm_min_registered_fraction" not in warning  # a setting of the server's, not the photographer's
     assert sorted(p.name for p in (tmp_path / "job" / "sfm" / "images").iterdir()) == [
         f"view_{index:03d}.jpg" for index in range(8)
     ]
+
+
+def test_each_photo_left_out_says_why_it_was_not_placed(tmp_path):
+    """Beside the ring: a plain grey photo, one of noise, and four of another scene; each is left
+    out with its own reason, in the photographer's words, in the order of unregistered."""
+    folder = ring(tmp_path / "mixed")
+    ring(folder / "other", views=4, seed=1)
+    Image.new("RGB", (160, 120), (128, 128, 128)).save(folder / "plain.jpg")
+    noise = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "noise.jpg")
+    metrics = run_sfm(folder, tmp_path / "job").metrics
+    others = [f"other/view_{index:03d}.jpg" for index in range(4)]
+    assert metrics["unregistered"] == ["noise.jpg", *others, "plain.jpg"]
+    assert metrics["unplaced"] == [
+        {"file": "noise.jpg", "reason": NO_MATCH},
+        *({"file": name, "reason": MATCHES_ONLY_UNPLACED} for name in others),
+        {"file": "plain.jpg", "reason": LITTLE_DETAIL},
+    ]
+    assert "too little detail" in LITTLE_DETAIL and "none of the other photos" in NO_MATCH
 
 
 def test_photos_that_share_nothing_fail_with_the_count_and_the_hint(tmp_path):
@@ -173,6 +193,11 @@ def test_photos_that_share_nothing_fail_with_the_count_and_the_hint(tmp_path):
         run_sfm(folder, tmp_path / "job")
     assert "none of the 4 photos" in failure.value.message
     assert "overlap" in failure.value.hint and "texture" in failure.value.hint
+    # the failed job's page lists which photos, and why each could not be placed
+    names = [f"scene{seed}/view_000.jpg" for seed in (1, 2, 3, 4)]
+    assert failure.value.metrics["unregistered"] == names
+    assert [entry["file"] for entry in failure.value.metrics["unplaced"]] == names
+    assert all(entry["reason"] in (NO_MATCH, LITTLE_DETAIL) for entry in failure.value.metrics["unplaced"])
     assert not (tmp_path / "job" / "sfm" / "scratch").exists()
 
 
@@ -214,11 +239,14 @@ def test_the_global_mapper_when_configured(tmp_path):
     assert (tmp_path / "job" / "sfm" / "sparse" / "0" / "images.bin").exists()
 
 
-def test_a_global_mapper_this_pycolmap_lacks_fails_before_any_work(tmp_path, monkeypatch):
+def test_a_global_mapper_this_pycolmap_lacks_fails_before_any_work(tmp_path, monkeypatch, caplog):
     monkeypatch.delattr(pycolmap, "global_mapping")
     with pytest.raises(StageFailed) as failure:
         run_sfm(ring(tmp_path / "ring"), tmp_path / "job", settings={"sfm_mapper": "global"})
-    assert "sfm_mapper" in failure.value.message and "incremental" in failure.value.hint
+    # the person learns it is the server's to fix; the journal says what to change
+    assert "this server" in failure.value.message and "operator" in failure.value.hint
+    assert "sfm_mapper" not in failure.value.message + failure.value.hint
+    assert 'set sfm_mapper = "incremental"' in caplog.text
     assert sorted(p.name for p in (tmp_path / "job" / "sfm").iterdir()) == []
 
 

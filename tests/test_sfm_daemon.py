@@ -31,11 +31,34 @@ def test_stop_after_sfm_ends_the_job_done_with_the_sfm_metrics_and_outputs(tmp_p
     assert (document["state"], document["message"], document["progress"]) == ("done", "done after sfm", 100)
     assert {name: stage["state"] for name, stage in document["stages"].items()} == {"ingest": "done", "sfm": "done"}
     metrics = document["metrics"]["sfm"]
-    assert (metrics["registered"], metrics["total"], metrics["unregistered"]) == (8, 8, [])
+    assert (metrics["registered"], metrics["total"], metrics["unregistered"], metrics["unplaced"]) == (8, 8, [], [])
     assert metrics["points"] > 0 and metrics["seconds"] > 0
     assert (Path(document["outputs"]["sfm.sparse"]) / "images.bin").exists()
     assert Path(document["outputs"]["sfm.train"]).read_text().count("\n") == 7
     assert layout.outbox_status(document["job_id"])["metrics"]["sfm"] == metrics
+
+
+def test_a_set_whose_photos_share_nothing_fails_and_says_which_photos_and_why(tmp_path):
+    """What the failed job's page lists: each photo structure from motion could not place, with
+    why, in the person's words; and the set's cover in the outbox, from ingest, for its card."""
+    layout = make_layout(tmp_path)
+    folder = layout.inbox / "apart"
+    for seed in (1, 2, 3):
+        write_demo_set(folder / f"scene{seed}", views=1, width=160, height=120, seed=seed, ready_marker=False)
+    (folder / "READY").touch()
+    with DaemonProcess(layout, until_idle=True) as daemon:
+        assert daemon.wait(120) == 0, daemon.log()
+
+    document = layout.status("apart")
+    assert (document["state"], document["error"]["stage"]) == ("failed", "sfm"), document
+    names = [f"scene{seed}/view_000.jpg" for seed in (1, 2, 3)]
+    sfm = document["metrics"]["sfm"]
+    assert sfm["unregistered"] == names and [entry["file"] for entry in sfm["unplaced"]] == names
+    assert all(entry["reason"].startswith("it ") for entry in sfm["unplaced"]), sfm["unplaced"]
+    public = layout.outbox_status(document["job_id"])
+    assert public["metrics"]["sfm"] == sfm and public["outputs"] == {"ingest.cover": "cover.jpg"}
+    with Image.open(layout.outbox / document["job_id"] / "cover.jpg") as cover:
+        assert cover.format == "JPEG" and cover.size == (160, 120) and not cover.getexif()
 
 
 def _matching_heavy_set(folder: Path) -> None:
@@ -54,6 +77,10 @@ def test_cancel_during_matching_stops_the_stage_and_everything_it_started(tmp_pa
     with DaemonProcess(layout) as daemon:
         wait_for(lambda: (layout.status("busy") or {}).get("message") == "sfm: matching", 90,
                  "the sfm stage to be matching")
+        # the running job's card has the set's first photo already: ingest handed it to the outbox
+        assert layout.outbox_status("busy-1")["outputs"] == {"ingest.cover": "cover.jpg"}
+        with Image.open(layout.outbox / "busy-1" / "cover.jpg") as cover:
+            assert max(cover.size) == 640 and not cover.getexif()
         stage_processes = _stage_processes(layout)
         assert stage_processes, daemon.log()
         (layout.inbox / "busy" / "CANCEL").touch()

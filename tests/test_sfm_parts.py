@@ -57,16 +57,20 @@ def test_small_sets_are_matched_exhaustively():
 def test_large_sets_without_a_vocabulary_tree_match_sequentially_and_say_loops_stay_open():
     plan = plan_matching(101, 100, "")
     assert (plan.method, plan.vocab_tree) == (SEQUENTIAL, None)
-    assert "without loop detection" in plan.warning and "sfm_vocab_tree_path" in plan.warning
+    assert "without loop detection" in plan.warning and "name the photos in the order" in plan.warning
+    assert "sfm_" not in plan.warning  # the person reads it: no setting of the server's
+    assert "no sfm_vocab_tree_path configured" in plan.detail  # the journal does
 
 
 def test_a_missing_or_unreadable_vocabulary_tree_turns_loop_detection_off_with_the_reason(tmp_path):
     missing = plan_matching(300, 100, str(tmp_path / "tree.bin"))
-    assert missing.vocab_tree is None and "does not exist" in missing.warning
+    assert missing.vocab_tree is None and f"{tmp_path / 'tree.bin'} (sfm_vocab_tree_path) does not exist" in missing.detail
     garbage = tmp_path / "garbage.bin"
     garbage.write_bytes(b"not a vocabulary tree" * 50)
     unreadable = plan_matching(300, 100, str(garbage))
-    assert unreadable.vocab_tree is None and "cannot be read" in unreadable.warning
+    assert unreadable.vocab_tree is None and "cannot be read" in unreadable.detail
+    for plan in (missing, unreadable):  # the person learns what it means, not where the server keeps what
+        assert "without loop detection" in plan.warning and str(tmp_path) not in plan.warning
 
 
 @pytest.mark.parametrize("registered", [0, 1, 2])

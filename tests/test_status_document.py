@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from daemon.job_log import FolderNames
 from daemon.status_document import build_status, outbox_copy
 from daemon.store import JobState
 from stages.registry import PIPELINE
@@ -44,3 +45,29 @@ def test_the_outbox_copy_names_only_the_published_files_relative_to_the_jobs_fol
     assert public["outputs"] == {"publish.scene_ply": "scene.ply"}
     assert str(tmp_path) not in str(public["outputs"])
     assert document["outputs"]["ingest.manifest"].startswith(str(jobs_dir))  # the copy beside the set keeps paths
+
+
+def test_a_server_path_that_slips_into_what_the_person_reads_is_named_short(opened, tmp_path):
+    """An exception's text in a message, a library's in a warning: the folders come out short, as in
+    the log tail; the copy beside the set still names its files by their paths in the state folder."""
+    store = opened()
+    job = store.create_job(set_name="garden", source_path=tmp_path / "inbox" / "garden", source_kind="folder",
+                           fingerprint="f" * 64, state=JobState.QUEUED, message="queued")
+    store.claim_next()
+    state, home = tmp_path / "state", tmp_path / "home"
+    store.set_stage(job.id, "publish", {"state": "done"}, "publish: done",
+                    outputs={"publish.scene_ply": "publish/scene.ply"},
+                    warnings=[f"cannot read {home}/.cache/torch/hub/checkpoints/alex.pth"],
+                    metrics={"sfm": {"unplaced": [{"file": "a.jpg", "reason": f"{tmp_path}/inbox/garden/a.jpg: odd"}]}})
+    store.transition(job.id, JobState.FAILED, f"internal error: {state}/jobs/garden-1/x is gone",
+                     from_states=(JobState.RUNNING,),
+                     error={"stage": "publish", "message": f"{state}/jobs/garden-1/x is gone", "hint": f"see {state}"})
+    names = FolderNames.of(tmp_path / "inbox", tmp_path / "outbox", state, home=home)
+    document = validate_status(build_status(store.get(job.id), PIPELINE, state / "jobs", names))
+    assert document["message"] == "internal error: state/jobs/garden-1/x is gone"
+    assert document["error"] == {"stage": "publish", "message": "state/jobs/garden-1/x is gone", "hint": "see state"}
+    assert document["warnings"] == ["cannot read ~/.cache/torch/hub/checkpoints/alex.pth"]
+    assert document["metrics"]["sfm"]["unplaced"] == [{"file": "a.jpg", "reason": "inbox/garden/a.jpg: odd"}]
+    assert document["outputs"]["publish.scene_ply"] == str(state / "jobs" / "garden-1" / "publish" / "scene.ply")
+    # the packaged service's home is its state folder: named as that
+    assert FolderNames.of(tmp_path / "inbox", tmp_path / "outbox", state, home=state)(f"{state}/.cache") == "state/.cache"

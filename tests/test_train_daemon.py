@@ -14,6 +14,7 @@ from PIL import Image
 from plyfile import PlyData
 
 from daemon.demo_set import write_demo_set
+from stages.evaluate import LPIPS_UNAVAILABLE
 from tests.daemon_harness import DaemonProcess, Layout, make_layout, processes_of, state_is, wait_for
 from tests.killed_trainer import KILLED_TRAINER
 
@@ -47,7 +48,9 @@ def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(t
     (folder / "job.toml").write_text(f"iterations = {ITERATIONS}\n")
     (folder / "READY").touch()
 
-    no_lpips_weights = {"TORCH_HOME": str(tmp_path / "torch-home")}  # whatever this machine caches
+    # the daemon's own home, whose torch cache holds no LPIPS weights (whatever this machine's does)
+    home = tmp_path / "home"
+    no_lpips_weights = {"HOME": str(home), "TORCH_HOME": str(home / ".cache" / "torch")}
     daemon = DaemonProcess(layout, env=no_lpips_weights).start()
     try:
         training = wait_for(_training_with_an_estimate(layout), 180, "training progress with an ETA")
@@ -81,11 +84,19 @@ def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(t
     scores = document["metrics"]["evaluate"]
     # better than a flat image (the trainer's own test holds it to 5 dB on exact cameras)
     assert scores["images"] == 2 and scores["psnr"] > scores["mean_colour_psnr"] + 1.0, scores
-    assert scores["lpips"] is None and "alexnet-owt-7be5be79.pth" in scores["lpips_unavailable"]
+    assert scores["lpips"] is None and scores["lpips_unavailable"] == "not available on this server"
     results = json.loads(Path(document["outputs"]["evaluate.results"]).read_text())
     assert results["psnr"] == scores["psnr"] and [image["name"] for image in results["images"]] == ["view_000.jpg", "view_008.jpg"]
+    assert "alexnet-owt-7be5be79.pth" in results["lpips_unavailable"]  # the operator's detail stays in the state folder
     assert (Path(document["outputs"]["evaluate.renders"]) / "view_008.png").exists()
-    assert any(warning.startswith("LPIPS not computed") for warning in document["warnings"])
+    # the person reads that LPIPS is missing; where its weights were looked for is the journal's
+    assert LPIPS_UNAVAILABLE in document["warnings"] and not any("LPIPS weights" in w for w in document["warnings"])
+    job_log = (layout.state / "jobs" / job_id / "job.log").read_text()
+    assert f"{home}/.cache/torch/hub/checkpoints" in job_log and "lpips_weights" in job_log
+    strip = [{key: entry[key] for key in ("name", "photo", "render")} for entry in scores["held_out"]]
+    assert strip == [{"name": f"view_00{n}.jpg", "photo": f"heldout-view_00{n}-photo.jpg",
+                      "render": f"heldout-view_00{n}-render.jpg"} for n in (0, 8)]
+    assert [entry["psnr"] for entry in scores["held_out"]] == [image["psnr"] for image in results["images"]]
 
     # published: the cleaned, recentred scene as PLY and .splat, the cameras, the pictures
     published = document["metrics"]["publish"]
@@ -98,11 +109,16 @@ def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(t
     centre = [float(scene["vertex"][axis].mean()) for axis in ("x", "y", "z")]
     assert max(abs(value) for value in centre) < 1e-4, centre
     assert Path(document["outputs"]["publish.scene_splat"]).stat().st_size == 32 * published["gaussians"]
+    # every one of the 16 photos' cameras, the 2 held out marked: "camera 1 of 16 (held out)"
     cameras = json.loads(Path(document["outputs"]["publish.cameras"]).read_text())
+    assert [camera["img_name"] for camera in cameras] == [f"view_{index:03d}" for index in range(16)]
+    assert [camera["img_name"] for camera in cameras if camera.get("held_out")] == ["view_000", "view_008"]
     trainer_cameras = json.loads((Path(document["outputs"]["train.model"]) / "cameras.json").read_text())
-    assert [camera["img_name"] for camera in cameras] == [camera["img_name"] for camera in trainer_cameras]
+    trained_on = [camera for camera in cameras if not camera.get("held_out")]
+    assert [camera["img_name"] for camera in trained_on] == [camera["img_name"] for camera in trainer_cameras]
+    assert published["view"] not in ("view_000.jpg", "view_008.jpg")  # the poster shows a view the model learnt
     rotation, centre = np.array(published["frame"]["rotation"]), np.array(published["frame"]["centre"])
-    for ours, theirs in zip(cameras, trainer_cameras):  # moved with the scene
+    for ours, theirs in zip(trained_on, trainer_cameras):  # moved with the scene
         moved = rotation @ (np.array(theirs["position"]) - centre)
         assert np.abs(np.array(ours["position"]) - moved).max() < 1e-9
     photo = layout.state / "jobs" / job_id / "sfm" / "images" / published["view"]
@@ -110,22 +126,34 @@ def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(t
         photo_size = image.size
     with Image.open(document["outputs"]["publish.poster"]) as poster:
         assert poster.format == "JPEG" and poster.size == photo_size and not poster.getexif()
-    with Image.open(document["outputs"]["publish.thumbnail"]) as thumbnail:
-        assert thumbnail.format == "JPEG" and max(thumbnail.size) == 320 and not thumbnail.getexif()
+    with Image.open(document["outputs"]["publish.thumbnail"]) as thumbnail:  # never larger than the poster
+        assert thumbnail.format == "JPEG" and thumbnail.size == photo_size and not thumbnail.getexif()
     assert sorted(path.name for path in Path(document["outputs"]["publish.poster"]).parent.iterdir()) == [
         "cameras.json", "poster.jpg", "result.json", "scene.ply", "scene.sog", "scene.splat", "thumb.jpg"]
     # and in the outbox beside status.json, byte for byte, with no temporary file left
     publish_dir = layout.state / "jobs" / job_id / "publish"
     outbox_dir = layout.outbox / job_id
-    assert sorted(path.name for path in outbox_dir.iterdir()) == [
-        "cameras.json", "index.html", "poster.jpg", "scene.ply", "scene.sog", "scene.splat", "status.json", "thumb.jpg"]
+    strip_files = [f"heldout-view_00{n}-{kind}.jpg" for n in (0, 8) for kind in ("photo", "render")]
+    assert sorted(path.name for path in outbox_dir.iterdir()) == sorted([
+        "cameras.json", "cover.jpg", "index.html", "poster.jpg", "scene.ply", "scene.sog", "scene.splat",
+        "status.json", "thumb.jpg", *strip_files])
     for name in ("cameras.json", "poster.jpg", "scene.ply", "scene.sog", "scene.splat", "thumb.jpg"):
         assert (outbox_dir / name).read_bytes() == (publish_dir / name).read_bytes(), name
+    evaluate_dir = layout.state / "jobs" / job_id / "evaluate" / "held-out"
+    for name in strip_files:  # web-sized (here: the size they were scored at, never more), no EXIF
+        assert (outbox_dir / name).read_bytes() == (evaluate_dir / name).read_bytes(), name
+        with Image.open(outbox_dir / name) as picture:
+            assert picture.format == "JPEG" and picture.size == photo_size and not picture.getexif()
+    with Image.open(outbox_dir / "cover.jpg") as cover:  # the set's first photo, for the gallery's card
+        assert cover.format == "JPEG" and cover.size == (160, 120) and not cover.getexif()
     # the public copy links what it publishes, relative to the job's folder, and names no server path
     public = layout.outbox_status(job_id)
     assert public["outputs"] == {"publish.scene_ply": "scene.ply", "publish.scene_splat": "scene.splat",
                                  "publish.scene_sog": "scene.sog", "publish.cameras": "cameras.json",
-                                 "publish.thumbnail": "thumb.jpg", "publish.poster": "poster.jpg"}
+                                 "publish.thumbnail": "thumb.jpg", "publish.poster": "poster.jpg",
+                                 "ingest.cover": "cover.jpg",
+                                 **{f"evaluate.held_out_{index}_{kind}": f"heldout-view_00{n}-{kind}.jpg"
+                                    for index, n in enumerate((0, 8)) for kind in ("photo", "render")}}
     assert str(layout.state) not in (outbox_dir / "status.json").read_text()
     for document_copy in (document, public):
         assert document_copy["page"] == f"{job_id}/index.html"

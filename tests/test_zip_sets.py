@@ -89,7 +89,7 @@ def test_a_photo_over_max_file_bytes_is_refused_before_anything_is_written(tmp_p
         extract_zip(archive, tmp_path / "out", ZipLimits(max_files=10, max_bytes=MIB, max_file_bytes=1000))
 
     assert failure.value.message == (
-        "zip entry 'IMG_2.jpg' unpacks to 2000 bytes; a photo may be at most 1000 bytes (max_file_mb)"
+        "zip entry 'IMG_2.jpg' unpacks to 2000 bytes; a photo may be at most 1000 bytes on this server"
     )
     assert not (tmp_path / "out").exists()
 
