@@ -1,10 +1,13 @@
 """SIFT features for every ingested photo, into a COLMAP database, a batch at a time.
 
 pycolmap extracts a whole list of images in one call; calling it per batch is what lets the
-stage report "features i/N". A shared camera is made by the first batch and named
-explicitly for the others, since each call would otherwise start a camera of its own.
-COLMAP reads the EXIF focal length (or its 35 mm equivalent) itself and uses it as the
-starting focal length; without EXIF it guesses from the image size.
+stage report "features i/N". The photos (and the shared camera, or one per photo) are imported
+first, in name order, in one pass: extraction on several threads writes each photo when its
+features are done, in whatever order the threads finish, and the database numbers photos as it
+gets them. The mapper breaks ties by those numbers, so the same set gave different models from
+run to run (on a small ring, sometimes one with no 3D point). COLMAP reads the EXIF focal length
+(or its 35 mm equivalent) itself and uses it as the starting focal length; without EXIF it
+guesses from the image size.
 """
 
 from __future__ import annotations
@@ -30,18 +33,11 @@ def extract_features(database: Path, photo_set: IngestedSet, *, shared_camera: b
     extraction = pycolmap.FeatureExtractionOptions(num_threads=threads)
     mode = pycolmap.CameraMode.SINGLE if shared_camera else pycolmap.CameraMode.PER_IMAGE
     reader = pycolmap.ImageReaderOptions(camera_model=CAMERA_MODEL)
+    pycolmap.Database.open(database).close()  # import_images needs the file
+    pycolmap.import_images(database, photo_set.images_dir, camera_mode=mode, image_names=names, options=reader)
     on_progress(0, len(names))
     for start in range(0, len(names), batch):
         pycolmap.extract_features(database, photo_set.images_dir, image_names=names[start:start + batch],
                                   camera_mode=mode, reader_options=reader,
                                   extraction_options=extraction, device=device)
-        if shared_camera:  # the first batch made the camera; the next ones must not make their own
-            reader = pycolmap.ImageReaderOptions(camera_model=CAMERA_MODEL,
-                                                 existing_camera_id=_only_camera(database))
         on_progress(min(start + batch, len(names)), len(names))
-
-
-def _only_camera(database: Path) -> int:
-    with pycolmap.Database.open(database) as db:
-        (camera,) = db.read_all_cameras()
-    return camera.camera_id

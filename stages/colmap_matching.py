@@ -17,6 +17,10 @@ import pycolmap
 
 EXHAUSTIVE = "exhaustive"
 SEQUENTIAL = "sequential"
+# Each pair's geometric verification (RANSAC) starts from this seed. COLMAP's default (-1) draws
+# from a per-thread generator, so with several threads the verified matches depended on which
+# thread took which pair, and on a small set the mapper then ended with no 3D point in some runs.
+VERIFICATION_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,14 @@ def _unreadable(tree: Path) -> str | None:
 
 def match_features(database: Path, plan: MatchingPlan, *, threads: int, device: pycolmap.Device) -> None:
     matching = pycolmap.FeatureMatchingOptions(num_threads=threads)
+    verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.random_seed = VERIFICATION_SEED
     if plan.method == EXHAUSTIVE:
-        pycolmap.match_exhaustive(database, matching_options=matching, device=device)
+        pycolmap.match_exhaustive(database, matching_options=matching, verification_options=verification, device=device)
         return
     pairing = pycolmap.SequentialPairingOptions(num_threads=threads)
     if plan.vocab_tree is not None:
         pairing.loop_detection = True
         pairing.vocab_tree_path = plan.vocab_tree
-    pycolmap.match_sequential(database, matching_options=matching, pairing_options=pairing, device=device)
+    pycolmap.match_sequential(database, matching_options=matching, pairing_options=pairing,
+                              verification_options=verification, device=device)
