@@ -88,8 +88,9 @@ def test_junk_files_are_ignored(tmp_path, watch_mode):
         time.sleep(0.5)
         folder = layout.inbox / "attic"
         small_set(folder)
-        for junk in (".DS_Store", "Thumbs.db", "desktop.ini", "._view_000.jpg", "view_001.xmp",
-                     "upload.jpg.part", "~$notes.docx", "clip.crdownload"):
+        junk_files = (".DS_Store", "Thumbs.db", "desktop.ini", "._view_000.jpg", "view_001.xmp",
+                      "upload.jpg.part", "~$notes.docx", "clip.crdownload")
+        for junk in junk_files:
             (folder / junk).write_bytes(b"junk")
         for junk_folder in ("@eaDir", ".stversions", "#recycle", ".rsync-partial", ".~tmp~"):
             (folder / junk_folder).mkdir()
@@ -97,7 +98,8 @@ def test_junk_files_are_ignored(tmp_path, watch_mode):
         (folder / "READY").touch()
         done = wait_for(state_is(layout, "attic", "done"), 30, "the job to finish")
     assert done["images"] == {"found": 4, "accepted": 4, "rejected": []}
-    assert (layout.inbox / "Thumbs.db").exists() is False
+    # ignored, not removed: the set's folder is the person's, junk included
+    assert [(folder / junk).read_bytes() for junk in junk_files] == [b"junk"] * len(junk_files)
 
 
 @pytest.mark.parametrize("watch_mode", WATCH_MODES)
