@@ -243,7 +243,7 @@ def test_frames_match_the_trainers_renderer(small_site, open_page):
 def view_dependent_scene(count: int = 240) -> dict:
     """Splats that differ only in view-dependent colour: one base colour for all, large first-band SH (and
     smaller second- and third-band), so each camera sees other colours. 240 of them: the .sog's SH palette
-    (256 entries at least) then holds each splat's own bands, and only its byte codebooks round them."""
+    (1,024 entries at least) then holds each splat's own bands, and only its byte codebooks round them."""
     state = scene_gaussians(3, count)
     generator = torch.Generator().manual_seed(5)
     state["sh_dc"] = torch.zeros_like(state["sh_dc"])
