@@ -80,6 +80,7 @@ from sklearn.cluster import MiniBatchKMeans
 from torch import Tensor
 
 from gaussian_splatting.atomic_write import write_atomically
+from gaussian_splatting.splat_export import as_numpy, to_byte
 
 log = logging.getLogger(__name__)
 
@@ -105,15 +106,15 @@ ZIP_TIME = (2024, 1, 1, 0, 0, 0)
 
 def sog_bytes(state: dict[str, Tensor]) -> bytes:
     """The bundled .sog (a zip) from the trainer's raw parameters."""
-    means = _numpy(state["means"])
+    means = as_numpy(state["means"])
     count = means.shape[0]
     if count == 0:
         raise ValueError("a SOG file needs at least one splat")
-    log_scales = _numpy(state["log_scales"])
-    quats = _numpy(state["quats"])
-    opacity_logits = _numpy(state["opacity_logits"]).reshape(count)
-    sh_dc = _numpy(state["sh_dc"]).reshape(count, 3)
-    sh_rest = _numpy(state["sh_rest"], np.float32).reshape(count, -1, 3)  # [N, coefficients, channel]
+    log_scales = as_numpy(state["log_scales"])
+    quats = as_numpy(state["quats"])
+    opacity_logits = as_numpy(state["opacity_logits"]).reshape(count)
+    sh_dc = as_numpy(state["sh_dc"]).reshape(count, 3)
+    sh_rest = as_numpy(state["sh_rest"], np.float32).reshape(count, -1, 3)  # [N, coefficients, channel]
     for name, values in (("means", means), ("log_scales", log_scales), ("quats", quats),
                          ("opacity_logits", opacity_logits), ("sh_dc", sh_dc), ("sh_rest", sh_rest)):
         bad = ~np.isfinite(values.reshape(count, -1)).all(axis=1)
@@ -143,7 +144,7 @@ def sog_bytes(state: dict[str, Tensor]) -> bytes:
     texture("scales.webp", _rgba(width * height, scale_labels))
 
     colour_codebook, colour_labels = codebook(sh_dc[order])
-    alpha = _to_byte(255.0 / (1.0 + np.exp(-opacity_logits[order])))
+    alpha = to_byte(255.0 / (1.0 + np.exp(-opacity_logits[order])))
     texture("sh0.webp", _rgba(width * height, colour_labels, alpha))
 
     meta: dict = {
@@ -332,7 +333,7 @@ def _packed_quaternions(quats: np.ndarray) -> tuple[np.ndarray, ...]:
     unit = unit * np.where(unit[rows, largest] < 0, -1.0, 1.0)[:, None]
     others = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[largest]
     stored = unit[rows[:, None], others] * math.sqrt(2.0)
-    bytes_ = _to_byte(255.0 * (stored * 0.5 + 0.5))
+    bytes_ = to_byte(255.0 * (stored * 0.5 + 0.5))
     return bytes_[:, 0], bytes_[:, 1], bytes_[:, 2], (252 + largest).astype(np.uint8)
 
 
@@ -385,13 +386,3 @@ def _floats(values: np.ndarray) -> list[float]:
     if values.dtype == np.float32:
         return [float(str(value)) for value in values]
     return [float(value) for value in values]
-
-
-def _to_byte(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
-
-
-def _numpy(values: Tensor | np.ndarray, dtype: type = np.float64) -> np.ndarray:
-    if isinstance(values, Tensor):
-        values = values.detach().cpu().numpy()
-    return np.asarray(values, dtype=dtype)

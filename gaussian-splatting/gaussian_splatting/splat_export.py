@@ -28,11 +28,11 @@ assert SPLAT_DTYPE.itemsize == 32
 
 def splat_rows(state: dict[str, Tensor]) -> np.ndarray:
     """[N] rows of SPLAT_DTYPE, largest size x opacity first, from the trainer's raw parameters."""
-    means = _numpy(state["means"])
+    means = as_numpy(state["means"])
     count = means.shape[0]
-    log_scales = _numpy(state["log_scales"])
-    opacity_logits = _numpy(state["opacity_logits"]).reshape(count)
-    colours = 0.5 + SH_C0 * _numpy(state["sh_dc"]).reshape(count, 3)
+    log_scales = as_numpy(state["log_scales"])
+    opacity_logits = as_numpy(state["opacity_logits"]).reshape(count)
+    colours = 0.5 + SH_C0 * as_numpy(state["sh_dc"]).reshape(count, 3)
     alphas = 1.0 / (1.0 + np.exp(-opacity_logits))
 
     # log(exp(sum of log scales) * sigmoid(opacity)): the same order without overflow to inf,
@@ -43,9 +43,9 @@ def splat_rows(state: dict[str, Tensor]) -> np.ndarray:
     rows = np.empty(count, dtype=SPLAT_DTYPE)
     rows["position"] = means[order]
     rows["scale"] = np.exp(log_scales[order])
-    rows["rgba"][:, :3] = _to_byte(colours[order] * 255.0)
-    rows["rgba"][:, 3] = _to_byte(alphas[order] * 255.0)
-    rows["rotation"] = _to_byte(_unit_quaternions(_numpy(state["quats"])[order]) * 128.0 + 128.0)
+    rows["rgba"][:, :3] = to_byte(colours[order] * 255.0)
+    rows["rgba"][:, 3] = to_byte(alphas[order] * 255.0)
+    rows["rotation"] = to_byte(_unit_quaternions(as_numpy(state["quats"])[order]) * 128.0 + 128.0)
     return rows
 
 
@@ -80,11 +80,13 @@ def _unit_quaternions(quats: np.ndarray) -> np.ndarray:
     return np.where(norms > 0, quats / np.where(norms > 0, norms, 1.0), identity)
 
 
-def _to_byte(values: np.ndarray) -> np.ndarray:
+def to_byte(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 255] rounded to the nearest byte (the web formats' colours and opacities)."""
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
-def _numpy(values: Tensor | np.ndarray) -> np.ndarray:
+def as_numpy(values: Tensor | np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """A parameter tensor (any device) or array as a NumPy array of ``dtype``, for the exporters."""
     if isinstance(values, Tensor):
         values = values.detach().cpu().numpy()
-    return np.asarray(values, dtype=np.float64)
+    return np.asarray(values, dtype=dtype)
