@@ -31,11 +31,12 @@ import pycolmap
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from synthetic_sfm_check import umeyama  # noqa: E402  (bench/ is on sys.path as the script's folder)
+
 from daemon.config import Settings  # noqa: E402
-from daemon.job_options import default_options  # noqa: E402
+from daemon.jobs.options import default_options  # noqa: E402
 from stages.base import RESULT_FILE, StageContext  # noqa: E402
 from stages.registry import PIPELINE  # noqa: E402
-from synthetic_sfm_check import umeyama  # noqa: E402  (bench/ is on sys.path as the script's folder)
 
 SETS = ("fountain-p11", "herz-jesu-p8")
 MAX_MEDIAN_CENTRE_ERROR = 0.01  # fraction of the extent

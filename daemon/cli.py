@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from daemon import __version__
-from stages.file_names import display_name
+from inbox_protocol.file_names import display_name
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"instarecon: no job database yet at {url} (has `instarecon run` started?)", file=sys.stderr)
         return 1
     from daemon.store import open_store
-    from daemon.store_outage import describe, is_outage
+    from daemon.store.outage import describe, is_outage
 
     try:
         store = open_store(settings.resolved_database_url)
@@ -116,7 +116,8 @@ def _run(settings, until_idle: bool) -> int:
 
 
 def _status(settings, store, job_id: str | None, as_json: bool, limit: int) -> int:
-    from daemon.status_document import build_status
+    from daemon.jobs.folders import JobFolders
+    from daemon.report.status_document import build_status
     from daemon.store import DaemonRegistry
     from stages.registry import PIPELINE
 
@@ -125,7 +126,7 @@ def _status(settings, store, job_id: str | None, as_json: bool, limit: int) -> i
         if job is None:
             print(f"instarecon: no job {job_id!r}", file=sys.stderr)
             return 1
-        document = build_status(job, PIPELINE, settings.jobs_dir, _folder_names(settings), settings.public_url)
+        document = build_status(job, PIPELINE, JobFolders.of(settings, job), _folder_names(settings), settings.public_url)
         if as_json:
             print(json.dumps(document, indent=2, ensure_ascii=False))
         else:
@@ -134,7 +135,7 @@ def _status(settings, store, job_id: str | None, as_json: bool, limit: int) -> i
     jobs = store.list_jobs(limit=limit)
     if as_json:
         names = _folder_names(settings)
-        documents = [build_status(job, PIPELINE, settings.jobs_dir, names, settings.public_url) for job in jobs]
+        documents = [build_status(job, PIPELINE, JobFolders.of(settings, job), names, settings.public_url) for job in jobs]
         print(json.dumps(documents, indent=2, ensure_ascii=False))
         return 0
     print(_daemons_table(DaemonRegistry(store.engine).daemons()))
@@ -169,7 +170,7 @@ def _daemons_table(daemons) -> str:
 
 def _folder_names(settings):
     """The same short folder names in log lines as the daemon's status.json has."""
-    from daemon.job_log import FolderNames
+    from daemon.jobs.log import FolderNames
 
     return FolderNames.of(settings.inbox, settings.outbox, settings.state)
 
@@ -251,8 +252,8 @@ def _cancel(store, job_id: str) -> int:
 
 
 def _retry(settings, store, job_id: str) -> int:
-    from daemon.set_intake import SetIntake
-    from daemon.settle_clock import SettleClock
+    from daemon.intake.set_intake import SetIntake
+    from daemon.intake.settle_clock import SettleClock
 
     job = store.get(job_id)
     if job is None:
@@ -272,12 +273,12 @@ def _remove(settings, store, job_id: str, confirmed: bool) -> int:
     removed, and write the gallery without it: under the site lock the daemons write the site
     under, so it holds with a daemon running or without one. Nothing else is deleted: not the
     inbox, not the work folder, nothing in the outbox but that one folder."""
-    from daemon.site_lock import site_lock
-    from daemon.site_publisher import listed_views, unpublish
-    from daemon.status_document import build_status
+    from daemon.jobs.folders import JobFolders
+    from daemon.report.site_lock import site_lock
+    from daemon.report.site_publisher import listed_views, unpublish
+    from daemon.report.status_document import build_status
     from daemon.store import JobState
     from site_builder import write_gallery
-    from site_builder.job_page import job_folder
     from stages.registry import PIPELINE
 
     job = store.get(job_id)
@@ -288,7 +289,7 @@ def _remove(settings, store, job_id: str, confirmed: bool) -> int:
     if job.state == JobState.RUNNING:
         print(running, file=sys.stderr)
         return 1
-    folder = job_folder(settings.outbox, job.id)
+    folder = JobFolders.of(settings, job).outbox
     linked = folder.is_symlink()
     files = [] if linked or not folder.is_dir() else sorted(
         p for p in folder.rglob("*") if not p.is_dir() or p.is_symlink())
@@ -317,7 +318,7 @@ def _remove(settings, store, job_id: str, confirmed: bool) -> int:
             return 1
         deleted = unpublish(settings.outbox, job.id)
         names = _folder_names(settings)
-        documents = [build_status(each, PIPELINE, settings.jobs_dir, names, settings.public_url) for each in store.list_jobs()]
+        documents = [build_status(each, PIPELINE, JobFolders.of(settings, each), names, settings.public_url) for each in store.list_jobs()]
         write_gallery(settings.outbox, listed_views(settings.outbox, documents), __version__)
     print(f"{job_id}: removed; {deleted} files deleted with {folder}/; the gallery no longer lists it")
     return 0

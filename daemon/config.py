@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from stages.base import STAGE_NAMES
+from stages.registry import PIPELINE
 
 CONFIG_ENV = "INSTARECON_CONFIG"
 WATCH_MODES = ("native", "polling")
@@ -26,13 +27,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 NOTIFY_EVENTS = ("done", "failed", "cancelled")  # job states a notification can be sent for
 SMTP_SECURITY = ("starttls", "ssl", "none")
 
-DEFAULT_STAGE_TIMEOUTS = {
-    "ingest": 3600.0,
-    "sfm": 6 * 3600.0,
-    "train": 24 * 3600.0,
-    "evaluate": 2 * 3600.0,
-    "publish": 3600.0,
-}
+# Each stage's own limit (stages/registry.py) unless the configuration sets another
+DEFAULT_STAGE_TIMEOUTS = {spec.name: float(spec.default_timeout_seconds) for spec in PIPELINE}
 
 
 EXIT_CONFIG = 78  # EX_CONFIG: the unit file tells systemd not to restart on it

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from daemon.config import ConfigError, Settings, check_folders
-from daemon.disk_guard import GB, free_bytes
+from daemon.run.disk_guard import GB, free_bytes
 from stages.gpu_watch import NvmlUnavailable, describe_error, find_device, initialise, load_nvml, text
 from stages.registry import PIPELINE
 

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any, TextIO
 
-from stages.file_names import display_name, without_surrogates
+from inbox_protocol.file_names import display_name, without_surrogates
 
 FIELD_NAMES = ("JOB_ID", "SET_NAME", "STAGE")
 

@@ -1,6 +1,6 @@
 """The daemon's main loop: watch the inbox, keep jobs and status.json in step, talk to systemd.
 
-One thread here, one worker thread running jobs (``daemon.worker``). SIGTERM and
+One thread here, one worker thread running jobs (``daemon.run.worker``). SIGTERM and
 SIGINT only set a flag: the loop then stops the running stage, puts its job back in
 the queue to resume at the next start, and returns an exit code.
 """
@@ -19,17 +19,17 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from daemon import __version__
 from daemon.config import EXIT_CONFIG, Settings
-from daemon.inbox_watcher import InboxWatcher
-from daemon.job_runner import JobRunner
-from daemon.set_intake import CANCEL_FILE_REASON, SetIntake, list_set_names
-from daemon.settle_clock import SettleClock
-from daemon.reporting import Reporting
-from daemon.retention import WorkFolderRetention
+from daemon.intake.set_intake import CANCEL_FILE_REASON, SetIntake, list_set_names
+from daemon.intake.settle_clock import SettleClock
+from daemon.intake.watcher import InboxWatcher
+from daemon.jobs.retention import WorkFolderRetention
+from daemon.report.reporting import Reporting
+from daemon.run.runner import JobRunner
+from daemon.run.worker import JobWorker
 from daemon.store import ACTIVE_STATES, DaemonRegistry, JobStore, NameInUse, claim_name, open_store
-from daemon.store_outage import StoreOutage, StoreUnavailable, is_outage
+from daemon.store.outage import StoreOutage, StoreUnavailable, is_outage
 from daemon.systemd_notify import SystemdNotifier
 from daemon.this_process import this_process
-from daemon.worker import JobWorker
 from stages.registry import PIPELINE, StageSpec
 
 log = logging.getLogger("instarecon")
@@ -88,7 +88,7 @@ class Daemon:
         # The safety net: sets dropped while the daemon was down, events lost on
         # network shares or by a full inotify queue are all found by a full rescan.
         scheduler.add_job(self._request_rescan, "interval", seconds=settings.rescan_interval_seconds, id="rescan")
-        # Housekeeping: work folders of finished jobs past keep_work_days / keep_failed_days (daemon/retention.py).
+        # Housekeeping: work folders of finished jobs past keep_work_days / keep_failed_days (daemon/jobs/retention.py).
         scheduler.add_job(WorkFolderRetention.for_settings(settings, store, self._stop_requested.is_set), "interval",
                           hours=1, next_run_time=WorkFolderRetention.first_pass_at(), misfire_grace_time=None,
                           coalesce=True, id="retention")

@@ -505,6 +505,10 @@ do_install() {
     units_changed=$((changes - before))
     [ "$units_changed" = 0 ] || restart_needed=1
     install_file "$SRC/README.md" "$APP/README.md" 0644  # the unit's Documentation=
+    local page
+    for page in "$SRC"/docs/*.md "$SRC"/docs/*.png; do  # the README's links, and the manual itself
+        if [ -f "$page" ]; then install_file "$page" "$APP/docs/${page##*/}" 0644; fi
+    done
     install_command
     create_user
     create_folders

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from site_builder.assets import install_assets, remove_other_releases
+from site_builder.asset_release import install_assets, remove_other_releases
 from site_builder.gallery import write_gallery
 from site_builder.health_page import HEALTH_JSON, write_health_page
 from site_builder.job_page import page_path, page_url, write_job_page

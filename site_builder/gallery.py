@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from site_builder.assets import assets_url
+from site_builder.asset_release import assets_url
 from site_builder.job_page import page_path
 from site_builder.job_view import COVER_FILE, STAGE_WORDS, THUMBNAIL_FILE, JobView
 from site_builder.site_files import write_if_changed

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from site_builder.assets import assets_url
+from site_builder.asset_release import assets_url
 from site_builder.site_files import write_if_changed
 from site_builder.templates import render
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from site_builder.assets import assets_url
+from site_builder.asset_release import assets_url
 from site_builder.job_view import JobView
 from site_builder.site_files import write_if_changed
 from site_builder.templates import render

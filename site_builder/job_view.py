@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
-from stages.file_names import display_name, without_surrogates
+from inbox_protocol.file_names import display_name, without_surrogates
 
 # The files a finished job's folder in the outbox offers for download, in the order shown.
 DOWNLOADS = (
@@ -205,7 +205,7 @@ def job_view(status: Mapping[str, Any], job_folder: Path) -> JobView:
     psnr = _number(evaluation.get("psnr"))
     return JobView(
         job_id=str(status["job_id"]),
-        name=display_name(str(status["name"])),  # exact, on one line, even if not UTF-8 (stages/file_names.py)
+        name=display_name(str(status["name"])),  # exact, on one line, even if not UTF-8 (inbox_protocol/file_names.py)
         state=str(status["state"]),
         host=status.get("host"),
         stage=status.get("stage"),

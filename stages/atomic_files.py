@@ -6,12 +6,13 @@ import fcntl
 import glob
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
+
+from inbox_protocol.temporary_names import NEW_SUFFIX, TMP_SUFFIX
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -71,16 +72,6 @@ def _replace_once(path: Path, write: Callable[[BinaryIO], Any], mode: int) -> No
         raise
 
 
-TMP_SUFFIX = ".tmp"  # a temporary file its writer has locked: unlocked, it is a leftover
-NEW_SUFFIX = ".new"  # one created a moment ago and not locked yet (or on a file system without locks)
-
-
-def temporary_name_pattern(name_pattern: str) -> str:
-    """A regular expression for the temporary names that writes of files whose names match
-    ``name_pattern`` (a regular expression) take: for whoever lists a folder and must not count
-    them (the inbox's walk, its watcher)."""
-    suffixes = "|".join(re.escape(suffix) for suffix in (TMP_SUFFIX, NEW_SUFFIX))
-    return rf"^\.{name_pattern}\..+({suffixes})$"
 # A .new file is a leftover only when unlocked and older than this: its writer locks and renames it
 # within microseconds, so only a writer killed in that very moment, or a file system without
 # locks, leaves one.

@@ -23,6 +23,7 @@ act. What the operator needs (paths, settings) the stage logs: its log lines go 
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,12 @@ class StageResult:
             images=data.get("images"),
             to_outbox=tuple(data.get("to_outbox", ())),
         )
+
+
+def read_result(context: StageContext, stage: str) -> StageResult:
+    """What an earlier stage of this job handed on: the runner starts a stage only once every stage
+    before it has its result.json."""
+    return StageResult.from_json(json.loads((context.stage_dir(stage) / RESULT_FILE).read_text()))
 
 
 class StageFailed(Exception):

@@ -14,7 +14,6 @@ peaks) and utilisation go into ``metrics.evaluate.gpu`` (``stages.gpu_watch``).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -25,10 +24,9 @@ from typing import Any
 from PIL import Image
 
 from gaussian_splatting.evaluate import RESULTS_FILE, Evaluation, evaluate
-from gaussian_splatting.rasterize import resolve_backend
 from gaussian_splatting.scene import TEST_FILE, read_split
-
-from stages.base import RESULT_FILE, ProgressReporter, Stage, StageContext, StageResult
+from stages.base import ProgressReporter, Stage, StageContext, StageResult, read_result
+from stages.compute_backend import training_backend
 from stages.gpu_watch import GpuWatch
 from stages.web_images import write_web_jpeg
 
@@ -48,7 +46,7 @@ class EvaluateStage(Stage):
     def run(self, context: StageContext, report: ProgressReporter) -> StageResult:
         started = time.monotonic()
         sfm_dir = context.stage_dir("sfm")
-        trained = json.loads((context.stage_dir("train") / RESULT_FILE).read_text())
+        trained = read_result(context, "train")
         if not read_split(sfm_dir, TEST_FILE):
             reason = "no photos were held out (eval = false in job.toml, or fewer than 8 photos placed)"
             log.info("nothing to score: %s", reason)
@@ -56,15 +54,15 @@ class EvaluateStage(Stage):
                                         "skipped": reason})
 
         weights = context.settings.get("lpips_weights") or None
-        backend = resolve_backend(context.settings["train_backend"])
+        backend = training_backend(context.settings["train_backend"])
         with GpuWatch.for_backend(backend) as gpu:  # evaluation runs in this process: PyTorch's peaks too
             gpu.add_process(os.getpid())
             evaluation = evaluate(
                 sfm_dir,
-                context.job_dir / trained["outputs"]["model"],
-                iteration=int(trained["metrics"]["iterations"]),
+                context.job_dir / trained.outputs["model"],
+                iteration=int(trained.metrics["iterations"]),
                 backend=backend,
-                resolution_scale=int(trained["metrics"].get("resolution_scale", 1)),
+                resolution_scale=int(trained.metrics.get("resolution_scale", 1)),
                 lpips_weights=Path(weights) if weights else None,
                 output_dir=context.output_dir,
                 on_image=lambda done, total: report(100.0 * done / total, f"scored {done}/{total} held-out photos"),

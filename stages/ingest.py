@@ -1,6 +1,6 @@
 """The ingest stage: turn the user's set (a folder or a .zip) into upright, stripped, sized JPEGs.
 
-The set itself is only ever read. A set over the size limits (stages/set_limits.py) fails
+The set itself is only ever read. A set over the size limits (inbox_protocol/set_limits.py) fails
 before any photo is read or extracted. Photos are checked in a thread pool, which decodes no
 more at once than ingest's memory budget allows (stages/memory_budget.py); the usable ones land
 in ``images/`` and ``manifest.json`` says which file each came from and why others were not
@@ -23,6 +23,11 @@ from typing import Any, Iterable
 
 from PIL import Image
 
+from inbox_protocol.file_names import display_name
+from inbox_protocol.photo_set import MAX_FOLDER_DEPTH, FileEntry, FileRules, SetListing, walk_set
+from inbox_protocol.refusal import SetRefused
+from inbox_protocol.set_limits import PhotoSize, SetLimits, first_violation, listed_photos, zip_photos
+from inbox_protocol.zip_extract import ZipLimits, extract_zip
 from stages.atomic_files import atomic_write_json
 from stages.base import ProgressReporter, Stage, StageContext, StageFailed, StageResult
 from stages.memory_budget import MemoryBudget, decoding_budget_bytes, return_freed_memory_promptly
@@ -34,11 +39,7 @@ from stages.photo_checks import (
     normalise_photo,
     own_pixel_limit,
 )
-from stages.file_names import display_name
-from stages.photo_set import MAX_FOLDER_DEPTH, FileEntry, FileRules, SetListing, walk_set
-from stages.set_limits import PhotoSize, SetLimits, first_violation, listed_photos, zip_photos
 from stages.web_images import write_web_jpeg
-from stages.zip_extract import ZipLimits, extract_zip
 
 log = logging.getLogger("stages.ingest")
 
@@ -83,7 +84,10 @@ class IngestStage(Stage):
 
     def run(self, context: StageContext, report: ProgressReporter) -> StageResult:
         started = time.monotonic()
-        outcome = _ingest_source(context, report)
+        try:
+            outcome = _ingest_source(context, report)
+        except SetRefused as refusal:  # the inbox protocol's refusal is this stage's failure
+            raise StageFailed(refusal.message, hint=refusal.hint) from refusal
         images = {
             "found": outcome.found,
             "accepted": len(outcome.accepted),

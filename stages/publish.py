@@ -40,8 +40,8 @@ from gaussian_splatting.rigid_motion import moved_state
 from gaussian_splatting.scene import TRAIN_FILE, read_split
 from gaussian_splatting.sog_export import write_sog
 from gaussian_splatting.splat_export import write_splat
-
-from stages.base import RESULT_FILE, ProgressReporter, Stage, StageContext, StageFailed, StageResult
+from stages.base import ProgressReporter, Stage, StageContext, StageFailed, StageResult, read_result
+from stages.compute_backend import training_backend
 from stages.publish_frame import published_frame
 from stages.publish_views import choose_camera, read_camera_entries, render_camera, render_stills, with_held_out
 from stages.web_images import jpeg_bytes
@@ -67,9 +67,9 @@ class PublishStage(Stage):
     def run(self, context: StageContext, report: ProgressReporter) -> StageResult:
         started = time.monotonic()
         settings, output, sfm_dir = context.settings, context.output_dir, context.stage_dir("sfm")
-        trained = json.loads((context.stage_dir("train") / RESULT_FILE).read_text())
+        trained = read_result(context, "train")
         report(0.0, "reading the trained model")
-        state = read_ply(context.job_dir / trained["outputs"]["ply"])
+        state = read_ply(context.job_dir / trained.outputs["ply"])
         before = int(state["means"].shape[0])
         if before == 0:
             raise StageFailed("the trained model holds no Gaussians: there is nothing to publish",
@@ -82,8 +82,8 @@ class PublishStage(Stage):
         report(30.0, "turning the scene upright")
         centre = state["means"].double().mean(dim=0).numpy()
         training_names = (read_split(sfm_dir, TRAIN_FILE) or None) if context.options.get("eval", True) else None
-        scale = int(trained.get("metrics", {}).get("resolution_scale", 1))
-        training = read_camera_entries(context.job_dir / trained["outputs"]["model"], sfm_dir, training_names, scale)
+        scale = int(trained.metrics.get("resolution_scale", 1))
+        training = read_camera_entries(context.job_dir / trained.outputs["model"], sfm_dir, training_names, scale)
         # which camera sees most does not depend on the scene's orientation: chosen before it is set;
         # among the training cameras only: the poster shows the scene from a view the model learnt
         recentred = [{**entry, "position": (np.asarray(entry["position"]) - centre).tolist()} for entry in training]
@@ -110,7 +110,7 @@ class PublishStage(Stage):
 
         report(65.0, "rendering the poster and the thumbnail")
         camera = render_camera(frame.camera_entries([training[chosen]])[0], sfm_dir, frame)
-        poster, thumbnail = render_stills(state, camera, str(settings.get("train_backend", "auto")), scale)
+        poster, thumbnail = render_stills(state, camera, training_backend(str(settings.get("train_backend", "auto"))), scale)
         _write_jpeg(output / POSTER, poster)
         _write_jpeg(output / THUMBNAIL, thumbnail)
         log.info("poster %dx%d and thumbnail rendered from %s", poster.width, poster.height, camera.name)
@@ -156,10 +156,11 @@ def _without_outliers(state: dict[str, Tensor], settings: Mapping[str, Any]
     """The Gaussians the outlier filter keeps, the counts it removed, and a warning when it
     would keep (nearly) nothing: then every Gaussian with a finite centre stays."""
     before = int(state["means"].shape[0])
+    defaults = OutlierSettings()  # for a context written before these settings existed
     found = find_outliers(state["means"], OutlierSettings(
-        k=int(settings.get("publish_outlier_k", 20)),
-        std_ratio=float(settings.get("publish_outlier_std_ratio", 2.0)),
-        min_cluster_fraction=float(settings.get("publish_min_cluster_fraction", 0.05)),
+        k=int(settings.get("publish_outlier_k", defaults.k)),
+        std_ratio=float(settings.get("publish_outlier_std_ratio", defaults.std_ratio)),
+        min_cluster_fraction=float(settings.get("publish_min_cluster_fraction", defaults.min_cluster_fraction)),
     ))
     keep, warnings = found.keep, []
     removed = {"removed_statistical": found.removed_statistical, "removed_clusters": found.removed_clusters}

@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from gaussian_splatting.rasterize import resolve_backend
 from PIL import Image
 
 from stages.base import ProgressReporter, Stage, StageContext, StageFailed, StageResult
+from stages.compute_backend import training_backend
 from stages.gpu_watch import GpuWatch
 from stages.trainer_process import TrainerProgress, TrainerRun, run_trainer
 
@@ -65,7 +65,7 @@ class TrainStage(Stage):
         settings = context.settings
         sfm_dir = context.stage_dir("sfm")
         model_dir = context.output_dir / MODEL_DIR
-        backend = resolve_backend(settings["train_backend"])  # here, in the stage's process: never the daemon's
+        backend = training_backend(settings["train_backend"])
         on_cpu = backend == "cpu"
         options = context.options
         iterations = options.get("iterations") or int(

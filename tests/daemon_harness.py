@@ -29,6 +29,14 @@ def status_validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
+def work_folders(job: Any, jobs_dir: Path) -> Any:
+    """The job's folders (daemon.jobs.folders.JobFolders) in a state folder whose jobs_dir is ``jobs_dir``."""
+    from daemon.config import Settings
+    from daemon.jobs.folders import JobFolders
+
+    return JobFolders.of(Settings(state=jobs_dir.parent), job)
+
+
 def validate_status(document: dict[str, Any]) -> dict[str, Any]:
     status_validator().validate(document)
     return document

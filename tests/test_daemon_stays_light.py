@@ -13,7 +13,7 @@ HEAVY = ("torch", "PIL", "numpy", "pycolmap", "gsplat", "numba")
 def test_daemon_modules_import_no_heavy_library():
     probe = (
         "import sys\n"
-        "import daemon.cli, daemon.service, daemon.doctor, daemon.job_runner, daemon.set_intake\n"
+        "import daemon.cli, daemon.service, daemon.doctor, daemon.run.runner, daemon.intake.set_intake\n"
         "import stages.registry, stages.child\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )

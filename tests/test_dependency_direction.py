@@ -1,6 +1,7 @@
-"""Dependencies point one way: daemon -> stages -> trainer, daemon -> site_builder. The site builder
-turns plain data into files and knows nothing of the daemon, the job store or torch; the trainer
-runs alone, without the daemon or the stages. Checked on what a fresh interpreter has loaded after
+"""Dependencies point one way: daemon -> stages -> trainer, daemon -> site_builder, and the daemon and
+the stages -> inbox_protocol. The site builder turns plain data into files and knows nothing of the
+daemon, the job store or torch; the trainer runs alone, without the daemon or the stages; the inbox
+protocol (what a set is) is read by the daemon and by ingest alike, so it knows neither. Checked on what a fresh interpreter has loaded after
 importing every module of the package (so an import hidden in a helper module counts too)."""
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ PACKAGES = {
     # package: (its folder, the top-level packages it must never load)
     "site_builder": (REPO / "site_builder", ("daemon", "torch", "sqlalchemy")),
     "gaussian_splatting": (REPO / "gaussian-splatting" / "gaussian_splatting", ("daemon", "stages", "site_builder")),
+    "inbox_protocol": (REPO / "inbox_protocol",
+                       ("daemon", "stages", "site_builder", "gaussian_splatting", "torch", "sqlalchemy")),
 }
 
 

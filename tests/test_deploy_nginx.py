@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from site_builder.assets import asset_version
+from site_builder.asset_release import asset_version
 from tests.required_tools import require_program
 from tests.site_documents import status_document
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.photo_set import FileRules
+from inbox_protocol.photo_set import FileRules
 from tests.required_tools import require_program
 
 ROOT = Path(__file__).resolve().parents[1]

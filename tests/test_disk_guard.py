@@ -20,7 +20,8 @@ from typing import Iterator
 import pytest
 
 from daemon.config import Settings
-from daemon.disk_guard import (
+from daemon.jobs.options import JobOptionsError, read_job_options, validate_options
+from daemon.run.disk_guard import (
     GB,
     MB,
     DiskGuard,
@@ -32,11 +33,10 @@ from daemon.disk_guard import (
     measure_set,
     size_text,
 )
-from daemon.job_options import JobOptionsError, read_job_options, validate_options
+from daemon.run.space_waits import RETRY_SECONDS, QueuePlan, SpaceWaits
 from daemon.store import JobState, open_store
-from daemon.space_waits import RETRY_SECONDS, QueuePlan, SpaceWaits
-from daemon.store_outage import StoreOutage
-from stages.photo_set import FileRules
+from daemon.store.outage import StoreOutage
+from inbox_protocol.photo_set import FileRules
 from tests.daemon_harness import DaemonProcess, Layout, make_layout, stage_starts, state_is, wait_for
 from tests.disk_filler_stage import BALLAST, FILL_BYTES, MODEL, MODEL_BYTES, MODEL_RUNS
 from tests.photo_sets import small_set

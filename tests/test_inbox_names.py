@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from daemon.store import open_store
-from stages.file_names import display_name, name_from_store, stored_name
+from inbox_protocol.file_names import display_name, name_from_store, stored_name
 from tests.daemon_harness import DaemonProcess, Layout, make_layout, state_is, wait_for
 from tests.photo_sets import small_set
 

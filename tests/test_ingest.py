@@ -492,7 +492,7 @@ def test_file_names_that_are_not_utf8_still_fit_in_json(tmp_path):
     _, _, context = run_ingest(tmp_path, folder)
 
     entry = next(item for item in manifest_of(context)["images"] if item["image"] == "images/caf_menu.jpg")
-    assert entry["file"] == "caf\\xe9 menu.jpg"  # the byte shown exactly (stages/file_names.py)
+    assert entry["file"] == "caf\\xe9 menu.jpg"  # the byte shown exactly (inbox_protocol/file_names.py)
 
 
 def test_output_names_stay_unique_whatever_the_input():

@@ -12,8 +12,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from daemon.job_log import MAX_LINE_CHARS, FolderNames, JobLog, last_lines, public_line, public_tail
-from daemon.supervisor import ChildWatch, Ending, run_child
+from daemon.jobs.log import MAX_LINE_CHARS, FolderNames, JobLog, last_lines, public_line, public_tail
+from daemon.run.supervisor import ChildWatch, Ending, run_child
 from site_builder import job_view, write_job_page
 from tests.daemon_harness import DaemonProcess, Layout, make_layout, state_is, validate_status, wait_for
 from tests.log_stage import write_script

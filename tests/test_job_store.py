@@ -11,17 +11,18 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, insert, text
+from sqlalchemy import insert, inspect, text
 from sqlalchemy.exc import IntegrityError
 
+from daemon.jobs.records import JobError
 from daemon.store import JobState, open_store
 from daemon.store.job_ids import job_id_for
-from tests.test_job_leases import claim_in_a_process
 from daemon.store.job_store import make_engine
 from daemon.store.migrate import alembic_config
 from daemon.store.states import ALLOWED_FROM
 from daemon.store.tables import jobs
 from tests.postgres_server import require_psycopg
+from tests.test_job_leases import claim_in_a_process
 
 
 def _job(store, set_name="kermit", state=JobState.QUEUED):
@@ -147,12 +148,12 @@ def test_times_come_back_as_the_same_instants_in_utc_and_json_fields_round_trip(
     moment = datetime(2026, 3, 29, 0, 30, 0, 123456, tzinfo=timezone(timedelta(hours=-7)))
     metrics = {"sfm": {"registered": 24, "mean_reprojection_error": 0.4375, "unregistered": ["ü.jpg", "日本.png"]}}
     store.update_fields(job.id, finished_at=moment, metrics=metrics, warnings=["a \"quoted\" warning"],
-                        error={"stage": "sfm", "message": "x", "hint": None}, images=None)
+                        error=JobError("sfm", "x", None), images=None)
     again = store.get(job.id)
     assert again.finished_at == moment and again.finished_at.tzinfo == timezone.utc
     assert again.finished_at.hour == 7 and again.finished_at.microsecond == 123456
     assert again.metrics == metrics and again.warnings == ('a "quoted" warning',)
-    assert again.error == {"stage": "sfm", "message": "x", "hint": None} and again.images is None
+    assert again.error == JobError("sfm", "x", None) and again.images is None
     assert [job.id for job in store.changed_since(moment - timedelta(microseconds=1))] == [job.id]
     assert store.changed_since(datetime.now(timezone.utc) + timedelta(seconds=5)) == []
     with pytest.raises(Exception, match="naive datetime"):

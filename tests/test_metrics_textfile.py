@@ -7,7 +7,7 @@ from datetime import datetime
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.metrics_textfile import MetricsTextfile
+from daemon.report.metrics_textfile import MetricsTextfile
 from tests.daemon_harness import DaemonProcess, make_layout
 from tests.photo_sets import small_set
 from tests.site_documents import status_document

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from daemon.progress_writer import PROGRESS_WRITE_SECONDS, ProgressWriter
+from daemon.jobs.records import StageRecord, StageState
+from daemon.run.progress_writer import PROGRESS_WRITE_SECONDS, ProgressWriter
 from daemon.store import JobState, open_store
-from daemon.store_outage import StoreOutage
+from daemon.store.outage import StoreOutage
 from stages.registry import StageSpec
 
 PLAN = (StageSpec("ingest", "x:Y", (), 60, progress_weight=1.0), StageSpec("sfm", "x:Z", (), 60, progress_weight=3.0))
@@ -18,7 +19,7 @@ def test_held_back_update_is_written_at_the_next_tick_and_progress_only_grows(tm
     job = store.create_job(set_name="s", source_path=tmp_path, source_kind="folder", fingerprint="f",
                            state=JobState.QUEUED, message="")
     changes = []
-    writer = ProgressWriter(store, StoreOutage(), job.id, "sfm", PLAN, {"ingest": {"state": "done"}}, 25.0, lambda: changes.append(1))
+    writer = ProgressWriter(store, StoreOutage(), job.id, "sfm", PLAN, {"ingest": StageRecord(StageState.DONE)}, 25.0, lambda: changes.append(1))
 
     writer.update(40.0, "features 2/5")
     assert (store.get(job.id).progress, store.get(job.id).message) == (55.0, "sfm: features 2/5")

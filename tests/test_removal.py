@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from daemon.config import Settings
-from daemon.set_intake import REMOVED_WHILE_RUNNING, SET_LEFT_INBOX, SetIntake
-from daemon.settle_clock import SettleClock
-from daemon.site_publisher import SitePublisher, listed_views, unpublish
+from daemon.intake.set_intake import REMOVED_WHILE_RUNNING, SET_LEFT_INBOX, SetIntake
+from daemon.intake.settle_clock import SettleClock
+from daemon.report.site_publisher import SitePublisher, listed_views, unpublish
 from daemon.store import JobState, open_store
 from site_builder import write_gallery
 from stages.atomic_files import atomic_write_json

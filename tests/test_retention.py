@@ -1,4 +1,4 @@
-"""Retention of work folders (daemon/retention.py) on real folders and real job stores, with a
+"""Retention of work folders (daemon/jobs/retention.py) on real folders and real job stores, with a
 clock the test sets: what goes, what stays (outbox, inbox, unfinished jobs, whatever a link points
 at), and how it is recorded so that status.json names no file that is gone. Store-level tests run
 on SQLite and PostgreSQL (the ``database_url`` fixture); one test runs the real daemon."""
@@ -22,13 +22,13 @@ import pytest
 from sqlalchemy import select, text
 
 from daemon.config import Settings
-from daemon.disk_guard import disk_usage
-from daemon.retention import WorkFolderRetention
-from daemon.status_document import build_status, outbox_copy
+from daemon.jobs.retention import WorkFolderRetention
+from daemon.report.status_document import build_status, outbox_copy
+from daemon.run.disk_guard import disk_usage
 from daemon.store import JobState, open_store
 from daemon.store.tables import work_removals
 from stages.registry import PIPELINE
-from tests.daemon_harness import DaemonProcess, make_layout, validate_status, wait_for
+from tests.daemon_harness import DaemonProcess, make_layout, validate_status, wait_for, work_folders
 from tests.file_states import file_states
 from tests.photo_sets import small_set
 
@@ -97,7 +97,7 @@ def test_finished_jobs_go_after_their_keep_time_and_unfinished_jobs_never(opened
     assert sizes["done-old"] > 15000  # three 5 kB photos at least
     assert not (outcome.failed or outcome.refused or outcome.already_gone or outcome.skipped)
     for name, job in jobs.items():
-        document = validate_status(build_status(store.get(job.id), PIPELINE, jobs_dir))
+        document = validate_status(build_status(store.get(job.id), PIPELINE, work_folders(store.get(job.id), jobs_dir)))
         if name in gone:
             assert document["outputs"] == {}
             (note,) = document["warnings"]
@@ -144,7 +144,7 @@ def test_outbox_and_inbox_stay_byte_for_byte_even_when_the_work_folder_links_to_
         (outbox / job.id).mkdir(parents=True)
         for name in ("scene.ply", "scene.splat", "cameras.json", "poster.jpg"):
             (outbox / job.id / name).write_bytes(os.urandom(3000))
-        public = outbox_copy(build_status(job, PIPELINE, state / "jobs"), outbox / job.id)  # as the daemon writes it
+        public = outbox_copy(build_status(job, PIPELINE, work_folders(job, state / "jobs")), outbox / job.id)  # as the daemon writes it
         (outbox / job.id / "status.json").write_text(json.dumps(public))
         (folder / "photos").symlink_to(inbox / "kermit")  # links out of the work folder: removed, not followed
         (folder / "published").symlink_to(outbox / job.id)
@@ -183,7 +183,7 @@ def test_a_link_in_the_jobs_folder_is_never_followed_and_unknown_folders_stay(tm
     assert first.removed.keys() == {normal.id} and first.refused == second.refused == [linked.id]
     assert file_states(elsewhere) == before and (jobs_dir / linked.id).is_symlink() and (jobs_dir / "stranger-1").is_symlink()
     assert orphan.is_dir() and file_states(orphan)
-    assert build_status(store.get(linked.id), PIPELINE, jobs_dir)["outputs"]  # nothing recorded for it
+    assert build_status(store.get(linked.id), PIPELINE, work_folders(store.get(linked.id), jobs_dir))["outputs"]  # nothing recorded for it
     refusals = [r for r in caplog.records if "symbolic link" in r.getMessage()]
     assert len(refusals) == 1 and refusals[0].levelno == logging.WARNING  # once a run, not every pass
     unknown = [r.getMessage() for r in caplog.records if "belongs to no job" in r.getMessage()]

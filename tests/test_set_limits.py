@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.base import StageContext, StageFailed
-from stages.ingest import IngestStage
-from stages.photo_set import FileRules, walk_set
-from stages.set_limits import (
+from inbox_protocol.photo_set import FileRules, walk_set
+from inbox_protocol.refusal import SetRefused
+from inbox_protocol.set_limits import (
     LimitViolation,
     PhotoSize,
     SetLimits,
@@ -24,7 +23,9 @@ from stages.set_limits import (
     listed_photos,
     zip_photos,
 )
-from stages.zip_extract import ZipLimits, extract_zip
+from inbox_protocol.zip_extract import ZipLimits, extract_zip
+from stages.base import StageContext, StageFailed
+from stages.ingest import IngestStage
 from tests.daemon_harness import DaemonProcess, make_layout, stage_starts
 from tests.file_states import file_states
 from tests.photo_sets import small_set
@@ -130,7 +131,7 @@ def test_a_zip_symlink_entry_is_not_counted(tmp_path):
 
 def test_a_file_that_is_not_a_zip_is_refused_as_such(tmp_path):
     archive = write(tmp_path / "set1.zip", 100)
-    with pytest.raises(StageFailed) as failure:
+    with pytest.raises(SetRefused) as failure:
         zip_photos(archive, NO_RULES)
     assert failure.value.message == "not a valid zip archive (truncated or still being copied?)"
 
@@ -211,7 +212,7 @@ def test_a_name_that_is_not_utf8_still_fits_in_the_message(tmp_path):
     folder = tmp_path / "inbox" / "set1"
     write(folder / os.fsdecode(b"caf\xe9.jpg"), 20_000)
     message = folder_violation(folder, SMALL).message
-    assert message.startswith("caf\\xe9.jpg is 0.02 MB")  # the byte shown exactly (stages/file_names.py)
+    assert message.startswith("caf\\xe9.jpg is 0.02 MB")  # the byte shown exactly (inbox_protocol/file_names.py)
     json.dumps(message).encode("utf-8")
 
 

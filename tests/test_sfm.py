@@ -14,7 +14,7 @@ from plyfile import PlyData
 
 from daemon.config import Settings
 from daemon.demo_set import write_demo_set
-from daemon.job_options import default_options
+from daemon.jobs.options import default_options
 from stages.base import StageContext, StageFailed, StageResult
 from stages.colmap_mapping import best_model
 from stages.ingest import IngestStage

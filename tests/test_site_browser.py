@@ -138,7 +138,7 @@ def test_the_health_page_lists_every_daemon_and_names_a_silent_one(tmp_path, ser
     second daemon, with a hostile host name, last heard from ten minutes ago."""
     from sqlalchemy import update
 
-    from daemon.heartbeat import Heartbeat
+    from daemon.report.heartbeat import Heartbeat
     from daemon.store import DaemonRegistry, open_store
     from daemon.store.tables import daemons, utc_now
 
@@ -374,7 +374,7 @@ def write_scene(job_dir) -> None:
 def four_jobs(outbox) -> dict[str, dict]:
     """A done job with its scene and thumbnail, a running one (before ingest's photo reached the outbox), a failed
     one with its photo, a queued one; and health.json from two daemons (the real Heartbeat, as in the test above)."""
-    from daemon.heartbeat import Heartbeat
+    from daemon.report.heartbeat import Heartbeat
     from daemon.store import DaemonRegistry, open_store
 
     hint = "Take more photos, overlapping by two thirds, and walk round the subject."

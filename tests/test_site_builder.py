@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from site_builder import build_site, job_view, write_gallery, write_job_page
-from site_builder.assets import PACKAGE_ASSETS, asset_version, install_assets
+from site_builder.asset_release import PACKAGE_ASSETS, asset_version, install_assets
 from site_builder.job_page import job_folder
 from tests.site_documents import HELD_OUT, UNPLACED_REASON, held_out_files, status_document
 

@@ -9,8 +9,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from daemon.site_publisher import SitePublisher
-from site_builder.assets import asset_version
+from daemon.report.site_publisher import SitePublisher
+from site_builder.asset_release import asset_version
 from tests.daemon_harness import DaemonProcess, make_layout, state_is, wait_for
 from tests.photo_sets import small_set
 from tests.site_documents import status_document

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.job_log import FolderNames
-from daemon.status_document import build_status, outbox_copy
+from daemon.jobs.log import FolderNames
+from daemon.jobs.records import StageRecord, StageState
+from daemon.report.status_document import build_status, outbox_copy
 from daemon.store import JobState
 from stages.registry import PIPELINE
-from tests.daemon_harness import validate_status
+from tests.daemon_harness import validate_status, work_folders
 
 
 def finished_job(store, tmp_path: Path):
@@ -18,25 +19,25 @@ def finished_job(store, tmp_path: Path):
     store.claim_next()
     outputs = {"ingest.manifest": "ingest/manifest.json", "publish.scene_ply": "publish/scene.ply",
                "publish.poster": "publish/poster.jpg"}
-    store.set_stage(job.id, "publish", {"state": "done"}, "publish: done", outputs=outputs)
+    store.set_stage(job.id, "publish", StageRecord(StageState.DONE), "publish: done", outputs=outputs)
     store.transition(job.id, JobState.DONE, "done after publish", from_states=(JobState.RUNNING,))
     return store.get(job.id)
 
 
 def test_the_page_is_linked_relative_to_the_outbox_and_in_full_where_the_outbox_is_served(opened, tmp_path):
     job = finished_job(opened(), tmp_path)
-    served = validate_status(build_status(job, PIPELINE, tmp_path / "state" / "jobs",
+    served = validate_status(build_status(job, PIPELINE, work_folders(job, tmp_path / "state" / "jobs"),
                                           public_url="https://splats.example.org/"))
     assert served["page"] == "garden-1/index.html"
     assert served["page_url"] == "https://splats.example.org/garden-1/index.html"
-    unserved = validate_status(build_status(job, PIPELINE, tmp_path / "state" / "jobs"))
+    unserved = validate_status(build_status(job, PIPELINE, work_folders(job, tmp_path / "state" / "jobs")))
     assert (unserved["page"], unserved["page_url"]) == ("garden-1/index.html", None)
 
 
 def test_the_outbox_copy_names_only_the_published_files_relative_to_the_jobs_folder(opened, tmp_path):
     job = finished_job(opened(), tmp_path)
     jobs_dir = tmp_path / "state" / "jobs"
-    document = validate_status(build_status(job, PIPELINE, jobs_dir))
+    document = validate_status(build_status(job, PIPELINE, work_folders(job, jobs_dir)))
     assert document["outputs"]["publish.scene_ply"] == str(jobs_dir / "garden-1" / "publish" / "scene.ply")
     job_outbox = tmp_path / "outbox" / "garden-1"
     job_outbox.mkdir(parents=True)
@@ -55,7 +56,7 @@ def test_a_server_path_that_slips_into_what_the_person_reads_is_named_short(open
                            fingerprint="f" * 64, state=JobState.QUEUED, message="queued")
     store.claim_next()
     state, home = tmp_path / "state", tmp_path / "home"
-    store.set_stage(job.id, "publish", {"state": "done"}, "publish: done",
+    store.set_stage(job.id, "publish", StageRecord(StageState.DONE), "publish: done",
                     outputs={"publish.scene_ply": "publish/scene.ply"},
                     warnings=[f"cannot read {home}/.cache/torch/hub/checkpoints/alex.pth"],
                     metrics={"sfm": {"unplaced": [{"file": "a.jpg", "reason": f"{tmp_path}/inbox/garden/a.jpg: odd"}]}})
@@ -63,7 +64,7 @@ def test_a_server_path_that_slips_into_what_the_person_reads_is_named_short(open
                      from_states=(JobState.RUNNING,),
                      error={"stage": "publish", "message": f"{state}/jobs/garden-1/x is gone", "hint": f"see {state}"})
     names = FolderNames.of(tmp_path / "inbox", tmp_path / "outbox", state, home=home)
-    document = validate_status(build_status(store.get(job.id), PIPELINE, state / "jobs", names))
+    document = validate_status(build_status(store.get(job.id), PIPELINE, work_folders(store.get(job.id), state / "jobs"), names))
     assert document["message"] == "internal error: state/jobs/garden-1/x is gone"
     assert document["error"] == {"stage": "publish", "message": "state/jobs/garden-1/x is gone", "hint": "see state"}
     assert document["warnings"] == ["cannot read ~/.cache/torch/hub/checkpoints/alex.pth"]

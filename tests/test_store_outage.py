@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from daemon.store import open_store
-from daemon.store_outage import StoreOutage, StoreUnavailable, describe, is_outage
+from daemon.store.outage import StoreOutage, StoreUnavailable, describe, is_outage
 from tests.daemon_harness import DaemonProcess, Layout, make_layout, state_is, wait_for
 from tests.photo_sets import small_set
 from tests.postgres_server import PostgresServer, throwaway_cluster

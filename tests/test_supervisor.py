@@ -8,7 +8,7 @@ import sys
 import textwrap
 import time
 
-from daemon.supervisor import ChildWatch, Ending, describe_exit, parse_log_line, run_child
+from daemon.run.supervisor import ChildWatch, Ending, describe_exit, parse_log_line, run_child
 
 
 class Recorder:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.base import StageFailed
-from stages.zip_extract import NOT_A_ZIP, ZipLimits, extract_zip
+from inbox_protocol.refusal import SetRefused
+from inbox_protocol.zip_extract import NOT_A_ZIP, ZipLimits, extract_zip
 
 GENEROUS = ZipLimits(max_files=10000, max_bytes=2 * 1024**3)
 
@@ -50,7 +50,7 @@ def files_under(folder: Path) -> dict[str, bytes]:
 
 
 def refused(archive: Path, destination: Path, limits: ZipLimits = GENEROUS) -> str:
-    with pytest.raises(StageFailed) as failure:
+    with pytest.raises(SetRefused) as failure:
         extract_zip(archive, destination, limits)
     assert failure.value.hint
     return failure.value.message

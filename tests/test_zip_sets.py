@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from daemon.job_options import JobOptionsError, read_job_options
-from daemon.set_intake import could_be_set
-from stages.base import StageFailed
-from stages.photo_set import FileRules, walk_set
-from stages.set_limits import PhotoSize, zip_photos
-from stages.zip_extract import NOT_A_ZIP, ZipLimits, extract_zip
+from daemon.intake.set_intake import could_be_set
+from daemon.jobs.options import JobOptionsError, read_job_options
+from inbox_protocol.photo_set import FileRules, walk_set
+from inbox_protocol.refusal import SetRefused
+from inbox_protocol.set_limits import PhotoSize, zip_photos
+from inbox_protocol.zip_extract import NOT_A_ZIP, ZipLimits, extract_zip
 from tests.daemon_harness import DaemonProcess, make_layout
 from tests.photo_sets import small_set
 
@@ -85,7 +85,7 @@ def test_only_photos_and_job_toml_are_extracted_and_a_huge_other_entry_is_never_
 def test_a_photo_over_max_file_bytes_is_refused_before_anything_is_written(tmp_path):
     archive = zip_with(tmp_path / "set.zip", [("IMG_1.jpg", b"x" * 100), ("IMG_2.jpg", b"y" * 2000)])
 
-    with pytest.raises(StageFailed) as failure:
+    with pytest.raises(SetRefused) as failure:
         extract_zip(archive, tmp_path / "out", ZipLimits(max_files=10, max_bytes=MIB, max_file_bytes=1000))
 
     assert failure.value.message == (

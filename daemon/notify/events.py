@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
 
+from inbox_protocol.file_names import display_name
 from site_builder import page_path, page_url
-from stages.file_names import display_name
 
 PAYLOAD_VERSION = 1
 

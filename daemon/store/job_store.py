@@ -11,10 +11,24 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Collection, Iterable, Iterator, Mapping
 
-from sqlalchemy import BigInteger, Engine, String, and_, create_engine, event, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    String,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from daemon.jobs.records import JobError, StageRecord
 from daemon.store.advisory_lock import advisory_lock
 from daemon.store.job_ids import LONG_HASH_DIGITS, SHORT_HASH_DIGITS, job_id_for
 from daemon.store.migrate import upgrade_to_head
@@ -35,13 +49,13 @@ class JobRecord:
     stage: str | None
     progress: float
     message: str
-    error: Mapping[str, Any] | None
+    error: JobError | None
     metrics: Mapping[str, Any]
     options: Mapping[str, Any] | None
     outputs: Mapping[str, Any]
     warnings: tuple[str, ...]
     images: Mapping[str, Any] | None
-    stages: Mapping[str, Mapping[str, Any]]
+    stages: Mapping[str, StageRecord]
     host: str | None
     cancel_requested: bool
     cancel_reason: str | None
@@ -61,8 +75,19 @@ class JobRecord:
         data["warnings"] = tuple(data["warnings"] or ())
         data["metrics"] = data["metrics"] or {}
         data["outputs"] = data["outputs"] or {}
-        data["stages"] = data["stages"] or {}
+        data["stages"] = {name: StageRecord.from_json(entry) for name, entry in (data["stages"] or {}).items()}
+        data["error"] = None if data["error"] is None else JobError.from_json(data["error"])
         return cls(**data)
+
+
+def _stored(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Columns to write, the records among them in their JSON form."""
+    values = dict(fields)
+    if isinstance(values.get("error"), JobError):
+        values["error"] = values["error"].to_json()
+    if "stages" in values:
+        values["stages"] = {name: record.to_json() for name, record in values["stages"].items()}
+    return values
 
 
 DEFAULT_LEASE_SECONDS = 60.0
@@ -275,7 +300,7 @@ class JobStore:
         Returns False (and changes nothing) otherwise, e.g. a job cancelled a moment ago.
         """
         now = utc_now()
-        values: dict[str, Any] = {"state": str(to_state), "message": message, "updated_at": now, **fields}
+        values: dict[str, Any] = {"state": str(to_state), "message": message, "updated_at": now, **_stored(fields)}
         if to_state == JobState.QUEUED:
             values.setdefault("queued_at", now)
         if to_state in (JobState.DONE, JobState.FAILED, JobState.CANCELLED):
@@ -360,21 +385,21 @@ class JobStore:
         if in_states is not None:
             where = and_(where, jobs.c.state.in_([str(state) for state in in_states]))
         with self.engine.begin() as connection:
-            connection.execute(update(jobs).where(where).values(updated_at=utc_now(), **fields))
+            connection.execute(update(jobs).where(where).values(updated_at=utc_now(), **_stored(fields)))
 
-    def set_stage(self, job_id: str, stage: str, stage_entry: Mapping[str, Any], message: str, **fields: Any) -> None:
+    def set_stage(self, job_id: str, stage: str, record: StageRecord, message: str, **fields: Any) -> None:
         """Record a stage starting or ending: its entry in ``stages`` and an event (not if the job
         runs on another daemon: ours was taken over)."""
         with self.engine.begin() as connection:
             current = connection.execute(select(jobs.c.stages).where(jobs.c.id == job_id)).scalar_one()
-            stages = {**(current or {}), stage: dict(stage_entry)}
+            stages = {**(current or {}), stage: record.to_json()}
             changed = connection.execute(
                 update(jobs)
                 .where(and_(jobs.c.id == job_id, self._ours()))
-                .values(stage=stage, stages=stages, message=message, updated_at=utc_now(), **fields)
+                .values(stage=stage, stages=stages, message=message, updated_at=utc_now(), **_stored(fields))
             ).rowcount
             if changed:
-                self._log_event(connection, job_id, "stage", stage=stage, state=stage_entry.get("state"), message=message)
+                self._log_event(connection, job_id, "stage", stage=stage, state=str(record.state), message=message)
 
     def request_cancel(self, job_id: str, reason: str) -> JobRecord | None:
         """Cancel a job: at once when it is not running, else ask its supervisor to stop it."""
@@ -453,7 +478,7 @@ class JobStore:
             )
         )
 
-    # ---- work folder retention (daemon/retention.py)
+    # ---- work folder retention (daemon/jobs/retention.py)
 
     def finished_before(self, states: Iterable[JobState], moment: datetime) -> list[JobRecord]:
         """Jobs in ``states`` (finished ones only) that finished before ``moment`` and whose work

@@ -22,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from stages.file_names import name_from_store, stored_name, without_surrogates
+from inbox_protocol.file_names import name_from_store, stored_name, without_surrogates
 
 
 class UtcDateTime(TypeDecorator):
@@ -47,7 +47,7 @@ class UtcDateTime(TypeDecorator):
 
 class FileNameText(TypeDecorator):
     """A set's name or path exactly as the file system holds it, even when it is not valid UTF-8
-    (stages/file_names.py escapes '%' and undecodable bytes as %XX in the database)."""
+    (inbox_protocol/file_names.py escapes '%' and undecodable bytes as %XX in the database)."""
 
     impl = String
     cache_ok = True
@@ -121,7 +121,7 @@ job_events = Table(
 )
 
 # One row per job whose work folder (state/jobs/<job_id>/) retention removed, or found already gone
-# (daemon/retention.py). The primary key makes the record once-only whichever daemon gets there
+# (daemon/jobs/retention.py). The primary key makes the record once-only whichever daemon gets there
 # first; ``outputs`` keeps what the job's outputs named in that folder before they were cleared.
 work_removals = Table(
     "work_removals",

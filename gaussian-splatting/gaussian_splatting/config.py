@@ -50,10 +50,11 @@ class TrainConfig:
 PRESETS: dict[str, dict] = {
     # The 3DGS paper's schedule.
     "paper": {},
-    # A quick look on a CPU: quarter-size images, a few thousand iterations, fewer Gaussians.
+    # A quick look on a CPU: quarter-size images, a few thousand iterations, fewer Gaussians (the
+    # daemon's train_cpu_iterations and train_cpu_max_gaussians).
     "cpu-preview": {
         "iterations": 3000,
         "resolution_scale": 4,
-        "densify": DensifySettings(max_gaussians=200_000),
+        "densify": DensifySettings(max_gaussians=500_000),
     },
 }

@@ -34,7 +34,7 @@ class DensifySettings:
     max_world_scale: float = 0.1  # prune larger than this fraction of the extent (ditto)
     reset_opacity: float = 0.01  # opacity the periodic reset caps every Gaussian at
     split_into: int = 2  # Gaussians a split makes
-    max_gaussians: int = 2_000_000  # densification stops adding beyond this many
+    max_gaussians: int = 3_000_000  # densification stops adding beyond this many (the daemon's train_max_gaussians)
     start: int = 500  # first densification, reference iterations
     stop: int = 15_000  # last densification, reference iterations
     every: int = 100  # iterations between densifications (reference)

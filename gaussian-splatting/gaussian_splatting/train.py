@@ -61,7 +61,7 @@ def view_order(seed: int, iteration: int, count: int) -> int:
     return int(torch.randperm(count, generator=generator)[step])
 
 
-class ProgressReporter:
+class ProgressLines:
     """Writes a JSON progress line at most every ``interval_s`` seconds, and on the last
     iteration; the loss is the mean since the previous line."""
 
@@ -131,7 +131,7 @@ def train(config: TrainConfig, progress: TextIO, resume: bool = False) -> TrainR
 
     schedule = config.densify.schedule(config.iterations)
     log.info("densification %s", schedule)
-    reporter = ProgressReporter(progress, config.iterations, config.progress_every_s, start)
+    reporter = ProgressLines(progress, config.iterations, config.progress_every_s, start)
     for iteration in range(start + 1, config.iterations + 1):
         set_position_lr(optimizer, position_lr(config, extent, iteration))
         sh_degree = min(config.sh_degree, iteration // config.sh_increase_every)

@@ -1,4 +1,4 @@
-"""Work removals: one row per job whose work folder retention removed (daemon/retention.py).
+"""Work removals: one row per job whose work folder retention removed (daemon/jobs/retention.py).
 
 A table of its own rather than a column of ``jobs``: a job's record stays as it was, and the
 primary key lets exactly one of several daemons record each removal.

@@ -1,7 +1,7 @@
 """Set names and paths stored exactly, even when they are not valid UTF-8.
 
 From now on ``jobs.set_name`` and ``jobs.source_path`` hold names through
-stages/file_names.py's escapes: '%' as %25, each byte that is not UTF-8 as %XX. Names stored
+inbox_protocol/file_names.py's escapes: '%' as %25, each byte that is not UTF-8 as %XX. Names stored
 before held no such byte (the database refused them), so only their '%' needs escaping.
 
 Revision ID: 0005

@@ -19,9 +19,9 @@ from typing import Any
 
 import jsonschema
 
-from stages.photo_set import JOB_OPTIONS_FILE, JOB_OPTIONS_MAX_BYTES, JOB_OPTIONS_TOO_LARGE, FileRules
-from stages.zip_extract import NOT_A_ZIP, ZIP_HINT
-from stages.zip_layout import zip_set_layout
+from inbox_protocol.photo_set import JOB_OPTIONS_FILE, JOB_OPTIONS_MAX_BYTES, JOB_OPTIONS_TOO_LARGE, FileRules
+from inbox_protocol.zip_extract import NOT_A_ZIP, ZIP_HINT
+from inbox_protocol.zip_layout import zip_set_layout
 
 _FOLDER_MESSAGE = "job.toml is a folder, not a file; options go in a text file named job.toml at the top of the set"
 
@@ -70,7 +70,7 @@ def validate_options(document: dict[str, Any]) -> dict[str, Any]:
 
 def read_job_options(source: Path, rules: FileRules) -> dict[str, Any]:
     """Options of a set folder or .zip set; defaults when it has no job.toml. ``rules`` tell
-    litter apart, to find a zip's one top folder as ingest does (stages/zip_layout.py)."""
+    litter apart, to find a zip's one top folder as ingest does (inbox_protocol/zip_layout.py)."""
     data = _zip_job_toml(source, rules) if source.is_file() else _folder_job_toml(source)
     if data is None:
         return default_options()

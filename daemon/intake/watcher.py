@@ -27,7 +27,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from stages.atomic_files import temporary_name_pattern
+from inbox_protocol.temporary_names import temporary_name_pattern
 
 log = logging.getLogger("instarecon.inbox")
 

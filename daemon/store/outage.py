@@ -22,7 +22,7 @@ from typing import Callable, TypeVar
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from daemon.disk_guard import disk_full_words
+from daemon.run.disk_guard import disk_full_words
 
 log = logging.getLogger("instarecon")
 

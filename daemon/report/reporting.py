@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from daemon.config import Settings
-from daemon.heartbeat import Heartbeat
-from daemon.metrics_textfile import MetricsTextfile
 from daemon.notify import Notifications
-from daemon.site_lock import site_lock
-from daemon.site_publisher import SitePublisher
-from daemon.status_publisher import StatusPublisher
+from daemon.report.heartbeat import Heartbeat
+from daemon.report.metrics_textfile import MetricsTextfile
+from daemon.report.site_lock import site_lock
+from daemon.report.site_publisher import SitePublisher
+from daemon.report.status_publisher import StatusPublisher
 from daemon.store import DaemonRegistry, JobRecord, JobState, JobStore
-from daemon.store_outage import is_outage
+from daemon.store.outage import is_outage
 from stages.registry import StageSpec
 
 QUEUE_STATES = (JobState.WAITING, JobState.QUEUED, JobState.RUNNING)

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from daemon.config import Settings
-from daemon.disk_guard import (
+from daemon.jobs.folders import JobFolders
+from daemon.jobs.log import JOB_LOG_FILE, JobLog
+from daemon.jobs.options import JobOptionsError, read_job_options
+from daemon.jobs.plan import overall_progress, planned_stages
+from daemon.jobs.records import NOT_STARTED, JobError, StageRecord, StageState
+from daemon.journal import job_fields, level_for_priority
+from daemon.run.disk_guard import (
     DiskGuard,
     DiskNeed,
     SetSize,
@@ -31,20 +37,16 @@ from daemon.disk_guard import (
     measure_set,
     size_text,
 )
-from daemon.job_lease import JobLease
-from daemon.job_log import JOB_LOG_FILE, JobLog
-from daemon.job_options import JobOptionsError, read_job_options
-from daemon.journal import job_fields, level_for_priority
-from daemon.pipeline_plan import overall_progress, planned_stages
-from daemon.progress_writer import ProgressWriter
-from daemon.space_waits import SpaceWaits
-from daemon.status_document import iso
+from daemon.run.lease import JobLease
+from daemon.run.progress_writer import ProgressWriter
+from daemon.run.space_waits import SpaceWaits
+from daemon.run.supervisor import ChildOutcome, ChildWatch, Ending, describe_exit, run_child
 from daemon.store import JobRecord, JobState, JobStore
-from daemon.store_outage import PatientStore, StoreOutage, is_outage
-from daemon.supervisor import ChildOutcome, ChildWatch, Ending, describe_exit, run_child
+from daemon.store.outage import PatientStore, StoreOutage, is_outage
+from inbox_protocol.photo_set import FileRules
 from stages.atomic_files import atomic_copy, atomic_write_json, remove_temporaries
-from stages.base import ASK_THE_OPERATOR, ERROR_FILE, RESULT_FILE, StageContext, StageResult
-from stages.photo_set import FileRules
+from stages.base import ASK_THE_OPERATOR, StageContext, StageResult
+from stages.compute_backend import training_backend
 from stages.registry import StageSpec
 
 log = logging.getLogger("instarecon.job")
@@ -89,8 +91,8 @@ class JobRunner:
 
     def _run(self, job: JobRecord) -> JobState:
         self._waiting.pop(job.id, None)
-        job_dir = self._settings.jobs_dir / job.id
-        job_dir.mkdir(parents=True, exist_ok=True)
+        folders = JobFolders.of(self._settings, job)
+        folders.work.mkdir(parents=True, exist_ok=True)
         options = job.options
         if options is None:
             try:
@@ -100,17 +102,17 @@ class JobRunner:
                 return self._fail(job, self._pipeline[0].name, str(error), hint)
             self._store.update_fields(job.id, options=options)
         plan = planned_stages(self._pipeline, options["stop_after"])
-        stage_states = {name: dict(entry) for name, entry in job.stages.items()}
+        stage_records = dict(job.stages)
         lease = JobLease(self._store.raw, job, self._outage)
         for spec in plan:
             lease.keep()
             if lease.lost:
                 return JobState.RUNNING  # not ours any more (see JobLease): nothing more is written
-            result_path = job_dir / spec.name / RESULT_FILE
+            result_path = folders.result(spec.name)
             if result_path.exists():
-                if stage_states.get(spec.name, {}).get("state") != "done":
+                if stage_records.get(spec.name, NOT_STARTED).state is not StageState.DONE:
                     # the stage finished, but the daemon died before recording it
-                    ending = self._record_result(job, spec, plan, stage_states, result_path, seconds=None)
+                    ending = self._record_result(job, spec, plan, stage_records, result_path, seconds=None)
                     if ending is not JobState.RUNNING:
                         return ending
                 continue
@@ -122,7 +124,7 @@ class JobRunner:
                 return self._wait_for_space(job, stages_left, options, f"waiting before {spec.name}: {shortage.reason}",
                                             shortage, "; the job starts when space is freed")
             self.space_waits.forget(job.id)
-            ending = self._run_stage(job, spec, plan, options, stage_states, job_dir, lease)
+            ending = self._run_stage(job, spec, plan, options, stage_records, folders, lease)
             if lease.lost or ending is not JobState.RUNNING:
                 return ending
         last = plan[-1].name
@@ -148,9 +150,7 @@ class JobRunner:
 
     def _max_gaussians(self, options: Mapping[str, Any]) -> int:
         settings = self._settings
-        # the daemon never imports torch: "auto" trains on the GPU where an NVIDIA driver is loaded
-        on_cpu = settings.train_backend == "cpu" or (
-            settings.train_backend == "auto" and not Path("/proc/driver/nvidia/version").exists())
+        on_cpu = training_backend(settings.train_backend) == "cpu"  # as the train stage will decide
         return int(options.get("max_gaussians") or (
             settings.train_cpu_max_gaussians if on_cpu else settings.train_max_gaussians))
 
@@ -198,39 +198,39 @@ class JobRunner:
         spec: StageSpec,
         plan: Sequence[StageSpec],
         options: Mapping[str, Any],
-        stage_states: dict[str, dict[str, Any]],
-        job_dir: Path,
+        stage_records: dict[str, StageRecord],
+        folders: JobFolders,
         lease: JobLease,
     ) -> JobState:
-        stage_dir = job_dir / spec.name
+        stage_dir = folders.stage(spec.name)
         if not spec.resumable and stage_dir.exists():
             shutil.rmtree(stage_dir)  # a partial run from before a crash
         stage_dir.mkdir(parents=True, exist_ok=True)
-        (stage_dir / ERROR_FILE).unlink(missing_ok=True)  # a kept folder's: it would speak for this run
+        folders.error(spec.name).unlink(missing_ok=True)  # a kept folder's: it would speak for this run
         context = StageContext(
             job_id=job.id,
             set_name=job.set_name,
             source=Path(job.source_path),
             inbox=self._settings.inbox,
-            job_dir=job_dir,
+            job_dir=folders.work,
             output_dir=stage_dir,
             options=options,
             settings=self._settings.stage_settings(),
         )
-        context_path = job_dir / f"{spec.name}.context.json"
+        context_path = folders.context(spec.name)
         atomic_write_json(context_path, context.to_json())
 
         started = datetime.now(timezone.utc)
-        stage_states[spec.name] = {"state": "running", "started_at": iso(started), "finished_at": None, "seconds": None}
-        progress = overall_progress(plan, stage_states, spec.name, 0.0)
-        self._store.set_stage(job.id, spec.name, stage_states[spec.name], f"{spec.name}: starting", progress=progress)
+        stage_records[spec.name] = StageRecord.started(started)
+        progress = overall_progress(plan, stage_records, spec.name, 0.0)
+        self._store.set_stage(job.id, spec.name, stage_records[spec.name], f"{spec.name}: starting", progress=progress)
         fields = job_fields(job, spec.name)
         log.info("%s: %s started", job.set_name, spec.name, extra=fields)
         self._on_change()
 
-        progress_writer = ProgressWriter(self._store.raw, self._outage, job.id, spec.name, plan, stage_states, progress, self._on_change)
+        progress_writer = ProgressWriter(self._store.raw, self._outage, job.id, spec.name, plan, stage_records, progress, self._on_change)
 
-        with JobLog(job_dir / JOB_LOG_FILE) as job_log:
+        with JobLog(folders.log) as job_log:
 
             def on_log_line(priority: int, text: str) -> None:
                 job_log.append(spec.name, text)
@@ -242,7 +242,7 @@ class JobRunner:
 
             outcome = run_child(
                 [sys.executable, "-m", "stages.child", str(context_path), spec.entry],
-                timeout_seconds=self._settings.stage_timeouts.get(spec.name, spec.default_timeout_seconds),
+                timeout_seconds=self._timeout(spec),
                 grace_seconds=self._settings.cancel_grace_seconds,
                 watch=ChildWatch(
                     on_progress=progress_writer.update,
@@ -255,7 +255,7 @@ class JobRunner:
         if lease.lost:
             return JobState.RUNNING  # stopped: the job is not ours any more, nor its record
         seconds = round((datetime.now(timezone.utc) - started).total_seconds(), 3)
-        return self._settle_outcome(job, spec, plan, options, stage_states, stage_dir, outcome, seconds)
+        return self._settle_outcome(job, spec, plan, options, stage_records, folders, outcome, seconds)
 
     def _settle_outcome(
         self,
@@ -263,22 +263,24 @@ class JobRunner:
         spec: StageSpec,
         plan: Sequence[StageSpec],
         options: Mapping[str, Any],
-        stage_states: dict[str, dict[str, Any]],
-        stage_dir: Path,
+        stage_records: dict[str, StageRecord],
+        folders: JobFolders,
         outcome: ChildOutcome,
         seconds: float,
     ) -> JobState:
         name = spec.name
         if outcome.ending is Ending.FINISHED:
-            return self._record_result(job, spec, plan, stage_states, stage_dir / RESULT_FILE, seconds)
+            return self._record_result(job, spec, plan, stage_records, folders.result(name), seconds)
         if outcome.ending in (Ending.FAILED, Ending.CRASHED):
             # before any write to the job store, which may live on the disk that is full
-            filled = self._filled_disk(stage_dir, outcome)
+            filled = self._filled_disk(folders.error(name), outcome)
             if filled is not None:
-                return self._wait_after_disk_filled(job, spec, plan, options, stage_states, stage_dir, seconds, *filled)
-        ended_state = {Ending.CANCELLED: "cancelled", Ending.INTERRUPTED: "interrupted"}.get(outcome.ending, "failed")
-        stage_states[name] = _ended(stage_states.get(name), ended_state, seconds)
-        self._store.set_stage(job.id, name, stage_states[name], f"{name}: {ended_state}")
+                return self._wait_after_disk_filled(job, spec, plan, options, stage_records, folders.stage(name),
+                                                    seconds, *filled)
+        ended_state = {Ending.CANCELLED: StageState.CANCELLED, Ending.INTERRUPTED: StageState.INTERRUPTED}.get(
+            outcome.ending, StageState.FAILED)
+        stage_records[name] = stage_records.get(name, NOT_STARTED).ended(ended_state, seconds)
+        self._store.set_stage(job.id, name, stage_records[name], f"{name}: {ended_state}")
 
         if outcome.ending is Ending.INTERRUPTED:
             message = f"daemon stopping; the job resumes at {name} when it starts again"
@@ -293,11 +295,11 @@ class JobRunner:
             self._on_change()
             return JobState.CANCELLED
         if outcome.ending is Ending.FAILED:
-            failure = _read_json(stage_dir / ERROR_FILE) or {}
+            failure = _read_json(folders.error(name)) or {}
             return self._fail(job, name, failure.get("message") or f"{name} failed", failure.get("hint"),
                               images=failure.get("images"), metrics=failure.get("metrics"))
         if outcome.ending is Ending.TIMED_OUT:
-            limit = self._settings.stage_timeouts.get(name, spec.default_timeout_seconds)
+            limit = self._timeout(spec)
             log.warning("%s: %s ran past stage_timeouts.%s (%.0f s); raise it in the configuration if sets this "
                         "large are expected", job.set_name, name, name, limit, extra=job_fields(job, name))
             return self._fail(
@@ -319,10 +321,10 @@ class JobRunner:
         )
         return self._fail(job, name, message, hint)
 
-    def _filled_disk(self, stage_dir: Path, outcome: ChildOutcome) -> tuple[str, str] | None:
+    def _filled_disk(self, error_path: Path, outcome: ChildOutcome) -> tuple[str, str] | None:
         """(which folder's disk, the words that tell it) when the stage died of a full disk: it says
         so (error.json, its last log lines), or it died without saying while the disk is full."""
-        failure = _read_json(stage_dir / ERROR_FILE) or {}
+        failure = _read_json(error_path) or {}
         said = " ".join([str(failure.get("message") or ""), str(failure.get("hint") or ""), *outcome.last_log_lines])
         words = disk_full_words(said)
         filled = self._disk.filled()
@@ -339,7 +341,7 @@ class JobRunner:
         spec: StageSpec,
         plan: Sequence[StageSpec],
         options: Mapping[str, Any],
-        stage_states: dict[str, dict[str, Any]],
+        stage_records: dict[str, StageRecord],
         stage_dir: Path,
         seconds: float,
         where: str,
@@ -356,8 +358,8 @@ class JobRunner:
         stages_left = plan[plan.index(spec):]
         estimate = self._estimate(job, stages_left, options)
         self._floors[job.id] = (name, DiskNeed(max(estimate.state_bytes, 2 * written - kept), estimate.outbox_bytes))
-        stage_states[name] = _ended(stage_states.get(name), "interrupted", seconds)
-        self._store.set_stage(job.id, name, stage_states[name], f"{name}: interrupted, the disk is full")
+        stage_records[name] = stage_records.get(name, NOT_STARTED).ended(StageState.INTERRUPTED, seconds)
+        self._store.set_stage(job.id, name, stage_records[name], f"{name}: interrupted, the disk is full")
         filled = f"the disk of the {where} filled up during {name} ({words})"
         shortage = self._disk_shortage(job, stages_left, options)
         if shortage is not None and shortage.never_fits:
@@ -377,17 +379,18 @@ class JobRunner:
         job: JobRecord,
         spec: StageSpec,
         plan: Sequence[StageSpec],
-        stage_states: dict[str, dict[str, Any]],
+        stage_records: dict[str, StageRecord],
         result_path: Path,
         seconds: float | None,
     ) -> JobState:
         """Record a finished stage (RUNNING: the job goes on), after copying the files it hands
         to the outbox; FAILED when they cannot be written there."""
         result = StageResult.from_json(json.loads(result_path.read_text()))
-        outbox_dir = self._settings.outbox / job.id
+        folders = JobFolders.of(self._settings, job)
+        outbox_dir = folders.outbox
         try:
             for name in result.to_outbox:
-                source = self._settings.jobs_dir / job.id / result.outputs[name]
+                source = folders.output(result.outputs[name])
                 outbox_dir.mkdir(parents=True, exist_ok=True)
                 remove_temporaries(outbox_dir / source.name)  # of a copy cut short by a crash
                 atomic_copy(source, outbox_dir / source.name)
@@ -395,28 +398,28 @@ class JobRunner:
             log.error("%s: %s: cannot write %s into the outbox (%s): check that the outbox folder is writable by "
                       "the daemon's user and has free space", job.set_name, spec.name, error.filename, error.strerror,
                       extra=job_fields(job, spec.name))
-            stage_states[spec.name] = _ended(stage_states.get(spec.name), "failed", seconds)
-            self._store.set_stage(job.id, spec.name, stage_states[spec.name], f"{spec.name}: failed")
+            stage_records[spec.name] = stage_records.get(spec.name, NOT_STARTED).ended(StageState.FAILED, seconds)
+            self._store.set_stage(job.id, spec.name, stage_records[spec.name], f"{spec.name}: failed")
             return self._fail(job, spec.name, f"{spec.name}: its results could not be published ({error.strerror})",
                               ASK_THE_OPERATOR)
         current = self._store.get(job.id)
-        stage_states[spec.name] = _ended(stage_states.get(spec.name), "done", seconds)
+        stage_records[spec.name] = stage_records.get(spec.name, NOT_STARTED).ended(StageState.DONE, seconds)
         fields: dict[str, Any] = {
             "metrics": {**current.metrics, spec.name: dict(result.metrics)},
             "outputs": {**current.outputs, **{f"{spec.name}.{key}": path for key, path in result.outputs.items()}},
             "warnings": list(dict.fromkeys([*current.warnings, *result.warnings])),
-            "progress": overall_progress(plan, stage_states, spec.name, 100.0),
+            "progress": overall_progress(plan, stage_records, spec.name, 100.0),
         }
         if result.images is not None:
             fields["images"] = dict(result.images)
-        self._store.set_stage(job.id, spec.name, stage_states[spec.name], f"{spec.name}: done", **fields)
+        self._store.set_stage(job.id, spec.name, stage_records[spec.name], f"{spec.name}: done", **fields)
         log.info("%s: %s done in %s s", job.set_name, spec.name, seconds, extra=job_fields(job, spec.name))
         self._on_change()
         return JobState.RUNNING
 
     def _fail(self, job: JobRecord, stage: str, message: str, hint: str | None, images: Any = None,
               metrics: Mapping[str, Any] | None = None) -> JobState:
-        fields: dict[str, Any] = {"error": {"stage": stage, "message": message, "hint": hint}, "stage": stage}
+        fields: dict[str, Any] = {"error": JobError(stage, message, hint), "stage": stage}
         if images is not None:
             fields["images"] = images
         if metrics is not None:  # what the failed stage found: which photos, and why
@@ -425,6 +428,10 @@ class JobRunner:
         log.error("%s: %s failed: %s", job.set_name, stage, message, extra=job_fields(job, stage))
         self._on_change()
         return JobState.FAILED
+
+    def _timeout(self, spec: StageSpec) -> float:
+        """The configured limit; a pipeline's own stage that the settings do not know (a test's) keeps its own."""
+        return self._settings.stage_timeouts.get(spec.name, spec.default_timeout_seconds)
 
     def _cancel_requested(self, job_id: str) -> bool:
         try:
@@ -435,12 +442,6 @@ class JobRunner:
             self._outage.failed(error, "checking for a cancel request")
             return False  # asked again at the next poll
         return current is None or current.cancel_requested
-
-
-def _ended(entry: Mapping[str, Any] | None, state: str, seconds: float | None) -> dict[str, Any]:
-    """A stage's entry in ``stages`` once it has ended in ``state``: its start kept, its end now."""
-    return {"state": state, "started_at": (entry or {}).get("started_at"),
-            "finished_at": iso(datetime.now(timezone.utc)), "seconds": seconds}
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ import time
 from typing import Callable
 
 from daemon.store import JobRecord, JobStore
-from daemon.store_outage import StoreOutage, is_outage
+from daemon.store.outage import StoreOutage, is_outage
 
 log = logging.getLogger("instarecon.job")
 

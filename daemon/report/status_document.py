@@ -8,12 +8,13 @@ the document names the configured folders short, as the log tail does."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from daemon.job_log import FolderNames, job_log_path, public_tail
-from daemon.pipeline_plan import planned_stages
+from daemon.jobs.folders import JobFolders
+from daemon.jobs.log import FolderNames, public_tail
+from daemon.jobs.plan import planned_stages
+from daemon.jobs.records import NOT_STARTED, JobError, StageRecord, StageState, iso
 from daemon.store import JobRecord
 from site_builder import page_path, page_url
 from stages.registry import StageSpec
@@ -21,39 +22,31 @@ from stages.registry import StageSpec
 SCHEMA_VERSION = 1
 
 
-def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _stage_view(entry: dict[str, Any] | None, error: dict[str, Any] | None, name: str) -> dict[str, Any]:
-    entry = entry or {}
-    # a set refused before its first stage ran (bad job.toml, a link out of the inbox)
-    refused_here = not entry and error is not None and error.get("stage") == name
-    return {
-        "state": entry.get("state", "failed" if refused_here else "pending"),
-        "started_at": entry.get("started_at"),
-        "finished_at": entry.get("finished_at"),
-        "seconds": entry.get("seconds"),
-    }
+def _stage_view(record: StageRecord | None, error: JobError | None, name: str) -> dict[str, Any]:
+    if record is None:
+        # a set refused before its first stage ran (bad job.toml, a link out of the inbox)
+        refused_here = error is not None and error.stage == name
+        record = StageRecord(StageState.FAILED) if refused_here else NOT_STARTED
+    return {"state": str(record.state), "started_at": record.started_at, "finished_at": record.finished_at,
+            "seconds": record.seconds}
 
 
 def _eta(job: JobRecord) -> float | None:
     """Seconds the running stage expects to have left, when it can tell."""
-    if str(job.state) != "running" or not job.stage:
+    if str(job.state) != "running" or not job.stage or job.stage not in job.stages:
         return None
-    return (job.stages.get(job.stage) or {}).get("eta_seconds")
+    return job.stages[job.stage].eta_seconds
 
 
-def build_status(job: JobRecord, pipeline: Sequence[StageSpec], jobs_dir: Path,
+def build_status(job: JobRecord, pipeline: Sequence[StageSpec], folders: JobFolders,
                  folder_names: FolderNames | None = None, public_url: str = "") -> dict[str, Any]:
     """``folder_names`` shortens the configured folders' paths in the log lines (by default only the
-    state folder's, which holds ``jobs_dir``); ``public_url``, where the outbox is served, gives the
-    job page's full address."""
+    state folder's, which holds the job's work folder); ``public_url``, where the outbox is served,
+    gives the job page's full address."""
     if folder_names is None:
-        folder_names = FolderNames({"state": jobs_dir.parent})
+        folder_names = FolderNames({"state": folders.work.parent.parent})
     stop_after = (job.options or {}).get("stop_after")
     plan = planned_stages(pipeline, stop_after)
-    job_dir = jobs_dir / job.id
     images = job.images or {"found": None, "accepted": None, "rejected": []}
     return {
         "schema_version": SCHEMA_VERSION,
@@ -77,11 +70,11 @@ def build_status(job: JobRecord, pipeline: Sequence[StageSpec], jobs_dir: Path,
             "rejected": _public(list(images.get("rejected", [])), folder_names),
         },
         "metrics": _public(dict(job.metrics), folder_names),
-        "outputs": {name: str(job_dir / path) for name, path in job.outputs.items()},
+        "outputs": {name: str(folders.output(path)) for name, path in job.outputs.items()},
         "options": dict(job.options) if job.options is not None else None,
         "warnings": _public(list(job.warnings), folder_names),
-        "error": _public(dict(job.error), folder_names) if job.error else None,
-        "log_tail": public_tail(job_log_path(jobs_dir, job.id), folder_names),
+        "error": _public(job.error.to_json(), folder_names) if job.error else None,
+        "log_tail": public_tail(folders.log, folder_names),
         "page": page_path(job.id),
         "page_url": page_url(job.id, public_url),
     }

@@ -4,7 +4,7 @@ photo is read: how many photos, how large each one, how large all of them togeth
 It counts exactly the files ingest would take as photos. For a folder, the photos of
 ``walk_set``'s listing (junk, markers, job.toml, status.json, files still being written,
 hidden folders and links are not photos). For a .zip, the same rules applied to the entries'
-names as extraction lays them out (stages/zip_layout.py: below the one top folder, if the
+names as extraction lays them out (inbox_protocol/zip_layout.py: below the one top folder, if the
 archive has one), with the uncompressed sizes the archive declares, read from its central
 directory: a set over the limits is refused before anything is extracted.
 """
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from stages.file_names import display_name
-from stages.photo_set import FileRules, SetListing
-from stages.zip_extract import open_zip
-from stages.zip_layout import zip_set_layout
+from inbox_protocol.file_names import display_name
+from inbox_protocol.photo_set import FileRules, SetListing
+from inbox_protocol.zip_extract import open_zip
+from inbox_protocol.zip_layout import zip_set_layout
 
 # Decimal megabytes, as Finder, GNOME Files and camera specifications count them.
 MEGABYTE = 1_000_000
@@ -72,7 +72,7 @@ def listed_photos(listing: SetListing) -> tuple[PhotoSize, ...]:
 
 def zip_photos(archive: Path, rules: FileRules) -> tuple[PhotoSize, ...]:
     """The entries of a .zip set that ingest would take as photos once extracted; reads only
-    the central directory. StageFailed if the file is not a zip archive."""
+    the central directory. SetRefused if the file is not a zip archive."""
     with open_zip(archive) as opened:
         layout = zip_set_layout(opened.infolist(), rules)
     photos = (PhotoSize(photo.name, photo.entry.file_size) for photo in layout.photos)

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from daemon.config import Settings
-from daemon.job_log import FolderNames, job_log_path, signature
+from daemon.jobs.folders import JobFolders
+from daemon.jobs.log import FolderNames, signature
 from daemon.journal import job_fields
-from daemon.site_lock import site_lock
-from daemon.site_publisher import unpublish
-from daemon.status_document import build_status, outbox_copy
+from daemon.report.site_lock import site_lock
+from daemon.report.site_publisher import unpublish
+from daemon.report.status_document import build_status, outbox_copy
 from daemon.store import JobRecord, JobState, JobStore
 from stages.atomic_files import atomic_write_json, remove_temporaries
-from stages.photo_set import STATUS_FILE
 from stages.registry import StageSpec
 
 log = logging.getLogger("instarecon.status")
@@ -40,12 +40,6 @@ _OVERLAP = timedelta(seconds=2)
 # Another daemon killed mid-write leaves its temporary file beside a status.json that this daemon
 # keeps writing: looked for again this often.
 SWEEP_EVERY_SECONDS = 60.0
-
-
-def inbox_status_path(settings: Settings, job: JobRecord) -> Path:
-    if job.source_kind == "zip":
-        return settings.inbox / f"{job.set_name}.{STATUS_FILE}"
-    return settings.inbox / job.set_name / STATUS_FILE
 
 
 class StatusPublisher:
@@ -86,49 +80,49 @@ class StatusPublisher:
         """Write the job's status.json documents; returns the document, or None if unchanged."""
         if job.id in self._running:
             self._log_seen[job.id] = signature(self._log_path(job))  # before the read: a later line shows next pass
-        document = build_status(job, self._pipeline, self._settings.jobs_dir, self._folder_names,
-                                self._settings.public_url)
+        folders = JobFolders.of(self._settings, job)
+        document = build_status(job, self._pipeline, folders, self._folder_names, self._settings.public_url)
         if self._last_written.get(job.id) == document:
             return None
         latest = self._store.latest_for_set(job.set_name)
         if latest is not None and latest.id == job.id:
             self._write_beside_set(job, document)
         problem = self._unwritable_sets.get(job.set_name)
-        job_outbox = self._settings.outbox / job.id
-        outbox_document = outbox_copy(document, job_outbox)
+        outbox_document = outbox_copy(document, folders.outbox)
         if problem:
             outbox_document["warnings"] = [*document["warnings"], problem]
         if job.state is JobState.REMOVED:
-            self._publish_removed(job, job_outbox, outbox_document)
-        elif not self._write_outbox(job, job_outbox, outbox_document):
+            self._publish_removed(job, folders, outbox_document)
+        elif not self._write_outbox(job, folders, outbox_document):
             return None  # removed meanwhile: the next pass publishes it as such
         self._last_written[job.id] = document
         return outbox_document
 
-    def _write_outbox(self, job: JobRecord, folder: Path, document: dict[str, Any]) -> bool:
+    def _write_outbox(self, job: JobRecord, folders: JobFolders, document: dict[str, Any]) -> bool:
         """The outbox copy; False if the job was removed meanwhile (``instarecon remove`` in another
         process, which deletes the folder under the site lock): the job's folder is made under
         that lock, and never for a removed job."""
-        if not folder.is_dir():
+        if not folders.outbox.is_dir():
             with site_lock(self._store.engine, self._settings.state):
                 now = self._store.get(job.id)
                 if now is None or now.state is JobState.REMOVED:
                     return False
-                folder.mkdir(parents=True, exist_ok=True)
-                self._write(folder / STATUS_FILE, document)
+                folders.outbox.mkdir(parents=True, exist_ok=True)
+                self._write(folders.outbox_status, document)
             return True
         try:
-            self._write(folder / STATUS_FILE, document)
+            self._write(folders.outbox_status, document)
         except FileNotFoundError:
-            if folder.is_dir():
+            if folders.outbox.is_dir():
                 raise
             return False
         return True
 
-    def _publish_removed(self, job: JobRecord, folder: Path, document: dict[str, Any]) -> None:
+    def _publish_removed(self, job: JobRecord, folders: JobFolders, document: dict[str, Any]) -> None:
         """A removed job's folder in the outbox: with ``unpublish_removed`` deleted (its page, its
         results, its status.json; the site then leaves the job out), else its status.json says
         removed. Never made again. Under the site lock, as ``instarecon remove`` does it."""
+        folder = folders.outbox
         if not os.path.lexists(folder):
             return
         with site_lock(self._store.engine, self._settings.state):
@@ -137,10 +131,10 @@ class StatusPublisher:
                 log.info("%s: job %s removed; its folder in the outbox is deleted (%d files, unpublish_removed)",
                          job.set_name, job.id, files, extra=job_fields(job))
             elif folder.is_dir() and not folder.is_symlink():
-                self._write(folder / STATUS_FILE, document)
+                self._write(folders.outbox_status, document)
 
     def _log_path(self, job: JobRecord) -> Path:
-        return job_log_path(self._settings.jobs_dir, job.id)
+        return JobFolders.of(self._settings, job).log
 
     def _write(self, path: Path, document: dict[str, Any]) -> None:
         """Atomically; first (and again at most once a minute) removing the temporary files that a
@@ -154,8 +148,8 @@ class StatusPublisher:
         atomic_write_json(path, document)
 
     def _write_beside_set(self, job: JobRecord, document: dict[str, Any]) -> None:
-        target = inbox_status_path(self._settings, job)
-        if job.state is JobState.REMOVED and not os.path.lexists(self._settings.inbox / job.set_name):
+        target = JobFolders.of(self._settings, job).status_beside_set
+        if job.state is JobState.REMOVED and not os.path.lexists(job.source_path):
             if job.source_kind == "zip":
                 target.unlink(missing_ok=True)  # ours, beside a zip that is gone
             return

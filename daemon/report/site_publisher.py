@@ -82,13 +82,13 @@ def is_listed(outbox: Path, job_id: str, state: str) -> bool:
     """Whether the site shows the job: every job but a removed one whose folder is gone."""
     if state != REMOVED:
         return True
-    folder = outbox / job_id
+    folder = job_folder(outbox, job_id)
     return folder.is_dir() and not folder.is_symlink()
 
 
 def listed_views(outbox: Path, documents: Iterable[Mapping[str, Any]]) -> list[JobView]:
     """The views of the jobs the site shows, from their status.json documents."""
-    return [job_view(document, outbox / str(document["job_id"])) for document in documents
+    return [job_view(document, job_folder(outbox, str(document["job_id"]))) for document in documents
             if is_listed(outbox, str(document["job_id"]), str(document["state"]))]
 
 

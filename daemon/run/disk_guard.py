@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from stages.photo_set import FileRules, walk_set
-from stages.set_limits import listed_photos, zip_photos
+from inbox_protocol.photo_set import FileRules, walk_set
+from inbox_protocol.refusal import SetRefused
+from inbox_protocol.set_limits import listed_photos, zip_photos
 
 GB = 1_000_000_000
 MB = 1_000_000
@@ -188,7 +189,7 @@ def measure_set(source: Path, inbox: Path, rules: FileRules) -> SetSize:
             photos = listed_photos(walk_set(source, inbox, rules))
         else:
             photos = zip_photos(source, rules)
-    except Exception:
+    except (SetRefused, OSError):
         return SetSize(0, 0)
     return SetSize(len(photos), sum(photo.size for photo in photos))
 

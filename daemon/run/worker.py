@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 
-from daemon.job_runner import JobRunner
+from daemon.jobs.records import JobError
 from daemon.journal import job_fields
+from daemon.run.runner import JobRunner
 from daemon.store import JobRecord, JobState, JobStore
-from daemon.store_outage import StoreOutage, StoreUnavailable, is_outage
+from daemon.store.outage import StoreOutage, StoreUnavailable, is_outage
 
 log = logging.getLogger("instarecon.worker")
 
@@ -78,8 +79,7 @@ class JobWorker(threading.Thread):
                 try:
                     self._store.transition(
                         job.id, JobState.FAILED, message, from_states=(JobState.RUNNING,),
-                        error={"stage": job.stage, "message": message,
-                               "hint": "please tell the server's operator: the journal has the details"},
+                        error=JobError(job.stage, message, "please tell the server's operator: the journal has the details"),
                     )
                 except Exception:  # the job stays running here: resumed at the next start, or taken over
                     log.exception("%s: could not record job %s as failed", job.set_name, job.id, extra=job_fields(job))

@@ -41,8 +41,9 @@ from typing import Callable, Iterator
 from sqlalchemy import text
 
 from daemon.config import Settings
-from daemon.disk_guard import disk_usage
+from daemon.jobs.folders import work_folder
 from daemon.journal import job_fields
+from daemon.run.disk_guard import disk_usage
 from daemon.store import JobRecord, JobState, JobStore
 from daemon.store.tables import utc_now
 
@@ -126,7 +127,7 @@ class WorkFolderRetention:
         return outcome
 
     def _remove(self, job: JobRecord, now: datetime, outcome: RetentionPass) -> None:
-        folder = self._jobs_dir / job.id
+        folder = work_folder(self._jobs_dir, job.id)
         try:
             info = os.lstat(folder)
         except FileNotFoundError:
@@ -180,7 +181,7 @@ class WorkFolderRetention:
         if not stat.S_ISDIR(info.st_mode):
             return "is not a folder"
         real = Path(os.path.realpath(folder))
-        if real != Path(os.path.realpath(self._jobs_dir)) / job_id:
+        if real != work_folder(Path(os.path.realpath(self._jobs_dir)), job_id):
             return f"resolves to {real}, outside {self._jobs_dir}"
         return None
 
@@ -194,7 +195,7 @@ class WorkFolderRetention:
         for name in sorted(names - self._store.job_ids() - self._told):
             self._told.add(name)
             log.info("%s belongs to no job in the store; retention leaves it alone (remove it by hand if nothing "
-                     "needs it)", self._jobs_dir / name)
+                     "needs it)", work_folder(self._jobs_dir, name))
 
     @contextmanager
     def _pass_lock(self) -> Iterator[bool]:

@@ -28,10 +28,6 @@ _ESCAPE_SEQUENCE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def job_log_path(jobs_dir: Path, job_id: str) -> Path:
-    return jobs_dir / job_id / JOB_LOG_FILE
-
-
 class JobLog:
     """Appends the lines of one job's stages, each flushed at once so that readers follow it.
 

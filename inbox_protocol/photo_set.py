@@ -14,15 +14,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stages.atomic_files import temporary_name_pattern
-from stages.file_names import display_name
+from inbox_protocol.file_names import display_name
+from inbox_protocol.temporary_names import temporary_name_pattern
 
 STATUS_FILE = "status.json"
 JOB_OPTIONS_FILE = "job.toml"
 # A job.toml holds a few lines; it is read only this far, from a folder or a .zip alike.
 JOB_OPTIONS_MAX_BYTES = 64 * 1024
 JOB_OPTIONS_TOO_LARGE = (
-    "job.toml is larger than 64 KB; job options are a few short lines (see the README's job.toml section)"
+    "job.toml is larger than 64 KB; job options are a few short lines (see the job.toml section of docs/dropping-sets.md)"
 )
 # Compared case-insensitively. READY.txt: what Windows Explorer's "New Text Document" becomes
 # when a user renames it to READY with file extensions hidden.

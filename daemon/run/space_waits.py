@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable
 
-from daemon.disk_guard import Shortage, size_text
+from daemon.run.disk_guard import Shortage, size_text
 
 RETRY_SECONDS = 300.0  # a waiting job is tried again at least this often
 

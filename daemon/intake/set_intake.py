@@ -23,13 +23,15 @@ from pathlib import Path
 from typing import Iterable
 
 from daemon.config import Settings
+from daemon.intake.settle_clock import SettleClock
+from daemon.jobs.records import JobError
 from daemon.journal import job_fields
-from daemon.settle_clock import SettleClock
 from daemon.store import ACTIVE_STATES, TERMINAL_STATES, JobRecord, JobState, JobStore
-from daemon.store_outage import is_outage
-from stages.file_names import display_name
-from stages.photo_set import CANCEL_MARKER, STATUS_FILE, FileEntry, FileRules, SetListing, walk_set
-from stages.set_limits import LimitViolation, SetLimits, first_violation, listed_photos, zip_photos
+from daemon.store.outage import is_outage
+from inbox_protocol.file_names import display_name
+from inbox_protocol.photo_set import CANCEL_MARKER, STATUS_FILE, FileEntry, FileRules, SetListing, walk_set
+from inbox_protocol.refusal import SetRefused
+from inbox_protocol.set_limits import LimitViolation, SetLimits, first_violation, listed_photos, zip_photos
 
 log = logging.getLogger("instarecon.inbox")
 
@@ -138,7 +140,7 @@ class SetIntake:
                     attempt=(latest.attempt if latest is not None else 0) + 1,
                 )
             self._store.transition(latest.id, JobState.FAILED, message, stage="ingest", from_states=NOT_STARTED,
-                                   error={"stage": "ingest", "message": message, "hint": hint})
+                                   error=JobError("ingest", message, hint))
         except Exception as recording:
             if is_outage(recording):
                 raise
@@ -197,7 +199,7 @@ class SetIntake:
             message, hint = refusal
             self._store.transition(
                 latest.id, JobState.FAILED, message, stage="ingest", from_states=NOT_STARTED,
-                error={"stage": "ingest", "message": message, "hint": hint},
+                error=JobError("ingest", message, hint),
             )
             log.error("%s: refused: %s", name, message, extra=job_fields(latest))
             self._settle.forget(name)
@@ -227,7 +229,7 @@ class SetIntake:
         if violation is not None:  # said now, not after hours in the queue (ingest checks again)
             self._store.transition(
                 latest.id, JobState.FAILED, violation.message, stage="ingest", from_states=(JobState.WAITING,),
-                error={"stage": "ingest", "message": violation.message, "hint": violation.hint},
+                error=JobError("ingest", violation.message, violation.hint),
             )
             log.error("%s: refused: %s (setting %s)", name, violation.message, violation.setting,
                       extra=job_fields(latest))
@@ -270,7 +272,7 @@ class SetIntake:
         limits = SetLimits.from_settings(self._settings.stage_settings())
         try:
             photos = listed_photos(listing) if kind == "folder" else zip_photos(path, self._rules)
-        except Exception:  # an archive that cannot be read: ingest says why, in its own words
+        except (SetRefused, OSError):  # an archive that cannot be read: ingest says why, in its own words
             return None
         return first_violation(photos, limits)
 
@@ -318,7 +320,7 @@ class SetIntake:
         )
         self._store.transition(
             job.id, JobState.FAILED, message, stage="ingest", from_states=(JobState.WAITING,),
-            error={"stage": "ingest", "message": message, "hint": "copy the photos into the inbox instead of linking them"},
+            error=JobError("ingest", message, "copy the photos into the inbox instead of linking them"),
         )
         log.error("%s: refused: %s", name, message, extra=job_fields(job))
         return None

@@ -21,9 +21,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
-from daemon.status_document import iso
+from daemon.jobs.records import iso
 from daemon.store import DaemonRecord, DaemonRegistry
-from daemon.store_outage import describe, is_disk_full, is_outage
+from daemon.store.outage import describe, is_disk_full, is_outage
 from stages.atomic_files import atomic_write_json, remove_temporaries
 
 log = logging.getLogger("instarecon")

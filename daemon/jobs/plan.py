@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from daemon.jobs.records import NOT_STARTED, StageRecord, StageState
 from stages.registry import StageSpec
 
 
@@ -16,12 +17,12 @@ def planned_stages(pipeline: Sequence[StageSpec], stop_after: str | None) -> tup
 
 
 def overall_progress(
-    plan: Sequence[StageSpec], stage_states: Mapping[str, Mapping], current: str | None, stage_percent: float
+    plan: Sequence[StageSpec], records: Mapping[str, StageRecord], current: str | None, stage_percent: float
 ) -> float:
     """Done stages count in full, the running one in part, weighted by their usual duration."""
     total = sum(spec.progress_weight for spec in plan) or 1.0
-    done = sum(spec.progress_weight for spec in plan if stage_states.get(spec.name, {}).get("state") == "done")
+    done = sum(spec.progress_weight for spec in plan if records.get(spec.name, NOT_STARTED).state is StageState.DONE)
     running = next((spec.progress_weight for spec in plan if spec.name == current), 0.0)
-    if stage_states.get(current or "", {}).get("state") == "done":
+    if records.get(current or "", NOT_STARTED).state is StageState.DONE:
         running = 0.0
     return round(min(100.0, 100.0 * (done + running * stage_percent / 100.0) / total), 1)

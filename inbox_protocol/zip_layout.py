@@ -14,7 +14,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import Sequence
 
-from stages.photo_set import (
+from inbox_protocol.photo_set import (
     CANCEL_MARKER,
     JOB_OPTIONS_FILE,
     MAX_FOLDER_DEPTH,
@@ -81,7 +81,7 @@ def zip_set_layout(entries: Sequence[zipfile.ZipInfo], rules: FileRules) -> ZipS
 
 
 def taken_as_photo(parts: tuple[str, ...], rules: FileRules) -> bool:
-    """walk_set's rules (stages/photo_set.py) for a file at ``parts`` below the set's root."""
+    """walk_set's rules (inbox_protocol/photo_set.py) for a file at ``parts`` below the set's root."""
     if not parts:
         return False
     *folders, name = parts

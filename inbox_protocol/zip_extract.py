@@ -1,7 +1,7 @@
 """Unpack a photo set sent as a .zip: its photos and its job.toml, nothing else, refusing
 archives that could escape or flood the disk.
 
-Only what ingest would read is written (stages/zip_layout.py: photos and job.toml, named below
+Only what ingest would read is written (inbox_protocol/zip_layout.py: photos and job.toml, named below
 the archive's one top folder if it has one); litter, files in hidden folders and anything else
 are skipped, however large. Every entry is checked before anything is written, so a bad archive
 leaves no files. Header sizes are only a first check: bytes are counted again as they come out
@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from stages.base import StageFailed
-from stages.photo_set import JOB_OPTIONS_MAX_BYTES, JOB_OPTIONS_TOO_LARGE, FileRules
-from stages.zip_layout import SetEntry, ZipSetLayout, entry_parts, is_symlink, zip_set_layout
+from inbox_protocol.photo_set import JOB_OPTIONS_MAX_BYTES, JOB_OPTIONS_TOO_LARGE, FileRules
+from inbox_protocol.refusal import SetRefused
+from inbox_protocol.zip_layout import SetEntry, ZipSetLayout, entry_parts, is_symlink, zip_set_layout
 
-log = logging.getLogger("stages.zip_extract")
+log = logging.getLogger("inbox_protocol.zip_extract")
 
 NOT_A_ZIP = "not a valid zip archive (truncated or still being copied?)"
 ZIP_HINT = "re-create the archive with a standard zip tool, or drop the photos in as a plain folder"
@@ -42,7 +42,7 @@ class ZipLimits:
 
 def extract_zip(archive: Path, destination: Path, limits: ZipLimits, rules: FileRules = FileRules()) -> None:
     """Extract the set's photos and job.toml from ``archive`` into ``destination``; raise
-    StageFailed naming the first bad entry."""
+    SetRefused naming the first bad entry."""
     with open_zip(archive) as opened:
         entries = opened.infolist()
         layout = zip_set_layout(entries, rules)
@@ -58,15 +58,15 @@ def extract_zip(archive: Path, destination: Path, limits: ZipLimits, rules: File
 
 
 def open_zip(archive: Path) -> zipfile.ZipFile:
-    """The archive, its central directory read (nothing extracted); StageFailed if it is no zip.
+    """The archive, its central directory read (nothing extracted); SetRefused if it is no zip.
 
     Each entry's ``file_size`` (declared uncompressed size) bounds what reading it can give:
     ``zipfile`` stops at that many bytes, so an entry holding more fails its CRC check.
     """
     try:
         return zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, EOFError) as error:
-        raise StageFailed(NOT_A_ZIP, hint=ZIP_HINT) from error
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as error:
+        raise SetRefused(NOT_A_ZIP, hint=ZIP_HINT) from error
 
 
 def _check_entries(entries: list[zipfile.ZipInfo], layout: ZipSetLayout, limits: ZipLimits) -> None:
@@ -98,7 +98,7 @@ def _check_entries(entries: list[zipfile.ZipInfo], layout: ZipSetLayout, limits:
             f"at most {limits.max_set_bytes} bytes are allowed in total on this server", "max_set_mb"
         )
     if job_options is not None and job_options.entry.file_size > JOB_OPTIONS_MAX_BYTES:
-        raise StageFailed(JOB_OPTIONS_TOO_LARGE, hint=_JOB_OPTIONS_HINT)
+        raise SetRefused(JOB_OPTIONS_TOO_LARGE, hint=_JOB_OPTIONS_HINT)
     for entry in entries:
         if is_symlink(entry):
             raise _refused(f"zip entry '{entry.filename}' is a symbolic link; refused")
@@ -134,7 +134,7 @@ class _Counted:
 
     def job_options(self, item: SetEntry, entry_bytes: int, chunk_bytes: int) -> None:
         if entry_bytes > JOB_OPTIONS_MAX_BYTES:
-            raise StageFailed(JOB_OPTIONS_TOO_LARGE, hint=_JOB_OPTIONS_HINT)
+            raise SetRefused(JOB_OPTIONS_TOO_LARGE, hint=_JOB_OPTIONS_HINT)
         self._add(item.entry.filename, chunk_bytes)
 
     def _add(self, name: str, chunk_bytes: int) -> None:
@@ -191,8 +191,8 @@ def _extract_entry(
             raise _refused(f"zip entry '{entry.filename}' is corrupt: {error}") from error
 
 
-def _refused(message: str, setting: str | None = None) -> StageFailed:
+def _refused(message: str, setting: str | None = None) -> SetRefused:
     """The refusal for the person; the daemon's ``setting`` behind a limit goes to the journal."""
     if setting is not None:
         log.warning("zip archive refused: over the limit of the setting %s", setting)
-    return StageFailed(message, hint=ZIP_HINT)
+    return SetRefused(message, hint=ZIP_HINT)
