@@ -3,12 +3,13 @@
 # the demo's job.toml trains 2000 iterations at 200x150 with at most 50,000 Gaussians).
 # make serve: serve the outbox (gallery and viewer pages) on http://127.0.0.1:8000/.
 # make test: set up .venv and run the test suite.
+# make docs: rewrite docs/configuration.md from the settings' definitions and the job.toml schema.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo serve test venv clean-demo
+.PHONY: demo serve test venv clean-demo docs
 
 venv: $(STAMP)
 
@@ -38,6 +39,10 @@ serve:
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+docs: $(STAMP)
+	$(BIN)/python -m daemon.config_reference > docs/configuration.md.tmp \
+		&& mv docs/configuration.md.tmp docs/configuration.md || { rm -f docs/configuration.md.tmp; exit 1; }
 
 clean-demo:
 	rm -rf inbox/demo state outbox/demo-*

@@ -11,7 +11,7 @@ import os
 import re
 import tempfile
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
@@ -38,69 +38,134 @@ class ConfigError(Exception):
     """A setting that stops the daemon from starting; str() is the one line to show."""
 
 
+def setting(default: Any = MISSING, doc: str = "", *, factory: Any = MISSING, see: str = "", repr: bool = True) -> Any:
+    """A Settings field that carries its meaning: docs/configuration.md is written from these (make docs),
+    so the page an operator reads cannot drift from the code. ``see`` links a docs/ page that says more; a table
+    with a default per key gets a row per key, its ``doc`` naming the key as ``{key}``."""
+    return field(default=default, default_factory=factory, repr=repr, metadata={"doc": doc, "see": see})
+
+
 @dataclass(frozen=True)
 class Settings:
-    inbox: Path = Path("inbox")
-    outbox: Path = Path("outbox")
-    state: Path = Path("state")  # job database and per-job work folders
-    database_url: str = ""  # empty: SQLite in the state folder
-    host_name: str = ""  # this daemon's name; empty: the machine's host name (<host>:<pid> while that is taken)
-    lease_seconds: float = 60.0  # a running job whose daemon stops renewing for this long is taken over
-    watch_mode: str = "native"  # "polling" for network shares written by other hosts
-    poll_interval_seconds: float = 2.0  # polling observer only
-    settle_seconds: float = 60.0  # a set with no change for this long is complete
-    ready_quiet_seconds: float = 5.0  # a set holding READY is complete once unchanged for this long
-    rescan_interval_seconds: float = 300.0  # full inbox rescan: the net under lost events
-    ignore_patterns: tuple[str, ...] = ()  # junk names, added to the built-in list
-    threads: int = 0  # worker threads for stages; 0 means one per CPU core
-    max_image_pixels: int = 178_956_970  # larger photos are refused (decompression bombs)
-    # memory (MB) ingest's threads may fill with photos being decoded; 0: a quarter of the service's
-    # (its cgroup's memory.max, systemd's MemoryMax=, else the machine's MemTotal)
-    ingest_memory_mb: float = 0.0
-    zip_max_bytes: int = 20 * 1024**3  # uncompressed size limit of a .zip set
-    zip_max_files: int = 10_000
-    max_photos: int = 500  # a set with more photos fails before any heavy stage
-    max_file_mb: float = 50.0  # a photo larger than this fails its set (before any heavy stage)
-    max_set_mb: float = 5000.0  # a set larger than this in total fails (before any heavy stage)
-    min_free_gb: float = 2.0  # no stage starts while the state or outbox folder has less free space
-    space_wait_hold_minutes: float = 15.0  # a job waiting for disk space holds up the jobs behind it this long at most
-    keep_work_days: float = 7.0  # work folders of done (and cancelled) jobs are removed after this long
-    keep_failed_days: float = 30.0  # work folders of failed jobs are kept this long, for a look at what went wrong
-    unpublish_removed: bool = False  # true: a set deleted from the inbox takes its published page with it
-    stage_timeouts: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS))
-    cancel_grace_seconds: float = 10.0  # SIGTERM, then SIGKILL after this long
-    heartbeat_seconds: float = 30.0  # how often the daemon rewrites <outbox>/health.json
-    metrics_textfile: str = ""  # a .prom file for node_exporter's textfile collector; empty: none
-    log_level: str = "info"
-    sfm_exhaustive_max_images: int = 100  # above: sequential matching with loop detection
-    sfm_mapper: str = "incremental"  # or "global" (pycolmap's GLOMAP port)
-    sfm_min_registered_fraction: float = 0.6  # below: the job passes with a warning
-    sfm_vocab_tree_path: str = ""  # a local vocabulary tree for loop detection; never downloaded
-    train_backend: str = "auto"  # "cuda" where PyTorch sees a GPU, else "cpu"; or force one
-    train_iterations: int = 30_000  # on a GPU, unless job.toml sets iterations
-    train_cpu_iterations: int = 3_000  # on the CPU, unless job.toml sets iterations
-    train_cpu_max_image_size: int = 800  # CPU training reads photos downsized to this long side
-    train_max_gaussians: int = 3_000_000  # densification stops growing the model here (GPU)
-    train_cpu_max_gaussians: int = 500_000  # the same on the CPU, where memory and time are scarcer
-    trainer_command: tuple[str, ...] = ()  # empty: our trainer; else a 3DGS-compatible CLI
-    lpips_weights: str = ""  # folder with the LPIPS AlexNet weights; empty: the torch cache
-    publish_outlier_k: int = 20  # neighbours per Gaussian when judging floaters before publishing
-    publish_outlier_std_ratio: float = 2.0  # floaters: mean neighbour distance beyond mean + this x std
-    publish_min_cluster_fraction: float = 0.05  # smaller separate groups of Gaussians are removed
-    # splat budgets of the viewer's device profiles (desktop, mid-memory, phone: device-profile.js): a scene with
-    # more Gaussians also gets a coarser, whole .sog of at most each budget, which such a device loads instead
-    publish_levels: tuple[int, ...] = (3_000_000, 1_500_000, 600_000)
-    public_url: str = ""  # the outbox's address as users reach it: page_url in status.json, links in notifications
-    notify_on: tuple[str, ...] = ("done", "failed")  # job states that send a notification
-    notify_webhook_url: str = ""  # empty: no webhook; else a JSON POST per event
-    notify_webhook_headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold a token
-    notify_email_to: tuple[str, ...] = ()  # empty: no e-mail
-    notify_email_from: str = ""  # empty: instarecon@<this host's name>
-    smtp_host: str = ""  # the mail server; needed when notify_email_to is set
-    smtp_port: int = 587
-    smtp_security: str = "starttls"  # or "ssl" (implicit TLS, usually port 465) or "none"
-    smtp_username: str = ""  # empty: no login
-    smtp_password_file: str = ""  # a file holding the SMTP password (never the TOML itself)
+    inbox: Path = setting(Path("inbox"), "Where people drop photo sets, one folder or `.zip` per set. Only read, except "
+                          "for the status.json the daemon writes into each set.", see="dropping-sets.md")
+    outbox: Path = setting(Path("outbox"), "The static website (gallery, viewer pages, results) and each job's "
+                           "status.json; serve it with any web server.", see="website.md")
+    state: Path = setting(Path("state"), "The job database (SQLite, unless `database_url` is set) and the per-job work "
+                          "folders; made if missing.")
+    database_url: str = setting("", "SQLAlchemy URL of the job store, e.g. `postgresql://instarecon@db.example/instarecon`, "
+                                "which several daemons on several GPU hosts share. Empty: SQLite at `<state>/jobs.sqlite3`.",
+                                see="several-hosts.md")
+    host_name: str = setting("", "This daemon's name in the jobs it runs and in status.json. Empty: the machine's host "
+                             "name, or `<host>:<pid>` while a live daemon has that. A name a live daemon holds is "
+                             "refused (exit code 78).", see="several-hosts.md#how-they-share-the-work")
+    lease_seconds: float = setting(60.0, "A running job whose daemon stops renewing its lease for this long (it died, or "
+                                   "lost the database) is taken over by another daemon and resumed from its last finished "
+                                   "stage. A daemon cut off from the database for 80 % of this stops its stage itself, so "
+                                   "a longer lease rides out longer outages but takes over more slowly.",
+                                   see="several-hosts.md#when-postgresql-goes-away")
+    watch_mode: str = setting("native", "`native` (inotify) or `polling`. Use `polling` when the inbox is a network share "
+                              "(NFS, SMB) written by other hosts: inotify never sees their writes.",
+                              see="operating.md#dropping-photos-over-smb")
+    poll_interval_seconds: float = setting(2.0, "How often the polling observer looks at the inbox (`watch_mode = "
+                                           "\"polling\"` only).")
+    settle_seconds: float = setting(60.0, "A set without a READY file is complete once nothing in it has changed for this "
+                                    "long; a set missing from the inbox for this long is removed.",
+                                    see="dropping-sets.md#dropping-photos")
+    ready_quiet_seconds: float = setting(5.0, "A set holding a READY file is complete once unchanged for this long "
+                                         "(0: at once).", see="dropping-sets.md#dropping-photos")
+    rescan_interval_seconds: float = setting(300.0, "A full rescan of the inbox, the net under lost events; one also "
+                                             "runs at every start.")
+    ignore_patterns: tuple[str, ...] = setting((), "Names never taken as photos, added to the built-in list (`.DS_Store`, "
+                                               "`._*`, `Thumbs.db`, ...): glob patterns, any case, e.g. "
+                                               "`[\"*.xmp\", \"*.aae\"]`.", see="dropping-sets.md#dropping-photos")
+    threads: int = setting(0, "Worker threads for stages; 0: one per CPU core.")
+    max_image_pixels: int = setting(178_956_970, "Photos with more pixels are refused (decompression bombs).")
+    ingest_memory_mb: float = setting(0.0, "Memory, in MB, that ingest's threads may fill with photos being decoded at "
+                                      "once; a photo that alone needs more is rejected. 0: a quarter of the memory the "
+                                      "service may use (its cgroup's `memory.max`, the unit's `MemoryMax=`, else the "
+                                      "machine's total).", see="dropping-sets.md#memory")
+    zip_max_bytes: int = setting(20 * 1024**3, "A `.zip` set larger than this, in bytes uncompressed, is refused.")
+    zip_max_files: int = setting(10_000, "A `.zip` set with more entries than this is refused.")
+    max_photos: int = setting(500, "A set with more photos fails before any heavy stage.", see="dropping-sets.md#limits")
+    max_file_mb: float = setting(50.0, "A photo larger than this, in MB (1,000,000 bytes), fails its set before any heavy "
+                                 "stage.", see="dropping-sets.md#limits")
+    max_set_mb: float = setting(5000.0, "A set whose photos take more than this in total, in MB (a `.zip` set's "
+                                "uncompressed), fails before any heavy stage.", see="dropping-sets.md#limits")
+    min_free_gb: float = setting(2.0, "Free space, in GB, kept in the state and outbox folders on top of what a job's "
+                                 "stages still ahead will write; a job that does not fit waits. 0: the estimate alone.",
+                                 see="operating.md#disk-space")
+    space_wait_hold_minutes: float = setting(15.0, "A job waiting for disk space holds up the jobs behind it this long at "
+                                             "most; then those that fit run (0: at once).", see="operating.md#disk-space")
+    keep_work_days: float = setting(7.0, "The work folders of done, cancelled and removed jobs are removed this many days "
+                                    "after the job ended.", see="operating.md#retention")
+    keep_failed_days: float = setting(30.0, "The work folders of failed jobs are kept this long, for a look at what went "
+                                      "wrong.", see="operating.md#retention")
+    unpublish_removed: bool = setting(False, "true: a set deleted from the inbox takes its jobs' pages and results out of "
+                                      "the outbox; false: they stay, listed as removed.",
+                                      see="dropping-sets.md#removing-a-set")
+    stage_timeouts: Mapping[str, float] = setting(factory=lambda: dict(DEFAULT_STAGE_TIMEOUTS),
+                                                  doc="Seconds the {key} stage may run; a stage running longer is stopped "
+                                                  "and its job fails.")
+    cancel_grace_seconds: float = setting(10.0, "SIGTERM to a stage's process group, then SIGKILL after this long.")
+    heartbeat_seconds: float = setting(30.0, "How often the daemon rewrites `<outbox>/health.json` and its row in the job "
+                                       "store; a heartbeat older than three of these means it is down or stuck.",
+                                       see="operating.md#watching-it")
+    metrics_textfile: str = setting("", "A `.prom` file for node_exporter's textfile collector (an absolute path in a "
+                                    "folder the daemon may write); empty: none.", see="operating.md#watching-it")
+    log_level: str = setting("info", "`debug`, `info`, `warning` or `error`.")
+    sfm_exhaustive_max_images: int = setting(100, "Structure from motion matches every pair of photos up to this many; "
+                                             "above, each photo with its neighbours in name order.",
+                                             see="pipeline.md#structure-from-motion")
+    sfm_mapper: str = setting("incremental", "`incremental` (COLMAP) or `global` (pycolmap's GLOMAP port: faster on large "
+                              "sets).")
+    sfm_min_registered_fraction: float = setting(0.6, "A smaller share of photos placed in the scene passes with a warning "
+                                                 "naming the rest.")
+    sfm_vocab_tree_path: str = setting("", "A COLMAP vocabulary tree file: turns on loop detection for sets above "
+                                       "`sfm_exhaustive_max_images`. Never downloaded; empty: no loop detection.")
+    train_backend: str = setting("auto", "`auto`: `cuda` where PyTorch sees a GPU, else `cpu`; or `cpu` or `cuda` to force "
+                                 "one.", see="pipeline.md#training-and-evaluation")
+    train_iterations: int = setting(30_000, "Training iterations on a GPU, unless job.toml sets `iterations`.")
+    train_cpu_iterations: int = setting(3_000, "Training iterations on the CPU, unless job.toml sets `iterations`.")
+    train_cpu_max_image_size: int = setting(800, "CPU training reads photos downsized to this long side, in pixels "
+                                            "(job.toml: `train_max_image_size`).")
+    train_max_gaussians: int = setting(3_000_000, "Densification adds no Gaussians beyond this many on a GPU (job.toml: "
+                                       "`max_gaussians`).")
+    train_cpu_max_gaussians: int = setting(500_000, "The same on the CPU, where memory and time are scarcer.")
+    trainer_command: tuple[str, ...] = setting((), "Another trainer with the 3DGS reference trainer's flags, e.g. "
+                                               "`[\"python3\", \"/opt/gaussian-splatting/train.py\"]`; empty: ours.")
+    lpips_weights: str = setting("", "A folder holding the LPIPS AlexNet weights (`alexnet-owt-7be5be79.pth`, "
+                                 "`alex.pth`); empty: the torch cache. Never downloaded: without them LPIPS is null.",
+                                 see="pipeline.md#training-and-evaluation")
+    publish_outlier_k: int = setting(20, "Neighbours per Gaussian when judging floaters before publishing.",
+                                     see="pipeline.md#publishing")
+    publish_outlier_std_ratio: float = setting(2.0, "Floaters: Gaussians whose mean neighbour distance lies beyond the "
+                                               "mean plus this many standard deviations. Lower removes more.")
+    publish_min_cluster_fraction: float = setting(0.05, "Separate groups of Gaussians holding less than this fraction of "
+                                                  "the rest are removed. Higher removes more.")
+    publish_levels: tuple[int, ...] = setting((3_000_000, 1_500_000, 600_000),
+                                              "Splat budgets of the viewer's device profiles (desktops, mid-memory devices, "
+                                              "phones: device-profile.js): a scene "
+                                              "with more Gaussians also gets a coarser `.sog` of at most that many "
+                                              "(`scene.lod1.sog`, ...), which such a device loads instead. `[]`: none.",
+                                              see="pipeline.md#publishing")
+    public_url: str = setting("", "The outbox's address as people reach it, e.g. `https://splats.example.org/`: "
+                              "`page_url` in status.json, links in notifications. Empty: no links.")
+    notify_on: tuple[str, ...] = setting(("done", "failed"), "Job states that send a notification: `done`, `failed`, "
+                                         "`cancelled`.", see="operating.md#notifications")
+    notify_webhook_url: str = setting("", "A JSON POST to this address per event; empty: no webhook.")
+    notify_webhook_headers: Mapping[str, str] = setting(factory=dict, repr=False,  # may hold a token
+                                                        doc="Extra HTTP headers on every webhook POST, as a table, e.g. "
+                                                        "`Authorization = \"Bearer ...\"`; the file then holds a secret.")
+    notify_email_to: tuple[str, ...] = setting((), "E-mail addresses to send each event to; empty: no e-mail.")
+    notify_email_from: str = setting("", "The sender; empty: `instarecon@<this host's name>`.")
+    smtp_host: str = setting("", "The mail server; needed when `notify_email_to` is set.")
+    smtp_port: int = setting(587, "The mail server's port.")
+    smtp_security: str = setting("starttls", "`starttls`, `ssl` (implicit TLS, usually port 465) or `none` (a relay on "
+                                 "localhost or a trusted network only).")
+    smtp_username: str = setting("", "Log in with this user name; empty: no login.")
+    smtp_password_file: str = setting("", "A file holding the SMTP password, one line, readable by the daemon's user only "
+                                      "(never the TOML itself); needed with `smtp_username`.")
 
     @property
     def resolved_database_url(self) -> str:
@@ -140,6 +205,27 @@ class Settings:
             "publish_levels": list(self.publish_levels),
         }
 
+
+# How docs/configuration.md groups the settings: every field in exactly one group, in the order shown.
+SETTING_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Folders and the job store", ("inbox", "outbox", "state", "database_url")),
+    ("Intake", ("watch_mode", "poll_interval_seconds", "settle_seconds", "ready_quiet_seconds", "rescan_interval_seconds",
+                "ignore_patterns")),
+    ("Limits", ("max_photos", "max_file_mb", "max_set_mb", "max_image_pixels", "ingest_memory_mb", "zip_max_bytes",
+                "zip_max_files")),
+    ("Running jobs", ("threads", "stage_timeouts", "cancel_grace_seconds", "host_name", "lease_seconds")),
+    ("Disk space and retention", ("min_free_gb", "space_wait_hold_minutes", "keep_work_days", "keep_failed_days",
+                                  "unpublish_removed")),
+    ("Structure from motion", ("sfm_exhaustive_max_images", "sfm_vocab_tree_path", "sfm_mapper",
+                               "sfm_min_registered_fraction")),
+    ("Training and evaluation", ("train_backend", "train_iterations", "train_cpu_iterations", "train_cpu_max_image_size",
+                                 "train_max_gaussians", "train_cpu_max_gaussians", "trainer_command", "lpips_weights")),
+    ("Publishing and the website", ("publish_outlier_k", "publish_outlier_std_ratio", "publish_min_cluster_fraction",
+                                    "publish_levels", "public_url")),
+    ("Notifications", ("notify_on", "notify_webhook_url", "notify_webhook_headers", "notify_email_to", "notify_email_from",
+                       "smtp_host", "smtp_port", "smtp_security", "smtp_username", "smtp_password_file")),
+    ("Logging and monitoring", ("log_level", "heartbeat_seconds", "metrics_textfile")),
+)
 
 _PATH_KEYS = ("inbox", "outbox", "state")
 _CHOICES = {"watch_mode": WATCH_MODES, "sfm_mapper": SFM_MAPPERS, "train_backend": TRAIN_BACKENDS, "log_level": LOG_LEVELS,
