@@ -3,13 +3,15 @@
 # the demo's job.toml trains 2000 iterations at 200x150 with at most 50,000 Gaussians).
 # make serve: serve the outbox (gallery and viewer pages) on http://127.0.0.1:8000/.
 # make test: set up .venv and run the test suite.
+# make test-fast: the tests that need no browser, no PostgreSQL and no whole-daemon run, SfM or training (about
+# a minute on 2 cores); make test still runs them all.
 # make docs: rewrite docs/configuration.md from the settings' definitions and the job.toml schema.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo serve test venv clean-demo docs
+.PHONY: demo serve test test-fast venv clean-demo docs
 
 venv: $(STAMP)
 
@@ -39,6 +41,9 @@ serve:
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not browser and not postgres and not slow"
 
 docs: $(STAMP)
 	$(BIN)/python -m daemon.config_reference > docs/configuration.md.tmp \

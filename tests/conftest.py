@@ -2,7 +2,12 @@
 neither it nor any page may name a server folder by its absolute path; real Chromium for the
 browser tests (tests/browser_harness.py); a throwaway PostgreSQL cluster and a job store URL on
 SQLite or PostgreSQL (tests/postgres_server.py); the demo, trained and published once a session
-(tests/published_demo.py)."""
+(tests/published_demo.py).
+
+Markers (pyproject.toml): ``browser`` and ``postgres`` are set here from the fixtures a test uses,
+so no test that starts Chromium or a PostgreSQL cluster can miss them; ``slow`` (whole-daemon runs,
+real SfM, training, the installation) and ``gpu`` are set in the test modules. ``make test-fast``
+runs what none of the first three marks."""
 
 from __future__ import annotations
 
@@ -16,6 +21,24 @@ from tests.daemon_harness import assert_no_server_path, validate_status
 from tests.published_demo import published_demo  # noqa: F401  (the demo, trained and published, for the page tests)
 from tests.postgres_server import (  # noqa: F401  (fixtures for the job store tests)
     database_url, opened, postgres_database_url, postgres_server, postgres_url)
+
+
+def uses_postgres(item: pytest.Item) -> bool:
+    """A fixture named for PostgreSQL (postgres_server, postgres_url, postgres_database_url, a
+    module's own_postgres) starts a cluster; so does ``database_url``'s postgresql case."""
+    names = getattr(item, "fixturenames", ())
+    if any("postgres" in name for name in names):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return "database_url" in names and callspec is not None and callspec.params.get("database_url") == "postgresql"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "chromium" in getattr(item, "fixturenames", ()):  # open_page and every browser fixture use it
+            item.add_marker(pytest.mark.browser)
+        if uses_postgres(item):
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,13 @@ import os
 import time
 import zipfile
 
+import pytest
+
 from tests.daemon_harness import DaemonProcess, make_layout, run_cli, stage_starts, state_is, wait_for
 from tests.file_states import file_states
 from tests.photo_sets import small_set
 
+pytestmark = pytest.mark.slow  # whole-daemon runs
 
 
 def _slow_set(layout, name: str = "slow", steps: int = 600) -> None:

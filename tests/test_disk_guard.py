@@ -89,6 +89,7 @@ def fill_until(folder: Path, free: int) -> Path:
     return ballast
 
 
+@pytest.mark.slow
 def test_a_job_waits_in_the_queue_until_its_stages_fit_then_runs(tmp_path, small_disk):
     layout = on_small_disk(tmp_path, small_disk)
     small_set(layout.inbox / "garden", ready=True, stop_after="sfm")
@@ -110,6 +111,7 @@ def test_a_job_waits_in_the_queue_until_its_stages_fit_then_runs(tmp_path, small
     assert daemon.log().count("starts when space is freed") == 1  # told once, not at every look
 
 
+@pytest.mark.slow
 def test_no_stage_starts_when_the_disk_runs_short_between_stages(tmp_path, small_disk):
     layout = on_small_disk(tmp_path, small_disk)
     small_set(layout.inbox / "garden", ready=True, stop_after="sfm")
@@ -242,6 +244,7 @@ def test_job_options_are_bounded_by_what_a_large_gpu_holds(tmp_path):
                                         "ask for: each Gaussian takes about 1 KB of GPU memory in training")
 
 
+@pytest.mark.slow
 def test_a_job_larger_than_its_whole_disk_fails_at_once_and_the_queue_goes_on(tmp_path, small_disk):
     layout = on_small_disk(tmp_path, small_disk)
     small_set(layout.inbox / "huge", ready=True, stop_after=None)
@@ -265,6 +268,7 @@ def test_a_job_larger_than_its_whole_disk_fails_at_once_and_the_queue_goes_on(tm
     assert "more than its whole file system holds" in daemon.log()
 
 
+@pytest.mark.slow
 def test_a_job_waiting_for_space_holds_the_queue_only_for_space_wait_hold_minutes(tmp_path, small_disk):
     layout = on_small_disk(tmp_path, small_disk, space_wait_hold_minutes=0.2)  # 12 s
     small_set(layout.inbox / "big", views=8, ready=True, stop_after=None)
@@ -296,6 +300,7 @@ def test_a_job_waiting_for_space_holds_the_queue_only_for_space_wait_hold_minute
 # ---- a disk that fills during a stage
 
 
+@pytest.mark.slow
 def test_a_stage_that_fills_the_disk_waits_for_space_and_resumes_at_that_stage(tmp_path, small_disk):
     layout = on_small_disk(tmp_path, small_disk)
     small_set(layout.inbox / "garden", ready=True, stop_after="sfm")
@@ -326,6 +331,7 @@ def test_a_stage_that_fills_the_disk_waits_for_space_and_resumes_at_that_stage(t
     assert "the disk of the state folder filled up during sfm" in daemon.log()
 
 
+@pytest.mark.slow
 def test_a_stage_that_aborts_without_a_word_on_a_full_disk_is_recognised(tmp_path, small_disk):
     layout = on_small_disk(tmp_path, small_disk)
     small_set(layout.inbox / "garden", ready=True, stop_after="sfm")
@@ -341,6 +347,7 @@ def test_a_stage_that_aborts_without_a_word_on_a_full_disk_is_recognised(tmp_pat
     assert done["state"] == "done" and stage_starts(layout, waiting["job_id"], "ingest") == 1, done
 
 
+@pytest.mark.slow
 def test_a_resumable_stage_keeps_what_it_wrote_when_the_disk_fills_and_continues_it(tmp_path, small_disk):
     layout = on_small_disk(tmp_path, small_disk)
     small_set(layout.inbox / "garden", ready=True, stop_after="sfm")

@@ -115,6 +115,7 @@ def test_a_stem_that_is_no_safe_file_name_becomes_the_photo_s_index():
     assert strip_stems(["x.jpg", "x.png", "1.jpg", "?.jpg"]) == ["x", "x-1", "1", "3"]
 
 
+@pytest.mark.slow
 def test_a_large_scene_gives_800_pixel_pictures(evaluated, tmp_path):
     """Photos scored at 1600x1200: the pair is scaled down to 800x600, both alike."""
     context, _ = evaluated

@@ -482,6 +482,7 @@ def test_a_cpu_evaluation_records_no_gpu_metrics(tmp_path):
 # --- a real GPU, where there is one ---------------------------------------------------------------
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not DRIVER_HERE, reason="no NVIDIA driver on this machine")
 def test_a_real_gpu_is_watched_and_listed():
     with GpuWatch.for_backend("cuda", interval=0.05) as watch:

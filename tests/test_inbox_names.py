@@ -65,6 +65,7 @@ def hostile_inbox(layout: Layout) -> Path:
     return layout.inbox / "deep" / "archive"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("watch_mode", ["native", "polling"])
 def test_a_daemon_started_on_hostile_names_and_depths_takes_every_set_in_and_exits_when_idle(tmp_path, watch_mode,
                                                                                            deep_trees):
@@ -117,6 +118,7 @@ def test_names_are_stored_exactly_whatever_bytes_they_hold():
     assert display_name("a\tb\x1b[31mc\u202e") == "a\\tb\\x1b[31mc\\u202e"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="os.walk stopped recursing in Python 3.12: watchdog no longer "
                     "dies of a deep folder there")
 def test_a_watcher_killed_by_a_deep_folder_is_noticed_and_the_daemon_keeps_finding_sets(tmp_path, deep_trees):

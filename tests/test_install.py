@@ -52,6 +52,7 @@ def test_usage_and_unknown_options():
     assert wrong.returncode == 2 and "unknown option: --frobnicate" in wrong.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_install_run_reinstall_uninstall(tmp_path: Path):
     source = copy_source(tmp_path / "src")

@@ -6,6 +6,8 @@ import hashlib
 import itertools
 from pathlib import Path
 
+import pytest
+
 from daemon.store import JobState
 from daemon.store.job_ids import job_id_for, set_slug
 from tests.daemon_harness import DaemonProcess, make_layout, run_cli, state_is, wait_for
@@ -47,6 +49,7 @@ def test_names_whose_short_hashes_collide_still_get_two_jobs(opened):
     assert again.id == jobs[1].id  # the same attempt seen twice (two daemons) is still one job
 
 
+@pytest.mark.slow
 def test_two_sets_whose_names_once_gave_one_id_both_run(tmp_path):
     layout = make_layout(tmp_path)
     small_set(layout.inbox / "my set", ready=True)

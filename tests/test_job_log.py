@@ -12,6 +12,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from daemon.jobs.log import MAX_LINE_CHARS, FolderNames, JobLog, last_lines, public_line, public_tail
 from daemon.run.supervisor import ChildWatch, Ending, run_child
 from site_builder import job_view, write_job_page
@@ -187,6 +189,7 @@ def _tail_numbers(document: dict | None) -> list[int]:
     return [int(line.split("step ", 1)[1][:2]) for line in (document or {}).get("log_tail", []) if "step " in line]
 
 
+@pytest.mark.slow
 def test_status_json_follows_a_stage_that_only_logs_and_shows_its_last_ten_lines(tmp_path):
     layout = make_layout(tmp_path)
     lines = [f"step {number:02d}: read {layout.inbox}/garden/view-0.png, wrote {layout.state}/jobs/garden-1/sfm "

@@ -7,6 +7,8 @@ import json
 import socket
 import logging
 
+import pytest
+
 from daemon.journal import PriorityFormatter, job_fields, setup_logging
 from tests.daemon_harness import DaemonProcess, make_layout, run_cli
 from tests.photo_sets import small_set
@@ -36,6 +38,7 @@ def test_stderr_lines_carry_syslog_priorities_and_job_fields():
     assert isinstance(handler.formatter, PriorityFormatter)
 
 
+@pytest.mark.slow
 def test_status_lists_jobs_newest_first_and_shows_one_in_detail(tmp_path):
     layout = make_layout(tmp_path)
     small_set(layout.inbox / "older", ready=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.report.metrics_textfile import MetricsTextfile
@@ -54,6 +56,7 @@ def test_an_unwritable_metrics_file_is_reported_not_raised(tmp_path, caplog):
         f"cannot write the metrics file {tmp_path / 'missing-folder' / 'instarecon.prom'} (No such file or directory)") == 1
 
 
+@pytest.mark.slow
 def test_the_daemon_writes_the_metrics_file_it_is_told_to(tmp_path):
     layout = make_layout(tmp_path, metrics_textfile=str(tmp_path / "textfile" / "instarecon.prom"))
     (tmp_path / "textfile").mkdir()

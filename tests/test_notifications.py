@@ -634,6 +634,7 @@ def test_the_example_configuration_has_notifications_off():
 # --- wired into the real daemon -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_daemon_posts_each_job_that_ends_once_and_delivers_before_it_exits(tmp_path, receiver):
     hook = receiver()
     layout = make_layout(tmp_path, notify_webhook_url=hook.url)

@@ -178,6 +178,7 @@ def test_an_arc_of_cameras_looking_down_is_published_level(tmp_path):
     assert _degrees(frame.rotation @ vertical, UP) < 2.0
 
 
+@pytest.mark.slow
 def test_a_real_set_is_published_upright(tmp_path):
     """fountain-p11: photos of a fountain on a facade. The benchmark's frame (from a levelled
     laser scan) has its z axis vertical, pointing down."""

@@ -6,7 +6,10 @@ from tests.daemon_harness import DaemonProcess, make_layout, run_cli
 from tests.photo_sets import small_set
 from tests.read_only_mount import read_only_bind
 
+import pytest
 
+
+@pytest.mark.slow
 def test_read_only_set_folder_is_reported_once_and_the_job_carries_on(tmp_path):
     layout = make_layout(tmp_path / "site")
     small_set(tmp_path / "share", ready=True)

@@ -253,6 +253,7 @@ def _outbox_state(layout, job_id: str) -> str | None:
 # ---- the real daemon
 
 
+@pytest.mark.slow
 def test_a_set_deleted_from_the_inbox_is_removed_and_its_page_stays_but_a_brief_disappearance_is_nothing(tmp_path):
     layout = make_layout(tmp_path, settle_seconds=1.5)
     for name in ("keep", "gone"):
@@ -293,6 +294,7 @@ def test_a_set_deleted_from_the_inbox_is_removed_and_its_page_stays_but_a_brief_
     assert _events(layout, "gone-1") == ["waiting", "queued", "running", "done", "removed"]
 
 
+@pytest.mark.slow
 def test_unpublish_removed_deletes_the_page_and_the_gallery_forgets_the_job(tmp_path):
     layout = make_layout(tmp_path, unpublish_removed=True)
     for name in ("keep", "gone"):
@@ -312,6 +314,7 @@ def test_unpublish_removed_deletes_the_page_and_the_gallery_forgets_the_job(tmp_
     assert shown.returncode == 0 and json.loads(shown.stdout)["state"] == "removed"
 
 
+@pytest.mark.slow
 def test_an_emptied_or_vanished_inbox_removes_nothing(tmp_path):
     layout = make_layout(tmp_path, rescan_interval_seconds=1.0)
     for name in ("one", "two"):
@@ -336,6 +339,7 @@ def test_an_emptied_or_vanished_inbox_removes_nothing(tmp_path):
         assert daemon.stop() == 0
 
 
+@pytest.mark.slow
 def test_a_running_job_whose_set_is_deleted_is_stopped_then_removed(tmp_path):
     layout = make_layout(tmp_path)
     (layout.inbox / "notes.txt").write_text("keeps the inbox from looking unmounted")
@@ -356,6 +360,7 @@ def test_a_running_job_whose_set_is_deleted_is_stopped_then_removed(tmp_path):
 # ---- instarecon remove
 
 
+@pytest.mark.slow
 def test_instarecon_remove_deletes_the_page_only_with_yes_and_the_gallery_forgets_it_without_a_daemon(tmp_path):
     layout = make_layout(tmp_path)
     for name in ("keep", "old"):
@@ -393,6 +398,7 @@ def test_instarecon_remove_deletes_the_page_only_with_yes_and_the_gallery_forget
     assert layout.status("old")["job_id"] == "old-1"
 
 
+@pytest.mark.slow
 def test_instarecon_remove_refuses_a_running_job_and_takes_it_once_cancelled(tmp_path):
     layout = make_layout(tmp_path)
     small_set(layout.inbox / "slow", ready=True)

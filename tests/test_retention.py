@@ -357,6 +357,7 @@ def test_bytes_freed_are_what_du_counts(tmp_path):
     assert disk_usage(folder) == int(du.stdout.split()[0]) > 300_000
 
 
+@pytest.mark.slow
 def test_the_daemon_removes_old_work_folders_shortly_after_it_starts(tmp_path):
     """The real daemon: a set runs (ingest only), then a daemon started with keep_work_days of
     under a second removes its work folder in its first pass, and status.json says so."""

@@ -7,10 +7,14 @@ from __future__ import annotations
 import json
 import socket
 
+import pytest
+
 from daemon.config import EXIT_CONFIG
 from daemon.store import JobState, open_store
 from tests.daemon_harness import DaemonProcess, make_layout, run_cli, stage_starts, state_is, wait_for
 from tests.photo_sets import small_set
+
+pytestmark = pytest.mark.slow  # whole-daemon runs
 
 
 def paced_set(layout, name: str = "garden", steps: int = 40) -> None:

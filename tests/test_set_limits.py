@@ -335,6 +335,7 @@ def assert_refused_before_any_stage(layout, daemon, set_name: str, message: str)
     assert message in daemon.log()  # the journal
 
 
+@pytest.mark.slow
 def test_the_daemon_fails_each_set_over_a_limit_before_any_stage_and_runs_the_one_within(tmp_path):
     layout = make_layout(tmp_path, max_photos=5, max_file_mb=0.05, max_set_mb=0.1)
     paced_set(layout.inbox / "crowd", views=6)
@@ -372,6 +373,7 @@ def test_the_daemon_fails_each_set_over_a_limit_before_any_stage_and_runs_the_on
     assert {name: value for name, value in after.items() if not name.endswith("status.json")} == before
 
 
+@pytest.mark.slow
 def test_the_daemon_applies_the_default_limits(tmp_path):
     layout = make_layout(tmp_path)  # max_photos, max_file_mb and max_set_mb not set
     paced_set(layout.inbox / "tall", views=4)

@@ -10,9 +10,13 @@ import json
 import time
 from datetime import datetime, timezone
 
+import pytest
+
 from daemon.store import JobState, open_store
 from tests.daemon_harness import DaemonProcess, Layout, make_layout, run_cli, state_is, wait_for
 from tests.photo_sets import small_set
+
+pytestmark = pytest.mark.slow  # whole-daemon runs
 
 
 def daemon_layouts(layout: Layout, count: int, **settings) -> list[Layout]:

@@ -130,6 +130,7 @@ def test_fewer_than_eight_photos_all_train_and_the_skipped_evaluation_is_a_warni
     assert "held-out evaluation skipped" in warning and "6 photos" in warning
 
 
+@pytest.mark.slow
 def test_kermit_registers_every_photo(tmp_path):
     result = run_sfm(DATASETS / "kermit" / "images", tmp_path / "job")
     assert (result.metrics["registered"], result.metrics["total"]) == (11, 11)

@@ -6,10 +6,13 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageOps
 
 from daemon.demo_set import write_demo_set
 from tests.daemon_harness import DaemonProcess, Layout, make_layout, processes_of, state_is, wait_for
+
+pytestmark = pytest.mark.slow  # real SfM under the real daemon
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

@@ -44,6 +44,7 @@ def write_health(outbox, heartbeat_at: str) -> None:
         "queue": {"waiting": 0, "queued": 0, "running": 1}, "current_job": None, "problems": []})
 
 
+@pytest.mark.slow
 def test_the_gallery_lists_every_job_and_a_hostile_set_name_stays_text(tmp_path, serve_folder, open_page):
     layout = make_layout(tmp_path)
     small_set(layout.inbox / "garden", ready=True)

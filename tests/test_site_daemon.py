@@ -9,6 +9,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from daemon.report.site_publisher import SitePublisher
 from site_builder.asset_release import asset_version
 from tests.daemon_harness import DaemonProcess, make_layout, state_is, wait_for
@@ -26,6 +28,7 @@ def health(outbox: Path) -> dict:
     return json.loads((outbox / "health.json").read_text())
 
 
+@pytest.mark.slow
 def test_the_daemon_rebuilds_the_site_as_jobs_change_and_beats_in_health_json(tmp_path):
     layout = make_layout(tmp_path, heartbeat_seconds=0.5)
     small_set(layout.inbox / "garden", ready=True, stop_after=None)
@@ -63,6 +66,7 @@ def test_the_daemon_rebuilds_the_site_as_jobs_change_and_beats_in_health_json(tm
     assert not list(layout.outbox.rglob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_new_daemon_builds_the_whole_site_from_the_job_store(tmp_path):
     layout = make_layout(tmp_path)
     for name in ("one", "two"):

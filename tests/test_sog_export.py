@@ -252,6 +252,7 @@ def published_demo(tmp_path_factory) -> tuple[StageContext, StageResult, list[st
     return context, result, messages
 
 
+@pytest.mark.slow
 def test_publish_writes_scene_sog_for_the_outbox(cli, published_demo):
     context, result, messages = published_demo
     path = context.output_dir / "scene.sog"
@@ -266,6 +267,7 @@ def test_publish_writes_scene_sog_for_the_outbox(cli, published_demo):
     assert result.metrics["sog_bytes"] < result.metrics["ply_bytes"] / 4
 
 
+@pytest.mark.slow
 def test_the_decoded_sog_renders_like_the_ply(cli, published_demo):
     context, result, _ = published_demo
     full = read_ply(context.output_dir / "scene.ply")

@@ -47,6 +47,7 @@ def state_events(url: str, job_id: str) -> list[str]:
         store.engine.dispose()
 
 
+@pytest.mark.slow
 def test_an_outage_shorter_than_the_lease_is_ridden_out(tmp_path, own_postgres):
     layout = make_layout(tmp_path, database_url=own_postgres.url, host_name="d1", lease_seconds=30,
                          heartbeat_seconds=0.5)
@@ -80,6 +81,7 @@ def test_an_outage_shorter_than_the_lease_is_ridden_out(tmp_path, own_postgres):
     assert "Traceback" not in log, log
 
 
+@pytest.mark.slow
 def test_an_outage_longer_than_the_lease_stops_the_stage_and_the_job_resumes(tmp_path, own_postgres):
     lease = 4.0
     layout = make_layout(tmp_path, database_url=own_postgres.url, host_name="d1", lease_seconds=lease,
@@ -104,6 +106,7 @@ def test_an_outage_longer_than_the_lease_stops_the_stage_and_the_job_resumes(tmp
     assert "Traceback" not in daemon.log(), daemon.log()
 
 
+@pytest.mark.slow
 def test_a_daemon_started_while_the_store_is_down_waits_for_it(tmp_path, own_postgres):
     layout = make_layout(tmp_path, database_url=own_postgres.url, host_name="d1")
     own_postgres.pause()
@@ -121,6 +124,7 @@ def test_a_daemon_started_while_the_store_is_down_waits_for_it(tmp_path, own_pos
     assert "Traceback" not in daemon.log(), daemon.log()
 
 
+@pytest.mark.slow
 def test_a_daemon_asked_to_stop_while_waiting_for_the_store_stops(tmp_path, own_postgres):
     layout = make_layout(tmp_path, database_url=own_postgres.url)
     own_postgres.pause()

@@ -5,8 +5,12 @@ from __future__ import annotations
 import socket
 import time
 
+import pytest
+
 from tests.daemon_harness import DaemonProcess, make_layout, state_is, wait_for
 from tests.photo_sets import small_set
+
+pytestmark = pytest.mark.slow  # whole-daemon runs
 
 
 def test_daemon_speaks_sd_notify(tmp_path):

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from plyfile import PlyData
 
@@ -17,6 +18,8 @@ from daemon.demo_set import write_demo_set
 from stages.evaluate import LPIPS_UNAVAILABLE
 from tests.daemon_harness import DaemonProcess, Layout, make_layout, processes_of, state_is, wait_for
 from tests.killed_trainer import KILLED_TRAINER
+
+pytestmark = pytest.mark.slow  # training under the real daemon
 
 STANDARD_PROPERTIES = (
     ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]

@@ -233,6 +233,7 @@ def test_a_job_toml_folder_fails_with_that_reason(tmp_path, kind):
 # --- through the real daemon -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_daemon_reads_a_zipped_folder_and_never_writes_a_huge_entry(tmp_path):
     layout = make_layout(tmp_path, max_set_mb=1)
     photos = small_set(tmp_path / "made", views=4, stop_after=None)

@@ -16,10 +16,10 @@ from gaussian_splatting.config import TrainConfig
 from gaussian_splatting.evaluate import evaluate
 from gaussian_splatting.train import train
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
     not torch.cuda.is_available() or importlib.util.find_spec("gsplat") is None,
     reason="needs a CUDA GPU and gsplat",
-)
+)]
 
 WIDTH, HEIGHT, FOCAL = 96, 64, 80.0
 

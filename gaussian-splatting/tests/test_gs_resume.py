@@ -45,6 +45,7 @@ def source(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_resume_after_kill_continues_from_the_checkpoint(source, tmp_path):
     model = tmp_path / "model"
     checkpoints = model / "checkpoints"
@@ -75,6 +76,7 @@ def test_resume_after_kill_continues_from_the_checkpoint(source, tmp_path):
     assert (checkpoints / f"chkpnt{ITERATIONS}.pt").exists()
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_where_the_uninterrupted_one_does(source, tmp_path):
     """Checkpoints hold everything the run depends on: resuming from iteration 110 of 400
     (densification runs at 75 to 200: split samples, statistics and Adam moments all matter)
