@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser_harness import chromium, open_page, serve_folder  # noqa: F401  (fixtures for the browser tests)
-from tests.daemon_harness import assert_no_server_path, validate_status
+from tests.daemon_harness import STARTED_BY_THIS_TEST, assert_no_server_path, validate_status
 from tests.published_demo import published_demo  # noqa: F401  (the demo, trained and published, for the page tests)
 from tests.postgres_server import (  # noqa: F401  (fixtures for the job store tests)
     database_url, opened, postgres_database_url, postgres_server, postgres_url)
@@ -39,6 +39,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
         if uses_postgres(item):
             item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(autouse=True)
+def daemons_of_this_test():
+    """wait_for shows the logs of the daemons this test started, not of earlier tests'."""
+    STARTED_BY_THIS_TEST.clear()
+    yield
+    STARTED_BY_THIS_TEST.clear()
 
 
 @pytest.fixture(autouse=True)

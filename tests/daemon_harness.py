@@ -146,6 +146,11 @@ def make_layout(root: Path, **settings: Any) -> Layout:
 PACED_PIPELINE = "tests.paced_stage:PACED_PIPELINE"
 
 
+# The daemons the running test has started, for wait_for's report when it times out (emptied before
+# each test by tests/conftest.py).
+STARTED_BY_THIS_TEST: list["DaemonProcess"] = []
+
+
 class DaemonProcess:
     """``instarecon run`` as a real child process; or, with ``pipeline`` ("module:NAME") or
     ``paced``, the real daemon running a test pipeline (tests/pipeline_daemon.py)."""
@@ -174,6 +179,7 @@ class DaemonProcess:
         self.process = subprocess.Popen(
             self.command, cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
+        STARTED_BY_THIS_TEST.append(self)
         return self
 
     def stop(self, timeout: float = 30.0) -> int:
@@ -213,10 +219,10 @@ def processes_of(layout: Layout, program: bytes) -> list[int]:
 
 
 def wait_for(probe: Callable[[], T], timeout: float = 30.0, what: str = "condition", interval: float = 0.05,
-             show: Sequence["DaemonProcess"] = ()) -> T:
+             show: Sequence["DaemonProcess"] | None = None) -> T:
     """Poll ``probe`` until it returns something truthy; fail with ``what`` otherwise, and with the
-    logs of the daemons in ``show``: what the processes a test started said is the first thing
-    anyone needs to see when it times out."""
+    logs of the daemons in ``show`` (by default every daemon the test has started): what the
+    processes a test started said is the first thing anyone needs to see when it times out."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
@@ -224,7 +230,7 @@ def wait_for(probe: Callable[[], T], timeout: float = 30.0, what: str = "conditi
             return value
         if time.monotonic() > deadline:
             logs = "".join(f"\n--- {' '.join(daemon.command[-3:])} ({daemon.log_path.name}):\n{daemon.log()}"
-                           for daemon in show)
+                           for daemon in (STARTED_BY_THIS_TEST if show is None else show))
             raise AssertionError(f"timed out after {timeout} s waiting for {what}{logs}")
         time.sleep(interval)
 

@@ -47,11 +47,11 @@ def test_set_copied_file_by_file_starts_only_after_it_settles(tmp_path):
             time.sleep(settle / 3)
             document = layout.status("garden")
             assert document is None or document["state"] == "waiting", document
-        waiting = wait_for(state_is(layout, "garden", "waiting"), 10, "the waiting status")
+        waiting = wait_for(state_is(layout, "garden", "waiting"), 10, "the waiting status", show=[daemon])
         assert "READY" in waiting["message"] and "2 s" in waiting["message"]
-        wait_for(state_is(layout, "garden", "queued", "running", "done"), 15, "the set to be queued")
+        wait_for(state_is(layout, "garden", "queued", "running", "done"), 15, "the set to be queued", show=[daemon])
         assert time.monotonic() - last_change >= settle - 0.1
-        done = wait_for(state_is(layout, "garden", "done"), 30, "the job to finish")
+        done = wait_for(state_is(layout, "garden", "done"), 30, "the job to finish", show=[daemon])
         assert done["images"]["accepted"] == 4, daemon.log()
 
 
@@ -59,15 +59,15 @@ def test_set_copied_file_by_file_starts_only_after_it_settles(tmp_path):
 @pytest.mark.parametrize("watch_mode", WATCH_MODES)
 def test_ready_marker_completes_a_set_at_once(tmp_path, watch_mode):
     layout = make_layout(tmp_path / "site", watch_mode=watch_mode, settle_seconds=600)
-    with DaemonProcess(layout):
+    with DaemonProcess(layout) as daemon:
         time.sleep(0.5)
         small_set(layout.inbox / "porch")
-        wait_for(state_is(layout, "porch", "waiting"), 10, "the waiting status")
+        wait_for(state_is(layout, "porch", "waiting"), 10, "the waiting status", show=[daemon])
         time.sleep(1.0)
         assert layout.status("porch")["state"] == "waiting"  # no marker, 600 s settle: still waiting
         dropped = time.monotonic()
         (layout.inbox / "porch" / "Ready.txt").touch()  # any case; .txt as Windows Explorer names it
-        wait_for(state_is(layout, "porch", "done"), 15, "the job to run after READY")
+        wait_for(state_is(layout, "porch", "done"), 15, "the job to run after READY", show=[daemon])
         assert time.monotonic() - dropped < 10
 
 
@@ -75,7 +75,7 @@ def test_ready_marker_completes_a_set_at_once(tmp_path, watch_mode):
 @pytest.mark.parametrize("watch_mode", WATCH_MODES)
 def test_junk_files_are_ignored(tmp_path, watch_mode):
     layout = make_layout(tmp_path / "site", watch_mode=watch_mode, ignore_patterns=["*.xmp"])
-    with DaemonProcess(layout):
+    with DaemonProcess(layout) as daemon:
         time.sleep(0.5)
         folder = layout.inbox / "attic"
         small_set(folder)
@@ -87,7 +87,7 @@ def test_junk_files_are_ignored(tmp_path, watch_mode):
             (folder / junk_folder).mkdir()
             (folder / junk_folder / "thumb.jpg").write_bytes(b"junk")
         (folder / "READY").touch()
-        done = wait_for(state_is(layout, "attic", "done"), 30, "the job to finish")
+        done = wait_for(state_is(layout, "attic", "done"), 30, "the job to finish", show=[daemon])
     assert done["images"] == {"found": 4, "accepted": 4, "rejected": []}
     # ignored, not removed: the set's folder is the person's, junk included
     assert [(folder / junk).read_bytes() for junk in junk_files] == [b"junk"] * len(junk_files)
