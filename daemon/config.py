@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from stages.base import STAGE_NAMES
 from stages.registry import PIPELINE
 
 CONFIG_ENV = "INSTARECON_CONFIG"
@@ -321,9 +320,9 @@ def _validated(key: str, value: Any) -> Any:
             raise ConfigError(f"setting 'stage_timeouts' must be a table of stage = seconds, got {value!r}")
         timeouts = dict(DEFAULT_STAGE_TIMEOUTS)
         for stage, seconds in value.items():
-            if stage not in STAGE_NAMES:
+            if stage not in DEFAULT_STAGE_TIMEOUTS:
                 raise ConfigError(
-                    f"unknown stage 'stage_timeouts.{stage}' (stages: {', '.join(STAGE_NAMES)})"
+                    f"unknown stage 'stage_timeouts.{stage}' (stages: {', '.join(DEFAULT_STAGE_TIMEOUTS)})"
                 )
             _expect(f"stage_timeouts.{stage}", seconds, (int, float), "a number of seconds")
             if seconds <= 0:

@@ -29,10 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Protocol
 
-# The pipeline's stage names, in order; they appear in status.json, in job.toml's
-# stop_after and in the journal.
-STAGE_NAMES = ("ingest", "sfm", "train", "evaluate", "publish")
-
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
 # The hint for a problem of the server's, not the photos': the journal has the operator's half

@@ -1,4 +1,5 @@
-"""Defaults that the daemon and the trainer (or the inbox protocol) each keep must agree.
+"""Defaults that the daemon and the trainer (or the inbox protocol) each keep must agree, and so must
+the stage names in the published JSON schemas and the pipeline the daemon runs.
 
 The trainer runs alone and the daemon never imports it (nor torch), so each keeps its own
 default; a job run through the daemon and one run by hand must still get the same model."""
@@ -6,10 +7,13 @@ default; a job run through the daemon and one run by hand must still get the sam
 from __future__ import annotations
 
 from daemon.config import Settings
+from daemon.jobs.options import job_options_schema
 from gaussian_splatting.config import PRESETS, TrainConfig
 from gaussian_splatting.densify import DensifySettings
 from gaussian_splatting.outliers import OutlierSettings
 from inbox_protocol.set_limits import SetLimits
+from stages.registry import PIPELINE
+from tests.daemon_harness import status_validator
 
 DAEMON = Settings()
 
@@ -33,3 +37,9 @@ def test_the_published_scene_is_filtered_with_the_trainers_outlier_defaults():
 
 def test_a_sets_limits_are_the_same_whether_the_daemon_or_an_old_context_gives_them():
     assert SetLimits.from_settings(DAEMON.stage_settings()) == SetLimits() == SetLimits.from_settings({})
+
+
+def test_the_published_schemas_name_the_stages_the_pipeline_runs():
+    names = [spec.name for spec in PIPELINE]
+    assert job_options_schema()["properties"]["stop_after"]["enum"] == names
+    assert status_validator().schema["$defs"]["stage_name"]["enum"] == names
