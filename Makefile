@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,heic,sfm,train]'
+	@# LPIPS's linear layers ship in the lpips package: --no-deps, its torchvision must not replace our torch.
+	$(BIN)/pip install --quiet --no-deps lpips==0.1.4
 	@# Native journal fields need systemd-python, which builds only against libsystemd-dev.
 	@if pkg-config --exists libsystemd 2>/dev/null; then \
 		$(BIN)/pip install --quiet 'systemd-python>=235' || echo "note: systemd-python did not build; logs go to stderr"; \

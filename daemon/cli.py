@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="check this machine and the configuration")
     _common_options(doctor)
 
+    fetch = commands.add_parser("fetch-weights", help="fetch LPIPS's weights once (checked by SHA-256), which turns LPIPS on")
+    _common_options(fetch)
+    fetch.add_argument("--from", dest="base_url", metavar="BASE_URL",
+                       help="a mirror holding alexnet-owt-7be5be79.pth (default: https://download.pytorch.org/models/)")
+    fetch.add_argument("--check", action="store_true", help="fetch nothing: exit 0 if both files are there and sound, else 1")
+
     demo = commands.add_parser("demo-set", help="write a synthetic photo set (for trying the service)")
     demo.add_argument("folder", type=Path)
     demo.add_argument("--views", type=int, default=24)
@@ -82,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from daemon.doctor import run_doctor
 
         return run_doctor(settings)
+    if args.command == "fetch-weights":
+        return _fetch_weights(settings, args.base_url, args.check)
     url = settings.resolved_database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         print(f"instarecon: no job database yet at {url} (has `instarecon run` started?)", file=sys.stderr)
@@ -321,6 +329,26 @@ def _remove(settings, store, job_id: str, confirmed: bool) -> int:
         documents = [build_status(each, PIPELINE, JobFolders.of(settings, each), names, settings.public_url) for each in store.list_jobs()]
         write_gallery(settings.outbox, listed_views(settings.outbox, documents), __version__)
     print(f"{job_id}: removed; {deleted} files deleted with {folder}/; the gallery no longer lists it")
+    return 0
+
+
+def _fetch_weights(settings, base_url: str | None, check_only: bool) -> int:
+    from stages import lpips_weights
+
+    folder = settings.lpips_weights_dir
+    if check_only:
+        problems = lpips_weights.problems(folder)
+        for problem in problems:
+            print(problem)
+        return 1 if problems else 0
+    try:
+        lpips_weights.fetch_all(folder, base_url or lpips_weights.DEFAULT_BASE_URL)
+    except (lpips_weights.WeightsError, OSError) as error:
+        for line in str(error).splitlines():
+            print(f"instarecon: {line}", file=sys.stderr)
+        print(f"instarecon: LPIPS stays off until both files are in {folder}", file=sys.stderr)
+        return 1
+    print(f"LPIPS weights in {folder}: LPIPS is on for the jobs evaluated from now")
     return 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from stages.lpips_weights import weights_folder
 from stages.registry import PIPELINE
 
 CONFIG_ENV = "INSTARECON_CONFIG"
@@ -134,7 +135,8 @@ class Settings:
     trainer_command: tuple[str, ...] = setting((), "Another trainer with the 3DGS reference trainer's flags, e.g. "
                                                "`[\"python3\", \"/opt/gaussian-splatting/train.py\"]`; empty: ours.")
     lpips_weights: str = setting("", "A folder holding the LPIPS AlexNet weights (`alexnet-owt-7be5be79.pth`, "
-                                 "`alex.pth`); empty: the torch cache. Never downloaded: without them LPIPS is null.",
+                                 "`alex.pth`); empty: `lpips-weights` in `state`. `instarecon fetch-weights` puts them "
+                                 "there (deploy/install.sh runs it); without them LPIPS is null.",
                                  see="pipeline.md#training-and-evaluation")
     publish_outlier_k: int = setting(20, "Neighbours per Gaussian when judging floaters before publishing.",
                                      see="pipeline.md#publishing")
@@ -174,6 +176,11 @@ class Settings:
     def jobs_dir(self) -> Path:
         return self.state / "jobs"
 
+    @property
+    def lpips_weights_dir(self) -> Path:
+        """Where LPIPS's weights are looked for and fetched to."""
+        return weights_folder(self.lpips_weights, self.state)
+
     def stage_settings(self) -> dict[str, Any]:
         """The part of the settings a stage's child process sees."""
         return {
@@ -197,7 +204,7 @@ class Settings:
             "train_max_gaussians": self.train_max_gaussians,
             "train_cpu_max_gaussians": self.train_cpu_max_gaussians,
             "trainer_command": list(self.trainer_command),
-            "lpips_weights": self.lpips_weights,
+            "lpips_weights": str(self.lpips_weights_dir),
             "publish_outlier_k": self.publish_outlier_k,
             "publish_outlier_std_ratio": self.publish_outlier_std_ratio,
             "publish_min_cluster_fraction": self.publish_min_cluster_fraction,

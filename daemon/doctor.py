@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 from daemon.config import ConfigError, Settings, check_folders
 from daemon.run.disk_guard import GB, free_bytes
+from stages import lpips_weights
 from stages.gpu_watch import NvmlUnavailable, describe_error, find_device, initialise, load_nvml, text
 from stages.registry import PIPELINE
 
@@ -84,6 +85,17 @@ def check_folders_and_space(settings: Settings) -> list[Finding]:
     return findings
 
 
+def check_lpips_weights(settings: Settings) -> Finding:
+    """Both files in the folder, each of the pinned SHA-256. Not required: without them only LPIPS is off."""
+    folder = settings.lpips_weights_dir
+    found = lpips_weights.problems(folder)
+    if not found:
+        return Finding(True, "lpips weights", f"{lpips_weights.ALEXNET.name} and {lpips_weights.LINEAR.name} in {folder}, "
+                                              "checksums match")
+    return Finding(False, "lpips weights", f"{'; '.join(found)}: LPIPS is off; `{lpips_weights.FETCH_COMMAND}` "
+                                           "fetches them", required=False)
+
+
 def check_gpu(train_backend: str, nvml: Any = None, environ: Mapping[str, str] | None = None) -> list[Finding]:
     """The NVIDIA driver and each GPU, through NVML (never torch: doctor stays as light as the
     daemon). Required only where ``train_backend = "cuda"``; otherwise a missing GPU is a note.
@@ -145,7 +157,7 @@ def _gpu_findings(nvml: Any, train_backend: str, fix: str, environ: Mapping[str,
 
 def run_doctor(settings: Settings) -> int:
     findings = [check_python(), *check_modules(), *check_folders_and_space(settings),
-                *check_gpu(settings.train_backend)]
+                *check_gpu(settings.train_backend), check_lpips_weights(settings)]
     problems = [f for f in findings if f.required and not f.ok]
     width = max(len(f.what) for f in findings)
     for finding in findings:

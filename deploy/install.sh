@@ -16,13 +16,16 @@
 #     and /var/lib/instarecon (tmpfiles.d)
 #   - /etc/systemd/system/instarecon.service, enabled and started
 #   - /usr/local/bin/instarecon: the command with the service's configuration, run as its user
+#   - LPIPS's weights in /var/lib/instarecon/lpips-weights (`instarecon fetch-weights`: torchvision's
+#     AlexNet from download.pytorch.org, checked by SHA-256, and the lpips package's alex.pth); a
+#     failed fetch is a warning, not a failed install: LPIPS stays off until the command succeeds
 # --uninstall removes the service, its units, the command and /opt/instarecon; it keeps the
 # configuration, the data and the user.
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: deploy/install.sh [--cpu | --cuda] [--no-start] [--torch-index URL] [--root DIR]
+usage: deploy/install.sh [--cpu | --cuda] [--no-start] [--torch-index URL] [--weights-from URL | --no-weights] [--root DIR]
        deploy/install.sh --uninstall [--root DIR]
 
   --cpu              PyTorch's CPU build (the default where nvidia-smi is missing)
@@ -31,6 +34,9 @@ usage: deploy/install.sh [--cpu | --cuda] [--no-start] [--torch-index URL] [--ro
   --torch-index URL  the package index torch comes from (also $INSTARECON_TORCH_INDEX): by
                      default https://download.pytorch.org/whl/cpu with --cpu, PyPI with --cuda
                      (PyPI's torch is the CUDA build); '' leaves it to pip's configuration
+  --weights-from URL a mirror holding alexnet-owt-7be5be79.pth for LPIPS (also $INSTARECON_WEIGHTS_FROM;
+                     default https://download.pytorch.org/models/); the checksum stays pinned
+  --no-weights       do not fetch LPIPS's weights (later: sudo instarecon fetch-weights)
   --root DIR         install everything under DIR (DIR/opt/instarecon, DIR/etc/instarecon, ...)
                      and touch nothing outside it: no apt, no systemctl, users only in
                      DIR/etc/passwd; the configuration's folders point into DIR. For tests.
@@ -55,6 +61,8 @@ start=1
 root=""
 torch_index_given=0
 torch_index=""
+weights=1
+weights_from=${INSTARECON_WEIGHTS_FROM:-}
 if [ -n "${INSTARECON_TORCH_INDEX+set}" ]; then
     torch_index_given=1
     torch_index=$INSTARECON_TORCH_INDEX
@@ -70,6 +78,9 @@ while [ $# -gt 0 ]; do
         --root=*) root=${1#--root=} ;;
         --torch-index) [ $# -ge 2 ] || die "--torch-index needs a URL (or '')"; torch_index=$2; torch_index_given=1; shift ;;
         --torch-index=*) torch_index=${1#--torch-index=}; torch_index_given=1 ;;
+        --weights-from) [ $# -ge 2 ] || die "--weights-from needs a URL"; weights_from=$2; shift ;;
+        --weights-from=*) weights_from=${1#--weights-from=} ;;
+        --no-weights) weights=0 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; printf 'install.sh: unknown option: %s\n' "$1" >&2; exit 2 ;;
     esac
@@ -281,6 +292,11 @@ install_venv() {
             die "pip could not install InstaRecon3D into $VENV (see above)"
         fi
     fi
+    # LPIPS's linear layers (weights/v0.1/alex.pth) ship in the lpips package; --no-deps, as its declared
+    # torchvision must not replace our torch build. Only the file is used: the package is never imported.
+    if ! "$VENV/bin/python" -m pip install --quiet --no-deps lpips==0.1.4; then
+        note "pip could not install lpips==0.1.4 (see above): LPIPS stays off; install it with $VENV/bin/pip install --no-deps lpips==0.1.4"
+    fi
     if [ "$flavour" = cuda ]; then
         local cuda
         cuda=$("$VENV/bin/python" -c 'import torch; print(torch.__version__, torch.version.cuda or "")')
@@ -364,6 +380,24 @@ fi
 exec "$VENV/bin/instarecon" "\$@"
 EOF
     install_file "$WORK/command" "$COMMAND" 0755
+}
+
+# LPIPS's weights, once: `instarecon fetch-weights` checks what is there and fetches only what is
+# missing or damaged. After the folders and the configuration, as the service's user (the command).
+fetch_weights() {
+    if [ $weights = 0 ]; then
+        note "--no-weights: LPIPS's weights not fetched; LPIPS stays off until: sudo instarecon fetch-weights"
+        return 0
+    fi
+    if "$COMMAND" fetch-weights --check >/dev/null 2>&1; then
+        return 0
+    fi
+    say "fetching LPIPS's weights${weights_from:+ from $weights_from} (244 MB, once)"
+    if "$COMMAND" fetch-weights ${weights_from:+--from "$weights_from"}; then
+        changed "fetched LPIPS's weights"
+    else
+        note "LPIPS's weights were not fetched (see above): a warning, not a failed install; jobs run with LPIPS off until 'sudo instarecon fetch-weights${weights_from:+ --from $weights_from}' succeeds"
+    fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -513,6 +547,7 @@ do_install() {
     create_user
     create_folders
     install_config
+    fetch_weights
     enable_service
 
     say ""

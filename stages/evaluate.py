@@ -7,9 +7,10 @@ to the outbox as a pair of web-sized JPEGs (``heldout-<stem>-photo.jpg`` and ``-
 the same size, at most ``STRIP_LONG_SIDE`` on the long side and never larger than they were
 scored at), so that anyone can see what the scores mean. LPIPS is null when its weights are not
 on this machine: status.json says so in the person's words, the journal says which files are
-missing where (setting ``lpips_weights``). A job trained on every photo (``eval = false``) has
-nothing to score: the stage says so and passes. On a GPU, its memory (NVML's and PyTorch's
-peaks) and utilisation go into ``metrics.evaluate.gpu`` (``stages.gpu_watch``).
+missing where (setting ``lpips_weights``) and that ``instarecon fetch-weights`` turns it on. A
+job trained on every photo (``eval = false``) has nothing to score: the stage says so and
+passes. On a GPU, its memory (NVML's and PyTorch's peaks) and utilisation go into
+``metrics.evaluate.gpu`` (``stages.gpu_watch``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from gaussian_splatting.scene import TEST_FILE, read_split
 from stages.base import ProgressReporter, Stage, StageContext, StageResult, read_result
 from stages.compute_backend import training_backend
 from stages.gpu_watch import GpuWatch
+from stages.lpips_weights import FETCH_COMMAND
 from stages.web_images import write_web_jpeg
 
 log = logging.getLogger("stages.evaluate")
@@ -70,7 +72,10 @@ class EvaluateStage(Stage):
         lpips = "n/a" if evaluation.lpips is None else f"{evaluation.lpips:.3f}"
         log.info("held-out: PSNR %.2f dB, SSIM %.3f, LPIPS %s (mean colour %.2f dB) over %d photos",
                  evaluation.psnr, evaluation.ssim, lpips, evaluation.mean_colour_psnr, len(evaluation.images))
-        # without LPIPS, ``evaluate`` has logged why for the operator (which files, where, the setting)
+        # without LPIPS, ``evaluate`` has logged why for the operator (which files, where, the setting); and how to fix it
+        if evaluation.lpips_unavailable:
+            log.warning("LPIPS is off for this job: `%s` fetches its weights into %s and turns it on for the next "
+                        "(see `instarecon doctor`)", FETCH_COMMAND, weights or "the state folder's lpips-weights")
         folder = context.output_dir.relative_to(context.job_dir).as_posix()
         strip = _write_strip(evaluation, context.output_dir)
         metrics: dict[str, Any] = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -34,7 +35,19 @@ HELD_OUT = ["view00.png", "view04.png", "view08.png", "view12.png"]  # every 4th
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
+def journal():
+    """What the stage logs (the journal's lines), while this module's tests run."""
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger = logging.getLogger("stages.evaluate")
+    logger.addHandler(handler)
+    yield lines
+    logger.removeHandler(handler)
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, journal):
     job_dir = tmp_path_factory.mktemp("evaluate") / "jobs" / "set-1"
     write_synthetic_source(job_dir / "sfm")
     ply = job_dir / "train" / "model" / "point_cloud" / f"iteration_{ITERATIONS}" / "point_cloud.ply"
@@ -101,6 +114,18 @@ def test_without_lpips_weights_the_person_reads_a_sentence_and_no_server_path(ev
         assert detail not in public
     # the operator's reason stays in the stage's own results
     assert "alexnet-owt-7be5be79.pth" in json.loads((context.output_dir / "results.json").read_text())["lpips_unavailable"]
+
+
+def test_without_lpips_weights_the_journal_says_how_to_turn_it_on(evaluated, journal):
+    context, _ = evaluated
+    folder = context.settings["lpips_weights"]
+    assert f"LPIPS is off for this job: `instarecon fetch-weights` fetches its weights into {folder}" in "\n".join(journal)
+
+
+def test_the_weights_are_looked_for_in_the_state_folder_unless_the_setting_names_another(tmp_path):
+    assert Settings(state=tmp_path).stage_settings()["lpips_weights"] == str(tmp_path / "lpips-weights")
+    mine = Settings(state=tmp_path, lpips_weights=str(tmp_path / "mine")).stage_settings()["lpips_weights"]
+    assert mine == str(tmp_path / "mine")
 
 
 def test_strip_pictures_are_at_most_800_on_the_long_side_and_never_scaled_up():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -57,7 +58,11 @@ def test_usage_and_unknown_options():
 def test_install_run_reinstall_uninstall(tmp_path: Path):
     source = copy_source(tmp_path / "src")
     root = tmp_path / "root"
-    args = ("--root", str(root), "--cpu", "--torch-index", "")
+    # LPIPS's AlexNet from a mirror that is down: a warning, not a failed install, and nothing half-fetched
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        mirror = f"http://127.0.0.1:{probe.getsockname()[1]}/models/"
+    args = ("--root", str(root), "--cpu", "--torch-index", "", "--weights-from", mirror)
     venv = root / "opt/instarecon/venv"
     config = root / "etc/instarecon/instarecon.toml"
     inbox, outbox, state = root / "srv/instarecon/inbox", root / "srv/instarecon/outbox", root / "var/lib/instarecon"
@@ -71,6 +76,9 @@ def test_install_run_reinstall_uninstall(tmp_path: Path):
     first = install(source, *args)
     first_seconds = time.monotonic() - started
     assert "nothing changed" not in first.stdout
+    assert "LPIPS's weights were not fetched (see above): a warning, not a failed install" in first.stdout
+    assert f"cannot fetch alexnet-owt-7be5be79.pth from {mirror}alexnet-owt-7be5be79.pth" in first.stderr
+    assert [path.name for path in (root / "var/lib/instarecon/lpips-weights").iterdir()] == ["alex.pth"]  # from lpips
     for unit, name in zip(units, ("instarecon.service", "instarecon.sysusers", "instarecon.tmpfiles")):
         assert unit.read_bytes() == (source / "deploy/systemd" / name).read_bytes()
     assert os.readlink(enabled) == "/etc/systemd/system/instarecon.service"

@@ -95,7 +95,8 @@ def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(t
     # the person reads that LPIPS is missing; where its weights were looked for is the journal's
     assert LPIPS_UNAVAILABLE in document["warnings"] and not any("LPIPS weights" in w for w in document["warnings"])
     job_log = (layout.state / "jobs" / job_id / "job.log").read_text()
-    assert f"{home}/.cache/torch/hub/checkpoints" in job_log and "lpips_weights" in job_log
+    assert f"{layout.state / 'lpips-weights'}" in job_log and "lpips_weights" in job_log
+    assert "`instarecon fetch-weights` fetches its weights" in job_log
     strip = [{key: entry[key] for key in ("name", "photo", "render")} for entry in scores["held_out"]]
     assert strip == [{"name": f"view_00{n}.jpg", "photo": f"heldout-view_00{n}-photo.jpg",
                       "render": f"heldout-view_00{n}-render.jpg"} for n in (0, 8)]
