@@ -101,18 +101,22 @@ def fetch(file: WeightsFile, url: str, folder: Path, timeout: float = 60.0) -> b
     """
     if _is_pinned(folder / file.name, file):
         return False
+    try:  # before any file is made: a server that cannot be reached leaves the folder as it was
+        response = urllib.request.urlopen(url, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        raise WeightsError(f"cannot fetch {file.name} from {url}: HTTP {error.code} {error.reason}") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise WeightsError(f"cannot fetch {file.name} from {url}: {reason}") from None
 
     def download(handle: BinaryIO) -> str:
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                return _copy_hashing(response, handle)
-        except urllib.error.HTTPError as error:
-            raise WeightsError(f"cannot fetch {file.name} from {url}: HTTP {error.code} {error.reason}") from None
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise WeightsError(f"cannot fetch {file.name} from {url}: {reason}") from None
+            return _copy_hashing(response, handle)
+        except (http.client.HTTPException, OSError) as error:
+            raise WeightsError(f"cannot fetch {file.name} from {url}: {error}") from None
 
-    _write_verified(file, folder, download, url)
+    with response:
+        _write_verified(file, folder, download, url)
     return True
 
 

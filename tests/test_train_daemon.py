@@ -51,10 +51,8 @@ def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(t
     (folder / "job.toml").write_text(f"iterations = {ITERATIONS}\n")
     (folder / "READY").touch()
 
-    # the daemon's own home, whose torch cache holds no LPIPS weights (whatever this machine's does)
-    home = tmp_path / "home"
-    no_lpips_weights = {"HOME": str(home), "TORCH_HOME": str(home / ".cache" / "torch")}
-    daemon = DaemonProcess(layout, env=no_lpips_weights).start()
+    # LPIPS's weights are looked for in <state>/lpips-weights, empty here (whatever this machine's cache holds)
+    daemon = DaemonProcess(layout).start()
     try:
         training = wait_for(_training_with_an_estimate(layout), 180, "training progress with an ETA")
         assert training["state"] == "running" and training["stages"]["train"]["state"] == "running"
@@ -71,7 +69,7 @@ def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(t
     saved = int(sorted(checkpoints.glob("chkpnt*.pt"))[-1].stem.removeprefix("chkpnt"))
     assert saved < ITERATIONS
 
-    with DaemonProcess(layout, until_idle=True, env=no_lpips_weights) as restarted:
+    with DaemonProcess(layout, until_idle=True) as restarted:
         assert restarted.wait(300) == 0, restarted.log()
     document = wait_for(state_is(layout, "ring", "done"), 5, "the job to be done")
     assert document["message"] == "done after publish" and document["eta_seconds"] is None
