@@ -348,7 +348,12 @@ def test_a_running_job_whose_set_is_deleted_is_stopped_then_removed(tmp_path):
     with DaemonProcess(layout, paced=True) as daemon:
         wait_for(lambda: (layout.status("slow") or {}).get("stage") == "sfm", 60, "the sfm stage to start")
         started = time.monotonic()
-        shutil.rmtree(layout.inbox / "slow")
+        # Deleted as a file manager does, to its trash: one rename. (An rmtree here races the status.json
+        # the daemon keeps rewriting inside a running set: a new temporary name between rmtree's listing
+        # and its rmdir fails it with "Directory not empty", as it would fail a person's rm -rf.)
+        trash = tmp_path / "trash"
+        trash.mkdir()
+        (layout.inbox / "slow").rename(trash / "slow")
         wait_for(lambda: _outbox_state(layout, "slow-1") == "removed", 30, "slow-1 to be stopped and removed")
         assert time.monotonic() - started < 30  # 600 steps of the paced stage would take 60 s
         document = layout.outbox_status("slow-1")
