@@ -20,6 +20,12 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     _replace(Path(path), lambda handle: handle.write(data), mode)
 
 
+def atomic_write_with(path: Path, write: Callable[[BinaryIO], Any], mode: int = 0o644) -> None:
+    """Replace ``path`` with what ``write`` writes into the handle it is given; should ``write``
+    raise (a download found wrong before its rename), nothing is left and ``path`` stays as it was."""
+    _replace(Path(path), write, mode)
+
+
 def atomic_copy(source: Path, destination: Path, mode: int = 0o644) -> None:
     """Copy ``source`` over ``destination`` so that readers (a web server) see the old file or the
     whole new one; streamed, so a model of gigabytes never sits in memory."""

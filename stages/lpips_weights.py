@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import http.client
 import importlib.util
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+from stages.atomic_files import atomic_write_with
 
 DEFAULT_FOLDER = "lpips-weights"  # in the state folder
 DEFAULT_BASE_URL = "https://download.pytorch.org/models/"
@@ -173,26 +173,16 @@ def _copy_hashing(source: BinaryIO, target: BinaryIO) -> str:
 
 
 def _write_verified(file: WeightsFile, folder: Path, write: Callable[[BinaryIO], str], origin: str) -> None:
-    """``write`` into ``.<name>.<random>.part`` in ``folder`` (it returns the SHA-256 it streamed);
-    rename to ``name`` only if size and checksum are the pinned ones; else remove it and raise."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            got = write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-            size = handle.tell()
+    """``write`` (it returns the SHA-256 of what it streamed) into ``folder / file.name`` through a
+    temporary file (stages/atomic_files.py), renamed only if size and checksum are the pinned ones;
+    else nothing is kept and WeightsError says why."""
+
+    def checked(handle: BinaryIO) -> None:
+        got = write(handle)
+        size = handle.tell()
         if got != file.sha256 or (file.size is not None and size != file.size):
             sizes = f" ({size:,} bytes, expected {file.size:,})" if file.size is not None and size != file.size else ""
             raise WeightsError(f"{file.name} from {origin}: SHA-256 {got[:12]}..., expected {file.sha256[:12]}...{sizes}; "
                                f"refused, nothing kept")
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, folder / file.name)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+
+    atomic_write_with(folder / file.name, checked)
