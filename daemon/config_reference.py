@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import MISSING, Field, fields
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
 from daemon.config import SETTING_GROUPS, Settings
+from daemon.jobs.options import job_options_schema
 
 _INTRO = """\
 # Configuration
@@ -84,10 +84,6 @@ def job_option_rows(schema: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         default = spec.get("default")
         rows.append((key, "not set" if default is None else f"`{toml_value(default)}`", description))
     return rows
-
-
-def job_options_schema() -> dict[str, Any]:
-    return json.loads((resources.files("daemon") / "schemas" / "job-options.schema.json").read_text(encoding="utf-8"))
 
 
 def _table(rows: list[tuple[str, str, str]]) -> list[str]:
