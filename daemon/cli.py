@@ -213,13 +213,13 @@ def _describe(document: dict) -> str:
         lines.append(f"error     [{error['stage']}] {error['message']}")
         if error["hint"]:
             lines.append(f"hint      {error['hint']}")
-    lines.extend(_metric_lines(document["metrics"]))
+    lines.extend(metric_lines(document["metrics"]))
     lines.extend(f"warning   {warning}" for warning in document["warnings"])
     lines.extend(f"output    {name}: {path}" for name, path in document["outputs"].items())
     return "\n".join(lines)
 
 
-def _metric_lines(metrics: dict) -> list[str]:
+def metric_lines(metrics: dict) -> list[str]:
     """The numbers people look for first, one line per stage that has them."""
     lines = []
     if sfm := metrics.get("sfm"):
@@ -230,7 +230,10 @@ def _metric_lines(metrics: dict) -> list[str]:
                      f"size, {train['gaussians'] or 0:,} Gaussians")
     if (scores := metrics.get("evaluate")) and scores.get("psnr") is not None:
         lpips = "n/a" if scores["lpips"] is None else f"{scores['lpips']:.3f}"
-        lines.append(f"held out  {scores['images']} photos: PSNR {scores['psnr']:.2f} dB (flat mean colour "
+        # a set too small to hold a photo out is scored on its training views: said as such, never as held out
+        on = ("held-out photos" if scores.get("scored_on", "held-out photos") == "held-out photos"
+              else "training views (too few photos to hold one out)")
+        lines.append(f"scores    {scores['images']} {on}: PSNR {scores['psnr']:.2f} dB (flat mean colour "
                      f"{scores['mean_colour_psnr']:.2f} dB), SSIM {scores['ssim']:.3f}, LPIPS {lpips}")
     return lines
 

@@ -5,8 +5,9 @@ users already read, so it needs neither the job store nor the daemon, and a page
 something status.json does not say.
 
 The verdict is the band of the held-out PSNR (the one score every scored job has: LPIPS needs
-weights a server may lack); SSIM and LPIPS get a band of their own beside their value. The bands
-are where published 3D Gaussian Splatting results lie on real photos (Kerbl et al., "3D Gaussian
+weights a server may lack); SSIM and LPIPS get a band of their own beside their value. A set too
+small to hold a photo out is scored on its training views, which flatter the model: its scores
+are labelled as such, with no verdict and no bands. The bands are where published 3D Gaussian Splatting results lie on real photos (Kerbl et al., "3D Gaussian
 Splatting for Real-Time Radiance Field Rendering", SIGGRAPH 2023, Table 1, at 30k iterations):
 Mip-NeRF360 27.2 dB PSNR, SSIM 0.815, LPIPS 0.214; Tanks&Temples 23.1 dB, 0.841, 0.183; Deep
 Blending 29.4 dB, 0.903, 0.243; the older methods in the same table score 23.1-25.6 dB, SSIM
@@ -47,10 +48,13 @@ STAGE_WORDS = {
     "ingest": "checking the photos",
     "sfm": "placing the cameras",
     "train": "training the model",
-    "evaluate": "scoring the held-out photos",
+    "evaluate": "scoring the model",
     "publish": "publishing the scene",
 }
 LAST_STAGE = "publish"
+# metrics.evaluate.scored_on (stages/evaluate.py), as the site compares them
+HELD_OUT_PHOTOS = "held-out photos"
+TRAINING_VIEWS = "training views"
 PSNR_VERY_GOOD = 25.0  # dB; the bands and their sources: the module's docstring
 PSNR_GOOD = 20.0
 SSIM_GOOD = 0.8
@@ -80,8 +84,9 @@ class PhotoNote:
 
 
 @dataclass(frozen=True)
-class HeldOutPhoto:
-    """A photo kept out of training, and our render of it from its camera: files in the job's folder."""
+class ScoredPhoto:
+    """A scored photo (kept out of training, or a training view), and our render of it from its
+    camera: files in the job's folder."""
 
     name: str
     psnr: float | None
@@ -120,12 +125,13 @@ class JobView:
     psnr: float | None
     ssim: float | None
     lpips: float | None
-    verdict: str | None  # "very good", "good" or "rough" (the PSNR's band); None without scores
+    scored_on: str | None  # HELD_OUT_PHOTOS or TRAINING_VIEWS; None without scores
+    verdict: str | None  # "very good", "good" or "rough" (the held-out PSNR's band); None otherwise
     mean_colour_psnr: float | None  # the flat-colour floor
     score_resolution: str | None  # "199x149": the size the scores were taken at
-    photos_scored: int | None  # how many held-out photos the scores are over
+    photos_scored: int | None  # how many photos the scores are over
     not_scored: str | None  # why a finished job has no scores (evaluate skipped)
-    held_out: tuple[HeldOutPhoto, ...]  # those whose photo and render are in the folder
+    scored_photos: tuple[ScoredPhoto, ...]  # those whose photo and render are in the folder
     gaussians: int | None
     photos_accepted: int | None
     photos_found: int | None
@@ -155,12 +161,21 @@ class JobView:
         return self.state in ACTIVE_STATES
 
     @property
+    def held_out_scores(self) -> bool:
+        """Scores that measure the model on photos it never saw: the only ones the bands judge."""
+        return self.scored_on == HELD_OUT_PHOTOS
+
+    @property
     def ssim_band(self) -> str | None:
-        return None if self.ssim is None else "good" if self.ssim >= SSIM_GOOD else "rough"
+        if self.ssim is None or not self.held_out_scores:
+            return None
+        return "good" if self.ssim >= SSIM_GOOD else "rough"
 
     @property
     def lpips_band(self) -> str | None:
-        return None if self.lpips is None else "good" if self.lpips <= LPIPS_GOOD else "rough"
+        if self.lpips is None or not self.held_out_scores:
+            return None
+        return "good" if self.lpips <= LPIPS_GOOD else "rough"
 
     @property
     def rejected_by_reason(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -203,6 +218,7 @@ def job_view(status: Mapping[str, Any], job_folder: Path) -> JobView:
     )
     gaussians = published.get("gaussians", trained.get("gaussians"))
     psnr = _number(evaluation.get("psnr"))
+    scored_on = None if psnr is None else _scored_on(evaluation)
     return JobView(
         job_id=str(status["job_id"]),
         name=display_name(str(status["name"])),  # exact, on one line, even if not UTF-8 (inbox_protocol/file_names.py)
@@ -216,12 +232,13 @@ def job_view(status: Mapping[str, Any], job_folder: Path) -> JobView:
         psnr=psnr,
         ssim=_number(evaluation.get("ssim")),
         lpips=_number(evaluation.get("lpips")),
-        verdict=verdict(psnr),
+        scored_on=scored_on,
+        verdict=verdict(psnr) if scored_on == HELD_OUT_PHOTOS else None,
         mean_colour_psnr=_number(evaluation.get("mean_colour_psnr")),
         score_resolution=_text(evaluation.get("resolution")),
         photos_scored=_count(evaluation.get("images")) if psnr is not None else None,
         not_scored=_text(evaluation.get("skipped")) if psnr is None else None,
-        held_out=_held_out(evaluation, present),
+        scored_photos=_scored_photos(evaluation, scored_on, present),
         gaussians=int(gaussians) if isinstance(gaussians, (int, float)) else None,
         photos_accepted=images.get("accepted"),
         photos_found=images.get("found"),
@@ -293,14 +310,20 @@ def _shown_message(status: Mapping[str, Any]) -> str:
     return in_words(str(status.get("message") or ""))
 
 
-def _held_out(evaluation: Mapping[str, Any], present: frozenset[str]) -> tuple[HeldOutPhoto, ...]:
-    """The held-out photos whose photo and render the evaluate stage put into the job's folder."""
-    entries = evaluation.get("held_out")
+def _scored_on(evaluation: Mapping[str, Any]) -> str:
+    """What the scores are over: the evaluate stage says it (a document from before it did had only held-out scores)."""
+    return TRAINING_VIEWS if evaluation.get("scored_on") == TRAINING_VIEWS else HELD_OUT_PHOTOS
+
+
+def _scored_photos(evaluation: Mapping[str, Any], scored_on: str | None,
+                   present: frozenset[str]) -> tuple[ScoredPhoto, ...]:
+    """The scored photos whose photo and render the evaluate stage put into the job's folder."""
+    entries = evaluation.get("training_views" if scored_on == TRAINING_VIEWS else "held_out")
     if not isinstance(entries, list):
         return ()
     width, height = _image_size(evaluation.get("resolution"))
     return tuple(
-        HeldOutPhoto(display_name(str(entry.get("name") or entry["photo"])), _number(entry.get("psnr")),
+        ScoredPhoto(display_name(str(entry.get("name") or entry["photo"])), _number(entry.get("psnr")),
                      entry["photo"], entry["render"], width, height)
         for entry in entries
         if isinstance(entry, Mapping) and isinstance(entry.get("photo"), str) and isinstance(entry.get("render"), str)
@@ -309,7 +332,7 @@ def _held_out(evaluation: Mapping[str, Any], present: frozenset[str]) -> tuple[H
 
 
 def _image_size(resolution: Any) -> tuple[int | None, int | None]:
-    """The held-out images' size from the evaluation's "199x149": that, or scaled down to at most
+    """The scored images' size from the evaluation's "199x149": that, or scaled down to at most
     HELD_OUT_IMAGE_SIZE on the long side, as the evaluate stage writes them."""
     match = re.fullmatch(r"([0-9]+)x([0-9]+)", resolution) if isinstance(resolution, str) else None
     if not match or not all(int(side) > 0 for side in match.groups()):

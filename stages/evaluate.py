@@ -2,10 +2,13 @@
 
 PSNR, SSIM and LPIPS per photo and on average, renders saved beside the photos, and the score
 of a flat mean-colour image as the floor to compare with; all into ``results.json`` here and
-into status.json's metrics, per photo under ``held_out``. Each held-out photo and its render go
+into status.json's metrics, per photo under ``held_out``. A set too small to hold a photo out
+(``stages.sfm_split``: 3 or 4 placed photos) is scored on its training views instead: the same
+numbers, with ``scored_on`` saying so and the photos under ``training_views``, because such
+scores flatter the model and must never pass for held-out ones. Each scored photo and its render go
 to the outbox as a pair of web-sized JPEGs (``heldout-<stem>-photo.jpg`` and ``-render.jpg``,
-the same size, at most ``STRIP_LONG_SIDE`` on the long side and never larger than they were
-scored at), so that anyone can see what the scores mean. LPIPS is null when its weights are not
+``training-`` for training views; the same size, at most ``STRIP_LONG_SIDE`` on the long side and
+never larger than they were scored at), so that anyone can see what the scores mean. LPIPS is null when its weights are not
 on this machine: status.json says so in the person's words, the journal says which files are
 missing where (setting ``lpips_weights``) and that ``instarecon fetch-weights`` turns it on. A
 job trained on every photo (``eval = false``) has nothing to score: the stage says so and
@@ -30,6 +33,7 @@ from stages.base import ProgressReporter, Stage, StageContext, StageResult, read
 from stages.compute_backend import training_backend
 from stages.gpu_watch import GpuWatch
 from stages.lpips_weights import FETCH_COMMAND
+from stages.sfm_split import NOT_ASKED, TRAINING_VIEWS
 from stages.web_images import write_web_jpeg
 
 log = logging.getLogger("stages.evaluate")
@@ -38,6 +42,10 @@ HELD_OUT_DIR = "held-out"  # the strip's JPEGs, in this stage's folder and then 
 STRIP_LONG_SIDE = 800
 # status.json is public: the person learns that LPIPS is missing, the journal why and where
 LPIPS_UNAVAILABLE = "LPIPS (a perceptual score) is not available on this server; PSNR and SSIM are"
+# metrics.evaluate.scored_on, and the key of the per-photo list and the strip's file prefix for each
+HELD_OUT_PHOTOS = "held-out photos"
+TRAINING_VIEW_PHOTOS = "training views"
+_PER_PHOTO = {HELD_OUT_PHOTOS: ("held_out", "heldout"), TRAINING_VIEW_PHOTOS: ("training_views", "training")}
 # a stem that is not safe in a file name and a URL as it is becomes the photo's index
 _SAFE_STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -49,8 +57,13 @@ class EvaluateStage(Stage):
         started = time.monotonic()
         sfm_dir = context.stage_dir("sfm")
         trained = read_result(context, "train")
-        if not read_split(sfm_dir, TEST_FILE):
-            reason = "no photos were held out (eval = false in job.toml, or fewer than 8 photos placed)"
+        rule = read_result(context, "sfm").metrics.get("held_out_rule")  # absent from an earlier version's sfm
+        if read_split(sfm_dir, TEST_FILE):
+            scored_on = HELD_OUT_PHOTOS
+        elif rule == TRAINING_VIEWS:
+            scored_on = TRAINING_VIEW_PHOTOS
+        else:
+            reason = "every photo trained (eval = false in job.toml)" if rule == NOT_ASKED else "no photos were held out"
             log.info("nothing to score: %s", reason)
             return StageResult(metrics={"images": 0, "psnr": None, "ssim": None, "lpips": None, "held_out": [],
                                         "skipped": reason})
@@ -67,18 +80,21 @@ class EvaluateStage(Stage):
                 resolution_scale=int(trained.metrics.get("resolution_scale", 1)),
                 lpips_weights=Path(weights) if weights else None,
                 output_dir=context.output_dir,
-                on_image=lambda done, total: report(100.0 * done / total, f"scored {done}/{total} held-out photos"),
+                on_image=lambda done, total: report(100.0 * done / total, f"scored {done}/{total} {scored_on}"),
+                split="test" if scored_on == HELD_OUT_PHOTOS else "train",
             )
         lpips = "n/a" if evaluation.lpips is None else f"{evaluation.lpips:.3f}"
-        log.info("held-out: PSNR %.2f dB, SSIM %.3f, LPIPS %s (mean colour %.2f dB) over %d photos",
+        log.info("%s: PSNR %.2f dB, SSIM %.3f, LPIPS %s (mean colour %.2f dB) over %d photos", scored_on,
                  evaluation.psnr, evaluation.ssim, lpips, evaluation.mean_colour_psnr, len(evaluation.images))
         # without LPIPS, ``evaluate`` has logged why for the operator (which files, where, the setting); and how to fix it
         if evaluation.lpips_unavailable:
             log.warning("LPIPS is off for this job: `%s` fetches its weights into %s and turns it on for the next "
                         "(see `instarecon doctor`)", FETCH_COMMAND, weights or "the state folder's lpips-weights")
         folder = context.output_dir.relative_to(context.job_dir).as_posix()
-        strip = _write_strip(evaluation, context.output_dir)
+        per_photo_key, prefix = _PER_PHOTO[scored_on]
+        strip = _write_strip(evaluation, context.output_dir, prefix)
         metrics: dict[str, Any] = {
+            "scored_on": scored_on,
             "images": len(evaluation.images),
             "psnr": evaluation.psnr,
             "ssim": evaluation.ssim,
@@ -86,7 +102,8 @@ class EvaluateStage(Stage):
             "lpips_unavailable": "not available on this server" if evaluation.lpips_unavailable else None,
             "mean_colour_psnr": evaluation.mean_colour_psnr,
             "resolution": f"{evaluation.width}x{evaluation.height}",
-            "held_out": [
+            "held_out": [],
+            per_photo_key: [
                 {"name": score.name, "psnr": score.psnr, "ssim": score.ssim, "lpips": score.lpips,
                  "photo": photo, "render": render}
                 for score, (photo, render) in zip(evaluation.images, strip)
@@ -95,12 +112,12 @@ class EvaluateStage(Stage):
             **gpu.metrics(),
         }
         strip_outputs = {
-            f"held_out_{index}_{kind}": f"{folder}/{HELD_OUT_DIR}/{name}"
+            f"{per_photo_key}_{index}_{kind}": f"{folder}/{HELD_OUT_DIR}/{name}"
             for index, pair in enumerate(strip) for kind, name in zip(("photo", "render"), pair)
         }
         outputs = {
             "results": f"{folder}/{RESULTS_FILE}",
-            "renders": f"{folder}/test/ours_{evaluation.iteration}/renders",
+            "renders": f"{folder}/{evaluation.split}/ours_{evaluation.iteration}/renders",
             **strip_outputs,
         }
         warnings = (LPIPS_UNAVAILABLE,) if evaluation.lpips_unavailable else ()
@@ -120,15 +137,15 @@ def strip_stems(names: list[str]) -> list[str]:
     return stems
 
 
-def _write_strip(evaluation: Evaluation, output_dir: Path) -> list[tuple[str, str]]:
-    """Each held-out photo and its render (the PNGs ``evaluate`` wrote, at the size they were
+def _write_strip(evaluation: Evaluation, output_dir: Path, prefix: str) -> list[tuple[str, str]]:
+    """Each scored photo and its render (the PNGs ``evaluate`` wrote, at the size they were
     scored at) as web-sized JPEGs of one size; (photo, render) file names per scored photo."""
-    renders_dir = output_dir / "test" / f"ours_{evaluation.iteration}"
+    renders_dir = output_dir / evaluation.split / f"ours_{evaluation.iteration}"
     names = [score.name for score in evaluation.images]
     (output_dir / HELD_OUT_DIR).mkdir(exist_ok=True)
     pairs = []
     for name, stem in zip(names, strip_stems(names)):
-        pair = (f"heldout-{stem}-photo.jpg", f"heldout-{stem}-render.jpg")
+        pair = (f"{prefix}-{stem}-photo.jpg", f"{prefix}-{stem}-render.jpg")
         for source, target in zip(("gt", "renders"), pair):
             with Image.open(renders_dir / source / f"{Path(name).stem}.png") as picture:
                 write_web_jpeg(output_dir / HELD_OUT_DIR / target, picture, STRIP_LONG_SIDE)

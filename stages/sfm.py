@@ -26,7 +26,7 @@ from stages.colmap_matching import match_features, plan_matching
 from stages.sfm_inputs import IngestedSet, read_ingested
 from stages.sfm_progress import FEATURES, MAPPING, MATCHING, UNDISTORTING
 from stages.sfm_quality import check_points, check_registration, unplaced_reasons
-from stages.sfm_split import HOLD_OUT_EVERY, TEST_FILE, TRAIN_FILE, split_held_out
+from stages.sfm_split import MIN_PHOTOS_TO_HOLD_ONE_OUT, TEST_FILE, TRAIN_FILE, split_held_out
 
 SCRATCH_DIR = "scratch"  # COLMAP database, distorted models, undistorter leftovers
 DEVICE = pycolmap.Device.auto  # CUDA where this pycolmap build has it, else the CPU
@@ -100,9 +100,10 @@ def _reconstruct(context: StageContext, photo_set: IngestedSet, scratch: Path,
     hold_out = bool(context.options.get("eval", True))
     split = split_held_out(registered, hold_out)
     split.write(context.output_dir)
-    if hold_out and not split.test:
-        warnings.append(f"held-out evaluation skipped: only {len(registered)} photos were placed, and at least "
-                        f"{HOLD_OUT_EVERY} are needed to hold every {HOLD_OUT_EVERY}th out; all of them train")
+    if split.scores_training_views:
+        warnings.append(f"only {len(registered)} photos were placed, too few to keep one out of training to measure "
+                        f"the model: its scores are on the photos it trained on, which flatter it; "
+                        f"{MIN_PHOTOS_TO_HOLD_ONE_OUT} or more placed photos get a held-out score")
 
     metrics: dict[str, Any] = {
         "registered": len(registered),
@@ -116,6 +117,8 @@ def _reconstruct(context: StageContext, photo_set: IngestedSet, scratch: Path,
         "mapper": mapper,
         "train": len(split.train),
         "test": len(split.test),
+        "held_out_rule": split.rule,
+        "held_out_photos": photo_set.sources(list(split.test)),
         **left_out,
         "seconds": round(time.monotonic() - started, 3),
     }

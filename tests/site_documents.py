@@ -28,7 +28,7 @@ def status_document(job_id: str, name: str, state: str, *, created: str = "2026-
             "sfm": {"registered": 22, "total": 23, "train": 19, "test": 3, "unregistered": ["dark.jpg"],
                     "unplaced": [{"file": "dark.jpg", "reason": UNPLACED_REASON}]},
             "train": {"iterations": 2000, "gaussians": 51_000},
-            "evaluate": {"psnr": 25.0812, "ssim": 0.8871, "lpips": 0.1234, "mean_colour_psnr": 14.4372,
+            "evaluate": {"scored_on": "held-out photos", "psnr": 25.0812, "ssim": 0.8871, "lpips": 0.1234, "mean_colour_psnr": 14.4372,
                          "resolution": "199x149", "images": len(HELD_OUT),
                          "held_out": [{"name": f"{stem}.jpg", "psnr": 24.1 + number, "ssim": 0.87, "lpips": 0.21,
                                        "photo": held_out_files(stem)[0], "render": held_out_files(stem)[1]}

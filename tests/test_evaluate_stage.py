@@ -46,10 +46,12 @@ def journal():
     logger.removeHandler(handler)
 
 
-@pytest.fixture(scope="module")
-def evaluated(tmp_path_factory, journal):
-    job_dir = tmp_path_factory.mktemp("evaluate") / "jobs" / "set-1"
+def trained_job(job_dir: Path, held_out_rule: str) -> StageContext:
+    """A job folder as the train stage leaves it: the synthetic scene's SfM layout (with the sfm
+    stage's result, naming how photos were held out) and a model that is the scene itself."""
     write_synthetic_source(job_dir / "sfm")
+    sfm = StageResult(metrics={"held_out_rule": held_out_rule})
+    (job_dir / "sfm" / RESULT_FILE).write_text(json.dumps(sfm.to_json()))
     ply = job_dir / "train" / "model" / "point_cloud" / f"iteration_{ITERATIONS}" / "point_cloud.ply"
     write_ply(ply, scene_gaussians())
     trained = StageResult(metrics={"iterations": ITERATIONS, "resolution_scale": 1},
@@ -58,13 +60,22 @@ def evaluated(tmp_path_factory, journal):
     output_dir = job_dir / "evaluate"
     output_dir.mkdir()
     no_weights = job_dir.parent / "no-lpips-weights"  # whatever this machine caches
-    context = StageContext(
+    return StageContext(
         job_id="set-1", set_name="set", source=job_dir / "inbox" / "set", inbox=job_dir / "inbox", job_dir=job_dir,
         output_dir=output_dir, options={"eval": True},
         settings={**Settings().stage_settings(), "train_backend": "cpu", "lpips_weights": str(no_weights)},
     )  # fmt: skip
+
+
+def run_evaluate(context: StageContext) -> StageResult:
     result = EvaluateStage().run(context, lambda *args, **kwargs: None)
-    return context, StageResult.from_json(json.loads(json.dumps(result.to_json())))  # as result.json holds it
+    return StageResult.from_json(json.loads(json.dumps(result.to_json())))  # as result.json holds it
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, journal):
+    context = trained_job(tmp_path_factory.mktemp("evaluate") / "jobs" / "set-1", "every 8th photo")
+    return context, run_evaluate(context)
 
 
 def test_each_held_out_photo_has_its_scores_and_its_pair_of_pictures(evaluated):
@@ -103,6 +114,47 @@ def test_the_pictures_are_the_photo_and_the_render_at_the_scored_size_without_me
                 expected = np.asarray(scored.convert("RGB"), dtype=np.float64)
             assert np.abs(pixels - expected).mean() < 6.0, (entry[kind], np.abs(pixels - expected).mean())
             assert b"Exif\x00\x00" not in data
+
+
+def test_held_out_scores_say_they_are_on_held_out_photos(evaluated):
+    _, result = evaluated
+    assert result.metrics["scored_on"] == "held-out photos" and "training_views" not in result.metrics
+
+
+def test_a_set_too_small_to_hold_one_out_is_scored_on_its_training_views_and_says_so(tmp_path):
+    """4 photos placed (stages.sfm_split): all of them trained, and they are what is scored, under
+    their own name everywhere: never as held-out photos."""
+    context = trained_job(tmp_path / "jobs" / "set-1", "none: the training views are scored")
+    sfm = context.job_dir / "sfm"
+    training = ["view01.png", "view02.png", "view05.png", "view09.png"]
+    (sfm / "train.txt").write_text("".join(f"{name}\n" for name in training))
+    (sfm / "test.txt").write_text("")
+    result = run_evaluate(context)
+    metrics = result.metrics
+    assert (metrics["scored_on"], metrics["images"], metrics["held_out"]) == ("training views", 4, [])
+    assert [entry["name"] for entry in metrics["training_views"]] == training
+    assert metrics["psnr"] > 30.0 and metrics["ssim"] > 0.9  # the model is the scene itself
+    for entry in metrics["training_views"]:
+        stem = Path(entry["name"]).stem
+        assert (entry["photo"], entry["render"]) == (f"training-{stem}-photo.jpg", f"training-{stem}-render.jpg")
+    assert sorted(path.name for path in (context.output_dir / "held-out").iterdir()) == sorted(
+        f"training-{Path(name).stem}-{kind}.jpg" for name in training for kind in ("photo", "render"))
+    assert sorted(Path(result.outputs[name]).name for name in result.to_outbox) == sorted(
+        entry[kind] for entry in metrics["training_views"] for kind in ("photo", "render"))
+    results = json.loads((context.output_dir / "results.json").read_text())
+    assert results["split"] == "train" and len(results["images"]) == 4
+    assert result.outputs["renders"] == f"evaluate/train/ours_{ITERATIONS}/renders"
+    assert sorted(path.name for path in (context.job_dir / result.outputs["renders"]).iterdir()) == [
+        f"{Path(name).stem}.png" for name in training]
+
+
+def test_eval_false_leaves_nothing_to_score_and_says_why(tmp_path):
+    context = trained_job(tmp_path / "jobs" / "set-1", "none: eval = false")
+    (context.job_dir / "sfm" / "test.txt").write_text("")
+    result = run_evaluate(context)
+    assert (result.metrics["images"], result.metrics["psnr"]) == (0, None)
+    assert result.metrics["skipped"] == "every photo trained (eval = false in job.toml)"
+    assert not (context.output_dir / "results.json").exists()
 
 
 def test_without_lpips_weights_the_person_reads_a_sentence_and_no_server_path(evaluated):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import logging
+import socket
 
 import pytest
 
+from daemon.cli import metric_lines
 from daemon.journal import PriorityFormatter, job_fields, setup_logging
 from tests.daemon_harness import DaemonProcess, make_layout, run_cli
 from tests.photo_sets import small_set
@@ -67,6 +68,17 @@ def test_status_lists_jobs_newest_first_and_shows_one_in_detail(tmp_path):
     missing = run_cli(layout, "status", "nope-1")
     assert missing.returncode == 1 and "no job 'nope-1'" in missing.stderr
     assert run_cli(layout, "cancel", "older-1").returncode == 1  # already done
+
+
+def test_status_says_whether_the_scores_are_on_held_out_photos_or_on_training_views():
+    scores = {"images": 3, "psnr": 24.512, "mean_colour_psnr": 14.1, "ssim": 0.8512, "lpips": None}
+    held_out = metric_lines({"evaluate": {**scores, "scored_on": "held-out photos"}})
+    older = metric_lines({"evaluate": scores})  # a job scored before scored_on was written: held-out photos
+    training = metric_lines({"evaluate": {**scores, "images": 4, "scored_on": "training views"}})
+    assert held_out == older == [
+        "scores    3 held-out photos: PSNR 24.51 dB (flat mean colour 14.10 dB), SSIM 0.851, LPIPS n/a"]
+    assert training == ["scores    4 training views (too few photos to hold one out): PSNR 24.51 dB (flat mean colour "
+                        "14.10 dB), SSIM 0.851, LPIPS n/a"]
 
 
 def test_doctor_passes_here_and_names_what_to_fix(tmp_path):

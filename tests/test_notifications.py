@@ -199,7 +199,8 @@ def test_a_finished_job_is_posted_with_its_payload(receiver, notifier, notify_lo
     assert body["event"] == "job.done" and body["event_id"] == "garden-1/job.done"
     assert (body["job_id"], body["name"], body["state"], body["attempt"]) == ("garden-1", "garden", "done", 1)
     assert body["message"] == "published 48,210 Gaussians" and body["error"] is None
-    assert body["metrics"] == {"psnr": 25.0843, "ssim": 0.8123, "lpips": 0.2104, "gaussians": 48_210}
+    assert body["metrics"] == {"scored_on": "held-out photos", "psnr": 25.0843, "ssim": 0.8123, "lpips": 0.2104,
+                               "gaussians": 48_210}
     assert (body["created_at"], body["finished_at"]) == ("2025-06-01T12:01:00Z", "2025-06-01T12:07:00Z")
     assert body["seconds"] == 358.0 and body["host"] == "recon-box"
     assert body["page"] == "garden-1/index.html"
@@ -220,7 +221,7 @@ def test_a_failed_job_carries_its_error_and_no_url_without_public_url(receiver, 
     assert body["event"] == "job.failed" and body["stage"] == "sfm"
     assert body["error"] == {"stage": "sfm", "message": "only 2 of 24 photos could be placed",
                              "hint": "take photos with more overlap"}
-    assert body["metrics"] == {"psnr": None, "ssim": None, "lpips": None, "gaussians": None}
+    assert body["metrics"] == {"scored_on": None, "psnr": None, "ssim": None, "lpips": None, "gaussians": None}
     assert body["page"] == "garden-1/index.html" and body["url"] is None
 
 
@@ -420,7 +421,7 @@ def test_retries_stop_at_close_with_one_last_attempt(notify_log):
 def test_payload_survives_odd_metrics():
     document = status("done", metrics={"train": {"gaussians": 1234}, "evaluate": {"psnr": float("nan")}})
     body = payload(Event("done", document), "https://splats.example.org")
-    assert body["metrics"] == {"psnr": None, "ssim": None, "lpips": None, "gaussians": 1234}
+    assert body["metrics"] == {"scored_on": None, "psnr": None, "ssim": None, "lpips": None, "gaussians": 1234}
     assert body["url"] == "https://splats.example.org/garden-1/index.html"
     json.dumps(body, allow_nan=False)
 
@@ -458,6 +459,26 @@ def test_an_email_arrives_with_subject_body_and_link(notifier, notify_log):
     assert "See it: https://splats.example.org/garden-1/index.html" in text
     assert any(getattr(r, "JOB_ID", None) == "garden-1" and "e-mail notification job.done sent" in r.getMessage()
                for r in notify_log.records)
+
+
+def test_scores_on_training_views_are_labelled_so_in_the_webhook_and_the_email(notifier):
+    """A set of 4 photos has no held-out photo: its scores, on the photos it trained on, flatter
+    the model, and no reader may take them for held-out ones."""
+    training = {"scored_on": "training views", "images": 4, "psnr": 31.52, "ssim": 0.951, "lpips": None}
+    document = status("done")
+    document["metrics"]["evaluate"] = training
+    assert payload(Event("done", document), "")["metrics"]["scored_on"] == "training views"
+    with smtp_server() as mailbox:
+        notifications = notifier(email_settings(mailbox))
+        notifications.observe([status("running")])
+        notifications.observe([document])
+        assert notifications.wait_idle(10)
+    [mail] = mailbox.received
+    assert mail.message["Subject"] == "InstaRecon3D: garden done, 31.5 dB on its training photos"
+    text = mail.message.get_content()
+    assert ("Training photos (too few photos to hold one out: these scores flatter the model): PSNR 31.52 dB, "
+            "SSIM 0.951") in text
+    assert "Held-out" not in text
 
 
 def test_a_failure_email_says_what_went_wrong(notifier):

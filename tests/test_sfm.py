@@ -102,6 +102,7 @@ def test_the_synthetic_set_registers_and_leaves_the_documented_layout(tmp_path):
     assert (metrics["registered"], metrics["total"], metrics["unregistered"], metrics["unplaced"]) == (8, 8, [], [])
     assert (metrics["cameras"], metrics["matching"], metrics["mapper"]) == ("shared", "exhaustive", "incremental")
     assert (metrics["train"], metrics["test"]) == (7, 1)
+    assert (metrics["held_out_rule"], metrics["held_out_photos"]) == ("every 8th photo", ["view_000.jpg"])
     assert 0 < metrics["mean_reprojection_error"] < 1 and metrics["mean_track_length"] > 2
     assert metrics["seconds"] > 0
     assert result.outputs == {"images": "sfm/images", "sparse": "sfm/sparse/0", "points": "sfm/points.ply",
@@ -122,12 +123,23 @@ def test_eval_false_puts_every_photo_in_training(tmp_path):
     assert (result.metrics["train"], result.metrics["test"], result.warnings) == (8, 0, ())
 
 
-def test_fewer_than_eight_photos_all_train_and_the_skipped_evaluation_is_a_warning(tmp_path):
+def test_six_photos_hold_out_the_middle_one_and_status_json_names_it(tmp_path):
     result = run_sfm(ring(tmp_path / "ring", views=6), tmp_path / "job")
     sfm = tmp_path / "job" / "sfm"
-    assert len((sfm / "train.txt").read_text().split()) == 6 and (sfm / "test.txt").read_text() == ""
+    assert (sfm / "test.txt").read_text().split() == ["view_003.jpg"]
+    assert len((sfm / "train.txt").read_text().split()) == 5
+    assert (result.metrics["held_out_rule"], result.metrics["held_out_photos"]) == ("the middle photo", ["view_003.jpg"])
+    assert result.warnings == ()
+
+
+def test_four_photos_all_train_and_the_warning_says_the_scores_are_on_training_views(tmp_path):
+    result = run_sfm(ring(tmp_path / "ring", views=4), tmp_path / "job")
+    sfm = tmp_path / "job" / "sfm"
+    assert len((sfm / "train.txt").read_text().split()) == 4 and (sfm / "test.txt").read_text() == ""
+    assert (result.metrics["held_out_rule"], result.metrics["held_out_photos"]) == (
+        "none: the training views are scored", [])
     (warning,) = result.warnings
-    assert "held-out evaluation skipped" in warning and "6 photos" in warning
+    assert "only 4 photos were placed" in warning and "flatter" in warning and "5 or more" in warning
 
 
 @pytest.mark.slow

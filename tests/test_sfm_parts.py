@@ -10,7 +10,7 @@ from stages.base import StageFailed
 from stages.colmap_matching import EXHAUSTIVE, SEQUENTIAL, MatchingPlan, plan_matching
 from stages.sfm_inputs import IngestedPhoto, IngestedSet
 from stages.sfm_quality import LISTED_PHOTOS, check_registration
-from stages.sfm_split import split_held_out
+from stages.sfm_split import EVERY_8TH, MIDDLE_PHOTO, NOT_ASKED, TRAINING_VIEWS, split_held_out
 
 
 def test_every_eighth_photo_in_name_order_is_held_out_starting_with_the_first():
@@ -18,13 +18,36 @@ def test_every_eighth_photo_in_name_order_is_held_out_starting_with_the_first():
     split = split_held_out(reversed(names), hold_out=True)
     assert split.test == ("img_00.jpg", "img_08.jpg", "img_16.jpg")
     assert split.train == tuple(name for name in names if name not in split.test)
+    assert split.rule == EVERY_8TH and not split.scores_training_views
 
 
-@pytest.mark.parametrize("count, hold_out", [(7, True), (8, False), (20, False)])
-def test_everything_trains_below_eight_photos_or_without_eval(count, hold_out):
+@pytest.mark.parametrize("count, held_out, rule", [
+    (8, ["img_0"], EVERY_8TH),  # the papers' rule from 8 photos on: comparable scores
+    (7, ["img_3"], MIDDLE_PHOTO),  # 3 photos on either side
+    (6, ["img_3"], MIDDLE_PHOTO),
+    (5, ["img_2"], MIDDLE_PHOTO),  # never an end photo: that would score extrapolation
+])
+def test_which_photo_is_held_out_by_the_set_s_size(count, held_out, rule):
+    names = [f"img_{index}" for index in range(count)]
+    split = split_held_out(reversed(names), hold_out=True)
+    assert (list(split.test), split.rule, split.scores_training_views) == (held_out, rule, False)
+    assert split.train == tuple(name for name in names if name not in held_out)
+
+
+@pytest.mark.parametrize("count", [3, 4])
+def test_a_set_too_small_to_spare_a_photo_trains_on_all_and_scores_the_training_views(count):
+    names = [f"img_{index}" for index in range(count)]
+    split = split_held_out(names, hold_out=True)
+    assert (split.train, split.test, split.rule) == (tuple(names), (), TRAINING_VIEWS)
+    assert split.scores_training_views
+
+
+@pytest.mark.parametrize("count", [4, 7, 8, 20])
+def test_without_eval_everything_trains_and_nothing_is_scored(count):
     names = [f"img_{index:02d}.jpg" for index in range(count)]
-    split = split_held_out(names, hold_out)
-    assert split.train == tuple(names) and split.test == ()
+    split = split_held_out(names, hold_out=False)
+    assert (split.train, split.test, split.rule) == (tuple(names), (), NOT_ASKED)
+    assert not split.scores_training_views
 
 
 def test_split_files_have_one_name_per_line_and_test_txt_exists_even_when_empty(tmp_path):

@@ -297,7 +297,7 @@ def test_job_pages_say_how_good_the_result_is_what_went_wrong_and_what_to_do(tmp
     assert photos_used.locator(".rejected li").all_inner_texts() == [f"{LONG_NAME}: it is too blurry to use"]
     assert page.locator(".job-stages tbody th").all_inner_texts() == [
         "Checking the photos ingest", "Placing the cameras sfm", "Training the model train",
-        "Scoring the held-out photos evaluate", "Publishing the scene publish"]
+        "Scoring the model evaluate", "Publishing the scene publish"]
     assert fits_sideways(page, "details.job-panel")  # the long file name and the warnings wrap inside the panel
     page.screenshot(path=shots / f"done-{device}-photos.png")
     page.assert_clean()

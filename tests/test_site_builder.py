@@ -120,10 +120,52 @@ def test_a_done_job_page_gives_a_verdict_with_the_flat_colour_floor_and_the_held
     big["metrics"]["evaluate"].update(resolution="1600x1200", psnr=19.99, ssim=0.79, lpips=0.31)
     publish_files(tmp_path, "big-1")
     view = job_view(big, tmp_path / "big-1")
-    assert {(shot.width, shot.height) for shot in view.held_out} == {(800, 600)}  # as evaluate writes them: 800 px at most
+    assert {(shot.width, shot.height) for shot in view.scored_photos} == {(800, 600)}  # as evaluate writes them: 800 px at most
     write_job_page(tmp_path, view, "9.9")
     text = page_text(tmp_path / "big-1" / "index.html")
     assert "Quality: rough" in text and "SSIM 0.790 rough" in text and "LPIPS 0.310 rough" in text
+
+
+def test_a_set_scored_on_its_training_views_says_so_on_its_page_its_card_and_in_jobs_json_with_no_verdict(tmp_path):
+    """4 photos placed: none held out, the scores are on the training views (they flatter the
+    model), and nothing may read as a held-out score or a verdict on one."""
+    document = status_document("pair-1", "pair", "done", published=True)
+    training = ("view00", "view01", "view02", "view03")
+    document["metrics"]["sfm"].update(registered=4, train=4, test=0, unregistered=[], unplaced=[])
+    document["metrics"]["evaluate"] = {
+        "scored_on": "training views", "psnr": 31.2, "ssim": 0.95, "lpips": 0.08, "mean_colour_psnr": 12.0,
+        "resolution": "199x149", "images": 4, "held_out": [],
+        "training_views": [{"name": f"{stem}.jpg", "psnr": 31.0, "ssim": 0.95, "lpips": 0.08,
+                            "photo": f"training-{stem}-photo.jpg", "render": f"training-{stem}-render.jpg"}
+                           for stem in training]}
+    publish_files(tmp_path, "pair-1", held_out=())
+    for stem in training:
+        for kind in ("photo", "render"):
+            (tmp_path / "pair-1" / f"training-{stem}-{kind}.jpg").write_bytes(b"x")
+    view = job_view(document, tmp_path / "pair-1")
+    assert (view.scored_on, view.verdict, view.ssim_band, view.lpips_band) == ("training views", None, None, None)
+    build_site(tmp_path, [view], "9.9")
+
+    text = page_text(tmp_path / "pair-1" / "index.html")
+    for shown in ("Quality: on the training photos",
+                  "Scored on the 4 photos the model trained on, at 199x149 pixels: too few photos were placed to keep "
+                  "one out to test it, so these scores flatter the model and are not graded.",
+                  "PSNR 31.20 dB (flat colour would score 12.0 dB) SSIM 0.950 LPIPS 0.080",
+                  "The training photos Each photo the model trained on (left)",
+                  "4 placed, all for training (too few to hold one out: the scores are on the training photos)"):
+        assert shown in text, shown
+    for absent in ("held out of training", "The held-out photos", "quality:"):
+        assert absent not in text, absent
+    page = (tmp_path / "pair-1" / "index.html").read_text()
+    assert 'class="band' not in page and 'class="verdict' not in page  # no grade, not even SSIM's or LPIPS's
+    images = [a["src"] for tag, a in parsed(tmp_path / "pair-1" / "index.html").tags if tag == "img" and "training-" in a["src"]]
+    assert images == [f"training-{stem}-{kind}.jpg" for stem in training for kind in ("photo", "render")]
+
+    gallery = page_text(tmp_path / "index.html")
+    assert "Scored on training photos PSNR 31.20 dB" in gallery
+    assert 'class="verdict' not in (tmp_path / "index.html").read_text()
+    (entry,) = json.loads((tmp_path / "jobs.json").read_text())
+    assert (entry["scored_on"], entry["psnr"]) == ("training views", 31.2)
 
 
 def test_the_verdict_bands_are_the_documented_ones():
@@ -135,7 +177,7 @@ def test_the_verdict_bands_are_the_documented_ones():
     assert verdicts == ["very good", "very good", "good", "good", "rough", "rough", None]
     bands = []
     for ssim, lpips in ((0.8, 0.3), (0.799, 0.301)):
-        document["metrics"]["evaluate"].update(ssim=ssim, lpips=lpips)
+        document["metrics"]["evaluate"].update(psnr=25.0, ssim=ssim, lpips=lpips)
         view = job_view(document, Path("/nonexistent"))
         bands.append((view.ssim_band, view.lpips_band))
     assert bands == [("good", "good"), ("rough", "rough")]
@@ -197,13 +239,13 @@ def test_jobs_without_scores_show_no_quality_block_and_a_skipped_scoring_says_wh
         page = (tmp_path / f"{state}-1" / "index.html").read_text()
         assert "job-metrics" not in page and "PSNR" not in page, state
     unscored = status_document("few-1", "few", "done", published=True)
-    skipped = "no photos were held out (eval = false in job.toml, or fewer than 8 photos placed)"
+    skipped = "every photo trained (eval = false in job.toml)"
     unscored["metrics"]["evaluate"] = {"images": 0, "psnr": None, "ssim": None, "lpips": None, "skipped": skipped}
     view = job_view(unscored, tmp_path / "few-1")
     assert view.verdict is None
     write_job_page(tmp_path, view, "9.9")
     text = page_text(tmp_path / "few-1" / "index.html")
-    assert "Quality Not scored: no photos were held out (eval = false in job.toml, or fewer than 8 photos placed)." in text
+    assert "Quality Not scored: every photo trained (eval = false in job.toml)." in text
     assert "PSNR" not in text and "quality:" not in text
 
 
@@ -214,7 +256,7 @@ def test_stage_names_are_said_in_words_and_a_done_badge_needs_no_done_after_publ
     text = page_text(tmp_path / "garden-1" / "index.html")
     assert "done after publish" not in text and "garden done Quality" in text
     for row in ("Checking the photos ingest", "Placing the cameras sfm", "Training the model train",
-                "Scoring the held-out photos evaluate", "Publishing the scene publish"):
+                "Scoring the model evaluate", "Publishing the scene publish"):
         assert f"{row} done 12.5 s" in text, row
 
     early = status_document("pond-1", "pond", "done")

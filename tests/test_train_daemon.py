@@ -196,3 +196,37 @@ def test_a_trainer_killed_by_sigkill_fails_the_job_with_the_memory_hint(tmp_path
         "hint": "the machine ran out of memory: set a smaller train_max_image_size or max_gaussians in job.toml, "
                 "or send fewer photos",
     }, daemon.log()
+
+
+def test_small_sets_hold_out_their_middle_photo_or_are_scored_on_their_training_views(tmp_path):
+    """5 placed photos: the middle one is held out (an end one would score extrapolation); 4: none
+    can be spared, and the scores, on the training views, are labelled so from status.json to the page."""
+    layout = make_layout(tmp_path)
+    for name, views in (("five", 5), ("four", 4)):
+        write_demo_set(layout.inbox / name, views=views, width=160, height=120, ready_marker=False, spacing_degrees=15)
+        (layout.inbox / name / "job.toml").write_text("iterations = 100\n")
+        (layout.inbox / name / "READY").touch()
+    with DaemonProcess(layout, until_idle=True) as daemon:
+        assert daemon.wait(300) == 0, daemon.log()
+
+    five = wait_for(state_is(layout, "five", "done"), 5, "the five-photo job to be done")
+    assert (five["metrics"]["sfm"]["held_out_rule"], five["metrics"]["sfm"]["held_out_photos"]) == (
+        "the middle photo", ["view_002.jpg"])
+    scores = five["metrics"]["evaluate"]
+    assert (scores["scored_on"], [entry["name"] for entry in scores["held_out"]]) == ("held-out photos", ["view_002.jpg"])
+    cameras = json.loads(Path(five["outputs"]["publish.cameras"]).read_text())
+    assert [camera["img_name"] for camera in cameras if camera.get("held_out")] == ["view_002"]
+
+    four = wait_for(state_is(layout, "four", "done"), 5, "the four-photo job to be done")
+    assert four["metrics"]["sfm"]["held_out_rule"] == "none: the training views are scored"
+    scores = four["metrics"]["evaluate"]
+    assert (scores["scored_on"], scores["held_out"], scores["images"]) == ("training views", [], 4)
+    assert [entry["name"] for entry in scores["training_views"]] == [f"view_{index:03d}.jpg" for index in range(4)]
+    assert scores["psnr"] > scores["mean_colour_psnr"]
+    assert any("too few to keep one out of training" in warning and "flatter" in warning for warning in four["warnings"])
+    outbox_dir = layout.outbox / four["job_id"]
+    assert sorted(path.name for path in outbox_dir.glob("training-*.jpg")) == sorted(
+        f"training-view_{index:03d}-{kind}.jpg" for index in range(4) for kind in ("photo", "render"))
+    assert not list(outbox_dir.glob("heldout-*"))
+    page = (outbox_dir / "index.html").read_text()
+    assert "Quality: on the training photos" in page and "held out of training" not in page

@@ -6,7 +6,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from typing import Any, Mapping, Sequence
 
-from daemon.notify.events import Event, metrics_summary, seconds_taken
+from daemon.notify.events import TRAINING_VIEWS, Event, metrics_summary, seconds_taken
 from site_builder import page_path, page_url
 
 SUBJECT_PREFIX = "InstaRecon3D"
@@ -31,8 +31,10 @@ def _reason(document: Mapping[str, Any]) -> str:
 def subject(event: Event) -> str:
     name = _one_line(event.set_name, 80)
     if event.kind == "done":
-        psnr = metrics_summary(event.document)["psnr"]
-        return f"{SUBJECT_PREFIX}: {name} done" + (f", {psnr:.1f} dB" if psnr is not None else "")
+        metrics = metrics_summary(event.document)
+        psnr = metrics["psnr"]
+        on_training = " on its training photos" if metrics["scored_on"] == TRAINING_VIEWS else ""
+        return f"{SUBJECT_PREFIX}: {name} done" + (f", {psnr:.1f} dB{on_training}" if psnr is not None else "")
     if event.kind == "failed":
         return f"{SUBJECT_PREFIX}: {name} failed: {_one_line(_reason(event.document), _SUBJECT_REASON_CHARS)}"
     return f"{SUBJECT_PREFIX}: {name} {event.kind}"
@@ -66,7 +68,9 @@ def body(event: Event, public_url: str = "") -> str:
               f"SSIM {metrics['ssim']:.3f}" if metrics["ssim"] is not None else None,
               f"LPIPS {metrics['lpips']:.3f}" if metrics["lpips"] is not None else None]
     if any(scores):
-        lines.append("Held-out photos: " + ", ".join(s for s in scores if s))
+        scored_on = ("Training photos (too few photos to hold one out: these scores flatter the model)"
+                     if metrics["scored_on"] == TRAINING_VIEWS else "Held-out photos")
+        lines.append(f"{scored_on}: " + ", ".join(s for s in scores if s))
     if metrics["gaussians"] is not None:
         lines.append(f"Gaussians: {int(metrics['gaussians']):,}")
     for warning in document.get("warnings") or []:

@@ -18,6 +18,9 @@ from inbox_protocol.file_names import display_name
 from site_builder import page_path, page_url
 
 PAYLOAD_VERSION = 1
+# metrics.evaluate.scored_on (stages/evaluate.py): which photos the scores are over
+HELD_OUT_PHOTOS = "held-out photos"
+TRAINING_VIEWS = "training views"
 
 
 @dataclass(frozen=True)
@@ -90,15 +93,18 @@ def _number(value: Any) -> float | int | None:
 
 
 def metrics_summary(document: Mapping[str, Any]) -> dict[str, Any]:
-    """Held-out scores (metrics.evaluate) and the published model's size (metrics.publish, else
-    what training ended with); null where a stage did not run or could not tell."""
+    """The scores (metrics.evaluate: on held-out photos, or on the training views of a set too
+    small to hold one out, as ``scored_on`` says) and the published model's size (metrics.publish,
+    else what training ended with); null where a stage did not run or could not tell."""
     metrics = document.get("metrics") or {}
     evaluate = metrics.get("evaluate") or {}
     publish = metrics.get("publish") or {}
     train = metrics.get("train") or {}
     gaussians = _number(publish.get("gaussians"))
+    psnr = _number(evaluate.get("psnr"))
     return {
-        "psnr": _number(evaluate.get("psnr")),
+        "scored_on": None if psnr is None else evaluate.get("scored_on") or HELD_OUT_PHOTOS,
+        "psnr": psnr,
         "ssim": _number(evaluate.get("ssim")),
         "lpips": _number(evaluate.get("lpips")),
         "gaussians": gaussians if gaussians is not None else _number(train.get("gaussians")),

@@ -2,12 +2,16 @@
 against the photo with PSNR, SSIM (11x11 Gaussian window, as the 3DGS paper) and LPIPS (AlexNet).
 
     python -m gaussian_splatting.evaluate -s SOURCE -m MODEL_DIR [--iteration N]
-        [--backend auto|cpu|cuda] [-r K] [--lpips-weights DIR]
+        [--backend auto|cpu|cuda] [-r K] [--lpips-weights DIR] [--split test|train]
+
+``--split train`` scores the training views instead (``train.txt``): for a set too small to keep
+a photo out of training, the only score there is, and one that flatters the model; results.json
+says which split was scored (``split``).
 
 Reads the model from the standard PLY (``point_cloud/iteration_N/point_cloud.ply``, the highest
 N by default), so it scores any trainer's output. Writes, each file atomically:
-``test/ours_N/renders/<image>.png`` and ``test/ours_N/gt/<image>.png`` side by side, and
-``results.json``. LPIPS is null, with the reason, when its weights are not on this machine:
+``test/ours_N/renders/<image>.png`` and ``test/ours_N/gt/<image>.png`` side by side (``train/``
+for the training views), and ``results.json``. LPIPS is null, with the reason, when its weights are not on this machine:
 nothing is downloaded and no number is made up. ``mean_colour_psnr`` scores a flat image of the
 training photos' mean colour, the floor any model must clear.
 """
@@ -42,11 +46,12 @@ from gaussian_splatting.scene import TEST_FILE, TRAIN_FILE, TrainingView, load_v
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
+SPLIT_FILES = {"test": TEST_FILE, "train": TRAIN_FILE}
 _ITERATION_DIR = re.compile(r"^iteration_(\d+)$")
 
 
 class NothingToEvaluate(ValueError):
-    """The model or the held-out images are missing; the message says which."""
+    """The model or the images to score are missing; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -59,15 +64,16 @@ class ImageScore:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What results.json holds; means are over the held-out images."""
+    """What results.json holds; means are over the scored images (the held-out ones, unless ``split`` is "train")."""
 
     iteration: int
+    split: str  # "test": held-out photos; "train": the training views
     psnr: float
     ssim: float
     lpips: float | None
     lpips_unavailable: str | None  # why lpips is null
     mean_colour_psnr: float  # a flat image of the training photos' mean colour, same images
-    width: int  # render size of the first held-out image
+    width: int  # render size of the first scored image
     height: int
     backend: str
     gaussians: int
@@ -109,20 +115,23 @@ def evaluate(
     lpips_weights: Path | None = None,
     output_dir: Path | None = None,
     on_image: Callable[[int, int], None] | None = None,
+    split: str = "test",
 ) -> Evaluation:
-    """Score the model on ``test.txt``; write the renders and results.json into ``output_dir``
-    (``model_dir`` by default). ``on_image(done, total)`` follows the progress."""
+    """Score the model on ``test.txt`` (``split="train"``: on ``train.txt``); write the renders and
+    results.json into ``output_dir`` (``model_dir`` by default). ``on_image(done, total)`` follows
+    the progress."""
     started = time.monotonic()
     iteration = latest_iteration(model_dir) if iteration is None else iteration
     ply = model_dir / "point_cloud" / f"iteration_{iteration}" / "point_cloud.ply"
     if not ply.exists():
         raise NothingToEvaluate(f"no model at {ply}")
-    held_out = read_split(source, TEST_FILE)
-    if not held_out:
-        raise NothingToEvaluate(f"{source / TEST_FILE} lists no held-out images")
-    views = load_views(source, held_out, resolution_scale)
+    split_file = SPLIT_FILES[split]
+    scored = read_split(source, split_file)
+    if not scored:
+        raise NothingToEvaluate(f"{source / split_file} lists no {'held-out images' if split == 'test' else 'training views'}")
+    views = load_views(source, scored, resolution_scale)
     if not views:
-        raise NothingToEvaluate(f"none of the {len(held_out)} held-out images is in the SfM model")
+        raise NothingToEvaluate(f"none of the {len(scored)} images of {split_file} is in the SfM model")
 
     device = torch.device(resolve_backend(backend))
     state = read_ply(ply)
@@ -135,7 +144,7 @@ def evaluate(
     baseline_colour = mean_training_colour(source, resolution_scale)
 
     output_dir = model_dir if output_dir is None else output_dir
-    renders_dir = output_dir / "test" / f"ours_{iteration}"
+    renders_dir = output_dir / split / f"ours_{iteration}"
     scores, baseline_scores = [], []
     used_backend = backend
     for view in views:
@@ -159,6 +168,7 @@ def evaluate(
     lpips_values = [score.lpips for score in scores]
     evaluation = Evaluation(
         iteration=iteration,
+        split=split,
         psnr=_mean([score.psnr for score in scores]),
         ssim=_mean([score.ssim for score in scores]),
         lpips=None if lpips_unavailable else _mean(lpips_values),
@@ -207,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--resolution-scale", "-r", "--resolution", dest="resolution_scale", type=int, default=1)
     parser.add_argument("--lpips-weights", type=Path, help="folder with alexnet-owt-7be5be79.pth and alex.pth")
+    parser.add_argument("--split", choices=tuple(SPLIT_FILES), default="test",
+                        help="score the held-out images (test.txt, the default) or the training views (train.txt)")
     return parser
 
 
@@ -214,12 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        result = evaluate(args.source, args.model_dir, args.iteration, args.backend, args.resolution_scale, args.lpips_weights)
+        result = evaluate(args.source, args.model_dir, args.iteration, args.backend, args.resolution_scale,
+                          args.lpips_weights, split=args.split)
     except NothingToEvaluate as problem:
         log.error("%s", problem)
         return 2
     lpips = "n/a" if result.lpips is None else f"{result.lpips:.4f}"
-    print(f"PSNR {result.psnr:.2f} dB  SSIM {result.ssim:.4f}  LPIPS {lpips}  (mean colour: {result.mean_colour_psnr:.2f} dB)")
+    scored = "held-out images" if result.split == "test" else "training views, which flatter the model"
+    print(f"PSNR {result.psnr:.2f} dB  SSIM {result.ssim:.4f}  LPIPS {lpips}  (mean colour: {result.mean_colour_psnr:.2f} dB)"
+          f"  on {len(result.images)} {scored}")
     return 0
 
 
