@@ -11,6 +11,9 @@ from typing import Sequence
 
 from daemon import __version__
 from inbox_protocol.file_names import display_name
+from stages.registry import PIPELINE
+
+STAGE_NAMES = tuple(spec.name for spec in PIPELINE)
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     retry = commands.add_parser("retry", help="run a done, failed or cancelled job's set again")
     _common_options(retry)
     retry.add_argument("job")
+    retry.add_argument("--from", dest="from_stage", choices=STAGE_NAMES, metavar="STAGE",
+                       help=f"start from this stage ({', '.join(STAGE_NAMES)}), reusing the job's results of the "
+                            "stages before it while the photos and the options they depend on are unchanged; "
+                            "default: the stage a failed or cancelled job ended in, the beginning for a done one")
 
     remove = commands.add_parser("remove", help="delete a job's published results and page, and mark it removed")
     _common_options(remove)
@@ -110,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cancel(store, args.job)
     if args.command == "remove":
         return _remove(settings, store, args.job, args.yes)
-    return _retry(settings, store, args.job)
+    return _retry(settings, store, args.job, args.from_stage)
 
 
 def _run(settings, until_idle: bool) -> int:
@@ -262,7 +269,7 @@ def _cancel(store, job_id: str) -> int:
     return 0
 
 
-def _retry(settings, store, job_id: str) -> int:
+def _retry(settings, store, job_id: str, from_stage: str | None) -> int:
     from daemon.intake.set_intake import SetIntake
     from daemon.intake.settle_clock import SettleClock
 
@@ -271,7 +278,7 @@ def _retry(settings, store, job_id: str) -> int:
         print(f"instarecon: no job {job_id!r}", file=sys.stderr)
         return 1
     try:
-        new_job = SetIntake(settings, store, SettleClock(settings.settle_seconds)).retry(job)
+        new_job = SetIntake(settings, store, SettleClock(settings.settle_seconds)).retry(job, from_stage)
     except ValueError as error:
         print(f"instarecon: {error}", file=sys.stderr)
         return 1

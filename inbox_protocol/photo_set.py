@@ -82,6 +82,7 @@ class SetListing:
     ready: bool = False
     cancel_mtime_ns: int | None = None
     retry_mtime_ns: int | None = None
+    retry_name: str | None = None  # the RETRY file's name as written (any case): its content may name a stage
 
     @property
     def escaping_symlinks(self) -> tuple[SymlinkEntry, ...]:
@@ -219,4 +220,5 @@ def walk_set(set_root: Path, inbox_root: Path, rules: FileRules) -> SetListing:
         ready=any(marker in markers for marker in READY_MARKERS),
         cancel_mtime_ns=markers[CANCEL_MARKER].mtime_ns if CANCEL_MARKER in markers else None,
         retry_mtime_ns=markers[RETRY_MARKER].mtime_ns if RETRY_MARKER in markers else None,
+        retry_name=markers[RETRY_MARKER].path if RETRY_MARKER in markers else None,
     )

@@ -69,6 +69,7 @@ class StageTiming:
     name: str
     state: str
     seconds: float | None
+    reused_from: str | None = None  # the earlier attempt whose result a retry took over: the stage did not run
 
     @property
     def words(self) -> str:
@@ -249,7 +250,7 @@ def job_view(status: Mapping[str, Any], job_folder: Path) -> JobView:
         unplaced=_unplaced(placed),
         iterations=trained.get("iterations"),
         stages=tuple(
-            StageTiming(name, str(entry.get("state")), _number(entry.get("seconds")))
+            StageTiming(name, str(entry.get("state")), _number(entry.get("seconds")), _text(entry.get("reused_from")))
             for name, entry in (status.get("stages") or {}).items()
         ),
         warnings=tuple(str(warning) for warning in status.get("warnings") or ()),

@@ -4,7 +4,9 @@ The set itself is only ever read. A set over the size limits (inbox_protocol/set
 before any photo is read or extracted. Photos are checked in a thread pool, which decodes no
 more at once than ingest's memory budget allows (stages/memory_budget.py); the usable ones land
 in ``images/`` and ``manifest.json`` says which file each came from and why others were not
-used, so that later stages never open the user's files again. ``cover.jpg``, the first usable
+used, so that later stages never open the user's files again; ``photo-digests.json`` holds the
+SHA-256 of each photo read (of the .zip, for a zip set), which a retry compares with the set to
+tell whether this attempt's stages can be reused (inbox_protocol/photo_digests.py). ``cover.jpg``, the first usable
 photo in name order at most ``COVER_LONG_SIDE`` on its long side and without metadata, goes to
 the outbox as soon as ingest is done: the set's card shows it while the job runs, or after it failed.
 """
@@ -24,6 +26,7 @@ from typing import Any, Iterable
 from PIL import Image
 
 from inbox_protocol.file_names import display_name
+from inbox_protocol.photo_digests import DIGESTS_FILE, file_sha256, listing_digests
 from inbox_protocol.photo_set import MAX_FOLDER_DEPTH, FileEntry, FileRules, SetListing, walk_set
 from inbox_protocol.refusal import SetRefused
 from inbox_protocol.set_limits import PhotoSize, SetLimits, first_violation, listed_photos, zip_photos
@@ -85,7 +88,7 @@ class IngestStage(Stage):
     def run(self, context: StageContext, report: ProgressReporter) -> StageResult:
         started = time.monotonic()
         try:
-            outcome = _ingest_source(context, report)
+            outcome, digests = _ingest_source(context, report)
         except SetRefused as refusal:  # the inbox protocol's refusal is this stage's failure
             raise StageFailed(refusal.message, hint=refusal.hint) from refusal
         images = {
@@ -96,6 +99,7 @@ class IngestStage(Stage):
         if len(outcome.accepted) < MIN_PHOTOS:
             raise StageFailed(_too_few_message(outcome), hint=_TOO_FEW_HINT, images=images)
         atomic_write_json(context.output_dir / MANIFEST_FILE, _manifest(outcome))
+        atomic_write_json(context.output_dir / DIGESTS_FILE, digests)  # what a retry compares the set with
         _write_cover(context.output_dir / outcome.accepted[0].image, context.output_dir / COVER_FILE)
         warnings = outcome.notes
         if outcome.rejected:
@@ -112,6 +116,7 @@ class IngestStage(Stage):
             outputs={
                 "images": f"{stage_folder}/{IMAGES_DIR}",
                 "manifest": f"{stage_folder}/{MANIFEST_FILE}",
+                "digests": f"{stage_folder}/{DIGESTS_FILE}",
                 "cover": f"{stage_folder}/{COVER_FILE}",
             },
             warnings=warnings,
@@ -127,8 +132,9 @@ def _write_cover(image: Path, cover: Path) -> None:
         write_web_jpeg(cover, picture, COVER_LONG_SIDE)
 
 
-def _ingest_source(context: StageContext, report: ProgressReporter) -> _Outcome:
-    """The set's size limits are checked first, before any photo is read or extracted."""
+def _ingest_source(context: StageContext, report: ProgressReporter) -> tuple[_Outcome, dict[str, str]]:
+    """The set's size limits are checked first, before any photo is read or extracted. Also the
+    digests of the photos read (inbox_protocol/photo_digests.py)."""
     source = context.source
     rules = FileRules(tuple(context.settings.get("ignore_patterns", ())))
     limits = SetLimits.from_settings(context.settings)
@@ -136,9 +142,10 @@ def _ingest_source(context: StageContext, report: ProgressReporter) -> _Outcome:
         listing = walk_set(source, context.inbox, rules)
         _refuse_escaping_symlinks(listing)
         _refuse_over_limits(listed_photos(listing), limits)
-        return _ingest_folder(source, listing, context, report)
+        return _ingest_folder(source, listing, context, report), listing_digests(source, listing)
     if source.is_file() and source.suffix.lower() == ".zip":
         _refuse_over_limits(zip_photos(source, rules), limits)
+        digests = {source.name: file_sha256(source)}
         extracted = context.output_dir / EXTRACTED_DIR
         zip_limits = ZipLimits(  # checked again as the bytes come out, in case the headers lie
             max_files=int(context.settings["zip_max_files"]),
@@ -150,7 +157,7 @@ def _ingest_source(context: StageContext, report: ProgressReporter) -> _Outcome:
             report(0.0, "extracting zip archive")
             extract_zip(source, extracted, zip_limits, rules)  # its photos (and job.toml) only
             listing = walk_set(extracted, extracted, rules)
-            return _ingest_folder(extracted, listing, context, report)
+            return _ingest_folder(extracted, listing, context, report), digests
         finally:
             shutil.rmtree(extracted, ignore_errors=True)  # the normalised copies are what stays
     raise StageFailed(f"the set '{source.name}' is missing, or is neither a folder nor a .zip file")

@@ -250,6 +250,17 @@ def test_finished_set_is_not_run_again_but_a_changed_set_or_retry_file_is(tmp_pa
     assert layout.status("castle")["job_id"] == "castle-3"
     assert layout.status("castle")["state"] == "done"
 
+    # a RETRY file may name the stage to start from; one that names what is no stage is refused, not guessed at
+    retry = layout.inbox / "castle" / "RETRY"
+    retry.write_text('from = "publsh"\n')
+    os.utime(retry, ns=(retry.stat().st_atime_ns, retry.stat().st_mtime_ns + 1_000_000_000))  # a new RETRY
+    with DaemonProcess(layout, until_idle=True) as daemon:
+        assert daemon.wait(60) == 0
+    refused = layout.status("castle")
+    assert (refused["job_id"], refused["state"]) == ("castle-4", "failed")
+    assert refused["error"]["message"] == "the RETRY file asks to start from 'publsh', which is not a stage"
+    assert refused["error"]["hint"].startswith('leave RETRY empty, or write one line such as from = "publish"')
+
 
 def test_the_inbox_is_never_modified_except_status_json(tmp_path):
     layout = make_layout(tmp_path)

@@ -136,7 +136,11 @@ def test_good_set_gives_images_manifest_result_and_progress(tmp_path):
     assert result.metrics["rejected"] == 0
     assert result.metrics["seconds"] >= 0
     assert result.outputs == {"images": "ingest/images", "manifest": "ingest/manifest.json",
-                              "cover": "ingest/cover.jpg"}
+                              "digests": "ingest/photo-digests.json", "cover": "ingest/cover.jpg"}
+    # each photo's bytes, as a retry compares them with the set (the junk file is no photo)
+    digests = json.loads((context.job_dir / result.outputs["digests"]).read_text())
+    assert digests == {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+                       for name in ("IMG_1.jpg", "IMG_2.png", "IMG_3.tif", "IMG_4.webp")}
     assert result.to_outbox == ("cover",)
     assert result.warnings == ()
     assert result.images == {"found": 4, "accepted": 4, "rejected": []}
@@ -159,7 +163,7 @@ def test_good_set_gives_images_manifest_result_and_progress(tmp_path):
     for item in manifest["images"]:
         with Image.open(context.output_dir / item["image"]) as written:
             assert (written.format, written.mode, written.size) == ("JPEG", "RGB", (160, 120))
-    assert sorted(os.listdir(context.output_dir)) == ["cover.jpg", "images", "manifest.json"]
+    assert sorted(os.listdir(context.output_dir)) == ["cover.jpg", "images", "manifest.json", "photo-digests.json"]
     with Image.open(context.output_dir / "cover.jpg") as cover:  # IMG_1, never scaled up
         assert (cover.format, cover.mode, cover.size) == ("JPEG", "RGB", (160, 120))
     photo_calls = [call for call in recorder.calls if call[1].startswith("photo ")]
@@ -599,9 +603,11 @@ def test_zip_set_is_extracted_read_and_cleaned_up(tmp_path):
         ("IMG_2.jpg", "images/IMG_2.jpg"),
         ("more/IMG_3.jpg", "images/more__IMG_3.jpg"),
     ]
-    assert sorted(os.listdir(context.output_dir)) == ["cover.jpg", "images", "manifest.json"]
+    assert sorted(os.listdir(context.output_dir)) == ["cover.jpg", "images", "manifest.json", "photo-digests.json"]
     assert recorder.calls[0] == (0.0, "extracting zip archive")
     assert archive.read_bytes() == archive_before
+    digests = json.loads((context.output_dir / "photo-digests.json").read_text())
+    assert digests == {archive.name: hashlib.sha256(archive_before).hexdigest()}  # the archive holds every photo
 
 
 def test_zip_with_an_escaping_entry_is_refused_and_leaves_nothing(tmp_path):

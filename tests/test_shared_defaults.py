@@ -12,7 +12,7 @@ from gaussian_splatting.config import PRESETS, TrainConfig
 from gaussian_splatting.densify import DensifySettings
 from gaussian_splatting.outliers import OutlierSettings
 from inbox_protocol.set_limits import SetLimits
-from stages.registry import PIPELINE
+from stages.registry import OPTIONS_OF_NO_STAGE, PIPELINE
 from tests.daemon_harness import status_validator
 
 DAEMON = Settings()
@@ -43,3 +43,10 @@ def test_the_published_schemas_name_the_stages_the_pipeline_runs():
     names = [spec.name for spec in PIPELINE]
     assert job_options_schema()["properties"]["stop_after"]["enum"] == names
     assert status_validator().schema["$defs"]["stage_name"]["enum"] == names
+
+
+def test_every_job_option_says_which_stages_it_changes():
+    """A retry reuses an earlier attempt's stages only while the options they depend on are equal
+    (stages/registry.py): an option no stage lists would let a retry reuse a result it changed."""
+    classified = {option for spec in PIPELINE for option in spec.options} | set(OPTIONS_OF_NO_STAGE)
+    assert classified == set(job_options_schema()["properties"])

@@ -219,7 +219,8 @@ def test_a_failed_job_page_says_how_to_try_again_with_the_log_folded_away_and_no
     assert "failed while placing the cameras" in text
     assert ("What to do next Change the set as the hint above says; the photos listed under Photos used, below, are "
             "the ones that could not be used.") in text
-    assert "drop an empty file named RETRY into the set's folder" in text
+    assert ("drop an empty file named RETRY into the set's folder: it starts again from placing the cameras, reusing "
+            "the work done before it.") in text
     assert "ask the person who runs this server to run instarecon retry wall-1" in text
     assert f"IMG_0042.jpg: {UNPLACED_REASON}" in text
     assert '<details class="job-log">' in page and "<details class=\"job-log\" open" not in page  # folded away

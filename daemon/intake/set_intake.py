@@ -24,14 +24,16 @@ from typing import Iterable
 
 from daemon.config import Settings
 from daemon.intake.settle_clock import SettleClock
-from daemon.jobs.records import JobError
+from daemon.jobs.records import JobError, RetryRequest
 from daemon.journal import job_fields
 from daemon.store import ACTIVE_STATES, TERMINAL_STATES, JobRecord, JobState, JobStore
 from daemon.store.outage import is_outage
 from inbox_protocol.file_names import display_name
 from inbox_protocol.photo_set import CANCEL_MARKER, STATUS_FILE, FileEntry, FileRules, SetListing, walk_set
 from inbox_protocol.refusal import SetRefused
+from inbox_protocol.retry_file import read_retry_file
 from inbox_protocol.set_limits import LimitViolation, SetLimits, first_violation, listed_photos, zip_photos
+from stages.registry import PIPELINE
 
 log = logging.getLogger("instarecon.inbox")
 
@@ -49,6 +51,7 @@ READ_RETRY_SECONDS = 1.0
 # so the set runs as a new attempt once it can be examined.
 UNEXAMINED = "unexamined"
 NOT_STARTED = (JobState.WAITING, JobState.QUEUED)  # the states in which the inbox decides about a job
+STAGE_NAMES = tuple(spec.name for spec in PIPELINE)  # what a RETRY file may name
 
 
 def could_be_set(name: str, rules: FileRules) -> bool:
@@ -180,6 +183,7 @@ class SetIntake:
             if remaining > 0:
                 return remaining
         if why_new:
+            request, refusal = _retry_request(path, listing, latest)
             latest = self._store.create_job(
                 set_name=name,
                 source_path=path,
@@ -189,8 +193,14 @@ class SetIntake:
                 message=self._waiting_message(listing),
                 retry_token=listing.retry_mtime_ns,
                 attempt=(latest.attempt if latest is not None else 0) + 1,  # one job, however many daemons see the set
+                retry_request=request,
             )
             log.info("%s: %s, job %s (attempt %d)", name, why_new, latest.id, latest.attempt, extra=job_fields(latest))
+            if refusal is not None:  # a RETRY file that asks for what cannot be: said, not guessed at
+                self._store.transition(latest.id, JobState.FAILED, refusal.message, stage="ingest",
+                                       from_states=NOT_STARTED, error=JobError("ingest", refusal.message, refusal.hint))
+                log.error("%s: refused: %s", name, refusal.message, extra=job_fields(latest))
+                return None
         if latest.state not in (JobState.WAITING, JobState.QUEUED):
             return None
 
@@ -240,8 +250,10 @@ class SetIntake:
             log.info("%s: complete (%s), queued as %s", name, how, latest.id, extra=job_fields(latest))
         return None
 
-    def retry(self, job: JobRecord) -> JobRecord:
-        """A new queued attempt of a finished, failed or cancelled job's set (`instarecon retry`)."""
+    def retry(self, job: JobRecord, from_stage: str | None = None) -> JobRecord:
+        """A new queued attempt of a finished, failed or cancelled job's set (`instarecon retry`),
+        which reuses ``job``'s stages before ``from_stage`` where it can (daemon/jobs/reuse.py;
+        None: from the stage a failed or cancelled job ended in)."""
         if job.state not in TERMINAL_STATES:
             raise ValueError(
                 f"job {job.id} is {job.state}; only a done, failed, cancelled or removed job can be retried"
@@ -259,6 +271,7 @@ class SetIntake:
             state=JobState.QUEUED,
             message=f"queued again by `instarecon retry {job.id}`",
             retry_token=listing.retry_mtime_ns,
+            retry_request=RetryRequest(job.id, from_stage),
         )
 
     def _read_set(self, path: Path) -> tuple[str, SetListing] | None:
@@ -395,6 +408,20 @@ class SetIntake:
                 log.info("the inbox %s can be trusted again: sets missing from it count as removed", inbox)
             self._inbox_trouble_told = trouble
         return trouble
+
+
+def _retry_request(path: Path, listing: SetListing,
+                   latest: JobRecord | None) -> tuple[RetryRequest | None, SetRefused | None]:
+    """A RETRY file not yet answered, after an attempt that ended: a retry of that attempt, from
+    the stage the file names (or the default); with why, when the file asks for what cannot be."""
+    if latest is None or latest.state not in TERMINAL_STATES or listing.retry_name is None:
+        return None, None
+    if listing.retry_mtime_ns == latest.retry_token:
+        return None, None
+    try:
+        return RetryRequest(latest.id, read_retry_file(path / listing.retry_name, STAGE_NAMES)), None
+    except SetRefused as refusal:
+        return None, refusal
 
 
 def _why_new_attempt(latest: JobRecord | None, fingerprint: str, retry_mtime_ns: int | None) -> str | None:

@@ -27,8 +27,11 @@ def _stage_view(record: StageRecord | None, error: JobError | None, name: str) -
         # a set refused before its first stage ran (bad job.toml, a link out of the inbox)
         refused_here = error is not None and error.stage == name
         record = StageRecord(StageState.FAILED) if refused_here else NOT_STARTED
-    return {"state": str(record.state), "started_at": record.started_at, "finished_at": record.finished_at,
+    view = {"state": str(record.state), "started_at": record.started_at, "finished_at": record.finished_at,
             "seconds": record.seconds}
+    if record.reused_from is not None:
+        view["reused_from"] = record.reused_from
+    return view
 
 
 def _eta(job: JobRecord) -> float | None:

@@ -25,6 +25,7 @@ from daemon.jobs.log import JOB_LOG_FILE, JobLog
 from daemon.jobs.options import JobOptionsError, read_job_options
 from daemon.jobs.plan import overall_progress, planned_stages
 from daemon.jobs.records import NOT_STARTED, JobError, StageRecord, StageState
+from daemon.jobs.reuse import plan_reuse, take_over
 from daemon.journal import job_fields, level_for_priority
 from daemon.run.disk_guard import (
     DiskGuard,
@@ -43,6 +44,7 @@ from daemon.run.space_waits import SpaceWaits
 from daemon.run.supervisor import ChildOutcome, ChildWatch, Ending, describe_exit, run_child
 from daemon.store import JobRecord, JobState, JobStore
 from daemon.store.outage import PatientStore, StoreOutage, is_outage
+from inbox_protocol.photo_digests import set_digests
 from inbox_protocol.photo_set import FileRules
 from stages.atomic_files import atomic_copy, atomic_write_json, remove_temporaries
 from stages.base import ASK_THE_OPERATOR, StageContext, StageResult
@@ -104,6 +106,9 @@ class JobRunner:
         plan = planned_stages(self._pipeline, options["stop_after"])
         stage_records = dict(job.stages)
         lease = JobLease(self._store.raw, job, self._outage)
+        reused: dict[str, str] = {}
+        if job.retry_request is not None and not any(folders.result(spec.name).exists() for spec in plan):
+            reused = self._take_over_earlier_stages(job, plan, options, folders)
         for spec in plan:
             lease.keep()
             if lease.lost:
@@ -111,8 +116,9 @@ class JobRunner:
             result_path = folders.result(spec.name)
             if result_path.exists():
                 if stage_records.get(spec.name, NOT_STARTED).state is not StageState.DONE:
-                    # the stage finished, but the daemon died before recording it
-                    ending = self._record_result(job, spec, plan, stage_records, result_path, seconds=None)
+                    # taken over from an earlier attempt, or finished before the daemon died, unrecorded
+                    ending = self._record_result(job, spec, plan, stage_records, result_path, seconds=None,
+                                                 reused_from=reused.get(spec.name))
                     if ending is not JobState.RUNNING:
                         return ending
                 continue
@@ -382,9 +388,11 @@ class JobRunner:
         stage_records: dict[str, StageRecord],
         result_path: Path,
         seconds: float | None,
+        reused_from: str | None = None,
     ) -> JobState:
         """Record a finished stage (RUNNING: the job goes on), after copying the files it hands
-        to the outbox; FAILED when they cannot be written there."""
+        to the outbox; FAILED when they cannot be written there. ``reused_from``: the earlier
+        attempt whose result a retry took over."""
         result = StageResult.from_json(json.loads(result_path.read_text()))
         folders = JobFolders.of(self._settings, job)
         outbox_dir = folders.outbox
@@ -403,7 +411,8 @@ class JobRunner:
             return self._fail(job, spec.name, f"{spec.name}: its results could not be published ({error.strerror})",
                               ASK_THE_OPERATOR)
         current = self._store.get(job.id)
-        stage_records[spec.name] = stage_records.get(spec.name, NOT_STARTED).ended(StageState.DONE, seconds)
+        stage_records[spec.name] = stage_records.get(spec.name, NOT_STARTED).ended(StageState.DONE, seconds,
+                                                                                    reused_from=reused_from)
         fields: dict[str, Any] = {
             "metrics": {**current.metrics, spec.name: dict(result.metrics)},
             "outputs": {**current.outputs, **{f"{spec.name}.{key}": path for key, path in result.outputs.items()}},
@@ -413,9 +422,47 @@ class JobRunner:
         if result.images is not None:
             fields["images"] = dict(result.images)
         self._store.set_stage(job.id, spec.name, stage_records[spec.name], f"{spec.name}: done", **fields)
-        log.info("%s: %s done in %s s", job.set_name, spec.name, seconds, extra=job_fields(job, spec.name))
+        if reused_from is not None:
+            log.info("%s: %s reused from %s", job.set_name, spec.name, reused_from, extra=job_fields(job, spec.name))
+        else:
+            log.info("%s: %s done in %s s", job.set_name, spec.name, seconds, extra=job_fields(job, spec.name))
         self._on_change()
         return JobState.RUNNING
+
+    def _take_over_earlier_stages(self, job: JobRecord, plan: Sequence[StageSpec], options: Mapping[str, Any],
+                                  folders: JobFolders) -> dict[str, str]:
+        """A retry's first run: link in the earlier attempt's stages that it may reuse
+        (daemon/jobs/reuse.py); say why where it starts earlier than asked. The stages taken over,
+        each with the attempt it came from."""
+        request = job.retry_request
+        earlier = self._store.get(request.earlier_job)
+        earlier_folders = None if earlier is None else JobFolders.of(self._settings, earlier)
+        self._store.update_fields(job.id, message=f"checking which stages of {request.earlier_job} can be reused")
+        self._on_change()
+        rules = FileRules(self._settings.ignore_patterns)
+        reuse = plan_reuse(self._pipeline, request, earlier, earlier_folders, options,
+                           lambda: set_digests(Path(job.source_path), self._settings.inbox, rules))
+        planned = {spec.name for spec in plan}
+        stages = [name for name in reuse.stages if name in planned]
+        why_not = reuse.why_not
+        if stages:
+            try:
+                take_over(earlier_folders, folders, stages)
+            except OSError as error:
+                log.warning("%s: could not link the stages of %s into %s: %s", job.set_name, reuse.earlier_job,
+                            folders.work, error, extra=job_fields(job))
+                for name in stages:
+                    shutil.rmtree(folders.stage(name), ignore_errors=True)
+                stages, why_not = [], f"the earlier stages could not be taken over ({error.strerror})"
+        if stages:
+            log.info("%s: retry of %s: reusing its %s; starting from %s", job.set_name, reuse.earlier_job,
+                     ", ".join(stages), _next_stage(plan, stages), extra=job_fields(job))
+        if why_not is not None:
+            start = f"from {_next_stage(plan, stages)}" if stages else "from the beginning"
+            note = f"this retry starts {start}, not from {reuse.asked_from}: {why_not}"
+            log.warning("%s: %s", job.set_name, note, extra=job_fields(job))
+            self._store.update_fields(job.id, warnings=list(dict.fromkeys([*self._store.get(job.id).warnings, note])))
+        return {name: reuse.earlier_job for name in stages}
 
     def _fail(self, job: JobRecord, stage: str, message: str, hint: str | None, images: Any = None,
               metrics: Mapping[str, Any] | None = None) -> JobState:
@@ -442,6 +489,11 @@ class JobRunner:
             self._outage.failed(error, "checking for a cancel request")
             return False  # asked again at the next poll
         return current is None or current.cancel_requested
+
+
+def _next_stage(plan: Sequence[StageSpec], done: Sequence[str]) -> str:
+    """The first planned stage not in ``done`` (the last one when all are)."""
+    return next((spec.name for spec in plan if spec.name not in done), plan[-1].name)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

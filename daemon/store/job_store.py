@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
-from daemon.jobs.records import JobError, StageRecord
+from daemon.jobs.records import JobError, RetryRequest, StageRecord
 from daemon.store.advisory_lock import advisory_lock
 from daemon.store.job_ids import LONG_HASH_DIGITS, SHORT_HASH_DIGITS, job_id_for
 from daemon.store.migrate import upgrade_to_head
@@ -67,6 +67,7 @@ class JobRecord:
     updated_at: datetime
     lease_expires_at: datetime | None = None
     lease_owner: str | None = None  # the process running it (daemon/this_process.py)
+    retry_request: RetryRequest | None = None  # a retry that may reuse an earlier attempt's stages
 
     @classmethod
     def from_row(cls, row: Any) -> "JobRecord":
@@ -77,6 +78,7 @@ class JobRecord:
         data["outputs"] = data["outputs"] or {}
         data["stages"] = {name: StageRecord.from_json(entry) for name, entry in (data["stages"] or {}).items()}
         data["error"] = None if data["error"] is None else JobError.from_json(data["error"])
+        data["retry_request"] = None if data["retry_request"] is None else RetryRequest.from_json(data["retry_request"])
         return cls(**data)
 
 
@@ -85,6 +87,8 @@ def _stored(fields: Mapping[str, Any]) -> dict[str, Any]:
     values = dict(fields)
     if isinstance(values.get("error"), JobError):
         values["error"] = values["error"].to_json()
+    if isinstance(values.get("retry_request"), RetryRequest):
+        values["retry_request"] = values["retry_request"].to_json()
     if "stages" in values:
         values["stages"] = {name: record.to_json() for name, record in values["stages"].items()}
     return values
@@ -237,6 +241,7 @@ class JobStore:
         message: str,
         retry_token: int | None = None,
         attempt: int | None = None,
+        retry_request: RetryRequest | None = None,
     ) -> JobRecord:
         """A new attempt for the set. With ``attempt`` (the one after the latest the caller saw),
         exactly that one: when another daemon, seeing the same set, created it first, the unique
@@ -270,6 +275,7 @@ class JobStore:
                             stages={},
                             cancel_requested=False,
                             retry_token=retry_token,
+                            retry_request=None if retry_request is None else retry_request.to_json(),
                             created_at=now,
                             queued_at=now if state == JobState.QUEUED else None,
                             updated_at=now,

@@ -98,6 +98,7 @@ jobs = Table(
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("cancel_reason", MessageText),
     Column("retry_token", BigInteger),  # mtime of the RETRY file this attempt answered
+    Column("retry_request", JSON),  # RetryRequest: the earlier attempt whose stages this one may reuse
     Column("created_at", UtcDateTime, nullable=False),
     Column("queued_at", UtcDateTime),
     Column("started_at", UtcDateTime),

@@ -31,7 +31,9 @@ function show(status) {
     const row = stageRow(name);
     if (!row) continue;
     row.querySelector('[data-field="stage-state"]').textContent = stage.state;
-    row.querySelector('[data-field="stage-seconds"]').textContent = stage.seconds === null ? "–" : formatDuration(stage.seconds);
+    // a stage a retry took over from an earlier attempt did not run: it says whose result it is
+    row.querySelector('[data-field="stage-seconds"]').textContent = stage.reused_from ? `reused from ${stage.reused_from}`
+      : stage.seconds === null ? "–" : formatDuration(stage.seconds);
   }
   if (!ACTIVE_STATES.has(status.state) && status.state !== builtState) {
     reloadForNewState(`instarecon-reload-${status.job_id}`);
