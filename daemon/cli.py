@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
 
@@ -38,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("job", nargs="?", help="job id")
     status.add_argument("--json", action="store_true", help="print status.json documents")
     status.add_argument("--limit", type=int, default=50, help="at most this many jobs (default 50)")
+    # not --state: every command's --state names the state folder
+    status.add_argument("--only", type=job_states, action="append", metavar="STATE",
+                        help=f"only jobs in this state ({', '.join(STATE_WORDS)}); several: failed,cancelled")
+    status.add_argument("--since", type=moment, metavar="WHEN",
+                        help="only jobs created since: 2026-12-01, 2026-12-01T14:00 (UTC unless it says), 2d, 12h")
+
+    events = commands.add_parser("events", help="a job's event log: every change of state and stage, oldest first")
+    _common_options(events)
+    events.add_argument("job", help="job id")
+    events.add_argument("--json", action="store_true", help="print the events as a JSON list")
 
     cancel = commands.add_parser("cancel", help="cancel a waiting, queued or running job")
     _common_options(cancel)
@@ -77,6 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo-set":
         return _demo_set(args)
+    if args.command == "status" and args.state in STATE_WORDS and not Path(args.state).is_dir():
+        print(f"instarecon: --state names the state folder; the jobs in a state: --only {args.state}", file=sys.stderr)
+        return 2
+    if args.command == "status" and args.job is not None and (args.only or args.since):
+        print("instarecon: --only and --since choose jobs for the list; give them without a job id", file=sys.stderr)
+        return 2
 
     from daemon.config import EXIT_CONFIG, ConfigError, check_folders, load_settings
 
@@ -112,7 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"instarecon: the job store does not answer: {describe(error)}", file=sys.stderr)
         return 1
     if args.command == "status":
-        return _status(settings, store, args.job, args.json, args.limit)
+        states = None if args.only is None else {state for given in args.only for state in given}
+        return _status(settings, store, args.job, args.json, args.limit, states, args.since)
+    if args.command == "events":
+        return _events(store, args.job, args.json)
     if args.command == "cancel":
         return _cancel(store, args.job)
     if args.command == "remove":
@@ -130,7 +151,8 @@ def _run(settings, until_idle: bool) -> int:
     return daemon.run(until_idle=until_idle)
 
 
-def _status(settings, store, job_id: str | None, as_json: bool, limit: int) -> int:
+def _status(settings, store, job_id: str | None, as_json: bool, limit: int, states=None,
+            since: datetime | None = None) -> int:
     from daemon.jobs.folders import JobFolders
     from daemon.report.status_document import build_status
     from daemon.store import DaemonRegistry
@@ -147,7 +169,7 @@ def _status(settings, store, job_id: str | None, as_json: bool, limit: int) -> i
         else:
             print(_describe(document))
         return 0
-    jobs = store.list_jobs(limit=limit)
+    jobs = store.list_jobs(states=states, limit=limit, created_since=since)
     if as_json:
         names = _folder_names(settings)
         documents = [build_status(job, PIPELINE, JobFolders.of(settings, job), names, settings.public_url) for job in jobs]
@@ -156,7 +178,7 @@ def _status(settings, store, job_id: str | None, as_json: bool, limit: int) -> i
     print(_daemons_table(DaemonRegistry(store.engine).daemons()))
     print()
     if not jobs:
-        print("no jobs yet")
+        print("no jobs yet" if states is None and since is None else "no jobs match")
         return 0
     rows = [("JOB", "STATE", "STAGE", "PROGRESS", "HOST", "UPDATED", "MESSAGE")]
     for job in jobs:
@@ -164,6 +186,55 @@ def _status(settings, store, job_id: str | None, as_json: bool, limit: int) -> i
         rows.append((job.id, str(job.state), job.stage or "-", f"{job.progress:.0f}%", job.host or "-", updated,
                      job.message))
     print(_table(rows))
+    return 0
+
+
+STATE_WORDS = ("waiting", "queued", "running", "done", "failed", "cancelled", "removed")  # JobState's, without the import
+_AGE = re.compile(r"(\d+)([dh])")
+
+
+def job_states(text: str) -> list[str]:
+    """``--only``'s value: one state, or several joined by commas."""
+    words = [word.strip().lower() for word in text.split(",") if word.strip()]
+    wrong = [word for word in words if word not in STATE_WORDS]
+    if wrong or not words:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a job state: give one of {', '.join(STATE_WORDS)} "
+                                         "(several joined by commas)")
+    return words
+
+
+def moment(text: str, now: datetime | None = None) -> datetime:
+    """``--since``'s value: an age (2d, 12h) before now, or a date (its midnight) or date and time,
+    in UTC unless it names its zone."""
+    if age := _AGE.fullmatch(text.strip().lower()):
+        number, unit = int(age.group(1)), age.group(2)
+        return (now or datetime.now(timezone.utc)) - timedelta(days=number if unit == "d" else 0,
+                                                               hours=number if unit == "h" else 0)
+    try:
+        given = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: give a date (2026-12-01), a date and time (2026-12-01T14:00, UTC unless it "
+            "ends in a zone such as +01:00), or an age in days or hours (2d, 12h)") from None
+    return given.replace(tzinfo=timezone.utc) if given.tzinfo is None else given.astimezone(timezone.utc)
+
+
+def _events(store, job_id: str, as_json: bool) -> int:
+    """The job store's log of the job: one row per change of state or of a stage, as it was written."""
+    from daemon.jobs.records import iso
+
+    if store.get(job_id) is None:
+        print(f"instarecon: no job {job_id!r}", file=sys.stderr)
+        return 1
+    events = [{"at": iso(event["at"]), "kind": event["kind"], "state": event["state"], "stage": event["stage"],
+               "message": event["message"]} for event in store.events(job_id)]
+    if as_json:
+        print(json.dumps(events, indent=2, ensure_ascii=False))
+        return 0
+    rows = [("AT (UTC)", "KIND", "STATE", "STAGE", "MESSAGE")]
+    rows += [(event["at"], event["kind"], event["state"] or "-", event["stage"] or "-", event["message"])
+             for event in events]
+    print(_table(rows, fit=False))
     return 0
 
 
@@ -190,13 +261,14 @@ def _folder_names(settings):
     return FolderNames.of(settings.inbox, settings.outbox, settings.state)
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: list[tuple[str, ...]], fit: bool = True) -> str:
+    """Columns; the last one cut to the terminal's width when ``fit``."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    room = max(20, shutil.get_terminal_size((120, 20)).columns - sum(widths) - 2 * len(widths))
+    room = max(20, shutil.get_terminal_size((120, 20)).columns - sum(widths) - 2 * len(widths)) if fit else None
     lines = []
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths)]
-        last = row[-1] if len(row[-1]) <= room else row[-1][: room - 1] + "…"
+        last = row[-1] if room is None or len(row[-1]) <= room else row[-1][: room - 1] + "…"
         lines.append("  ".join([*cells, last]).rstrip())
     return "\n".join(lines)
 

@@ -86,6 +86,8 @@ def _index_entry(job: JobView, page_size: int, position: int) -> dict:
         "stage": job.stage,
         "created_at": job.created_at,
         "finished_at": job.finished_at,
+        "verdict": job.verdict,  # the held-out PSNR's band in a word ("very good", "good", "rough"), or None
+        "error": job.error_message,  # a failed job's reason
         "scored_on": job.scored_on,  # "held-out photos", or "training views" for a set too small to hold one out
         "psnr": job.psnr,
         "ssim": job.ssim,

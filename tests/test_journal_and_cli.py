@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import socket
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -13,6 +15,8 @@ from daemon.cli import metric_lines
 from daemon.journal import PriorityFormatter, job_fields, setup_logging
 from tests.daemon_harness import DaemonProcess, make_layout, run_cli
 from tests.photo_sets import small_set
+
+HOSTILE = '<img src=x onerror=alert(1)> & "quotes"'
 
 
 class _Job:
@@ -106,3 +110,126 @@ def test_a_terminal_gets_times_and_level_words_instead_of_priorities():
     line = stream.getvalue().strip()
     assert line.endswith("WARNING careful [JOB_ID=kermit-1 SET_NAME=kermit STAGE=ingest]")
     assert not line.startswith("<")
+
+
+# ---- history: status's filters and a job's event log, on a job store made here (no daemon run needed)
+
+
+def history_store(layout) -> dict[str, str]:
+    """Four jobs made through the real JobStore, their creation moved back in time as the test needs:
+    a failed one from 10 days ago, a done one from 3 days ago, a failed one and a queued one (with a
+    hostile name) from the last hour. Returns their ids by role."""
+    from sqlalchemy import update
+
+    from daemon.jobs.records import JobError, StageRecord, StageState
+    from daemon.store import JobState, open_store
+    from daemon.store.tables import jobs
+
+    layout.state.mkdir(exist_ok=True)
+    store = open_store(f"sqlite:///{layout.state / 'jobs.sqlite3'}")
+    now = datetime.now(timezone.utc)
+    made = {}
+    for role, name, age in (("old_failed", "garden", timedelta(days=10)), ("done", "statue", timedelta(days=3)),
+                            ("new_failed", "wall", timedelta(minutes=50)), ("queued", HOSTILE, timedelta(minutes=20))):
+        job = store.create_job(set_name=name, source_path=layout.inbox / name, source_kind="folder",
+                               fingerprint="f" * 64, state=JobState.QUEUED, message="queued: 24 photos")
+        with store.engine.begin() as connection:
+            connection.execute(update(jobs).where(jobs.c.id == job.id).values(created_at=now - age))
+        made[role] = job.id
+    for role in ("old_failed", "done", "new_failed"):
+        claimed = store.claim_next()
+        assert claimed.id == made[role]
+        started = StageRecord.started()
+        store.set_stage(claimed.id, "ingest", started, "ingest: starting")
+        if role == "done":
+            store.set_stage(claimed.id, "ingest", started.ended(StageState.DONE, 1.5), "ingest: done")
+            assert store.transition(claimed.id, JobState.DONE, "done after ingest", stage="ingest")
+        else:
+            store.set_stage(claimed.id, "ingest", started.ended(StageState.FAILED, 0.5), "ingest: failed")
+            assert store.transition(claimed.id, JobState.FAILED, "only 2 usable photos", stage="ingest",
+                                    error=JobError("ingest", "only 2 usable photos"))
+    return made
+
+
+def listed(result) -> list[str]:
+    """The job ids of `instarecon status`'s table, in order."""
+    assert result.returncode == 0, result.stderr
+    jobs = result.stdout.split("\n\n")[1].splitlines()
+    assert jobs[0].split()[:2] == ["JOB", "STATE"]
+    return [line.split()[0] for line in jobs[1:]]
+
+
+def test_status_lists_only_the_jobs_in_the_states_and_since_the_time_asked_for(tmp_path):
+    layout = make_layout(tmp_path)
+    ids = history_store(layout)
+    five_days_ago = (datetime.now(timezone.utc) - timedelta(days=5)).date().isoformat()
+
+    assert listed(run_cli(layout, "status")) == [ids[r] for r in ("queued", "new_failed", "done", "old_failed")]
+    assert listed(run_cli(layout, "status", "--only", "failed")) == [ids["new_failed"], ids["old_failed"]]
+    assert listed(run_cli(layout, "status", "--only", "failed", "--since", "2d")) == [ids["new_failed"]]
+    assert listed(run_cli(layout, "status", "--since", "12h")) == [ids["queued"], ids["new_failed"]]
+    assert listed(run_cli(layout, "status", "--only", "failed,done", "--since", five_days_ago)) == [
+        ids["new_failed"], ids["done"]]
+    assert listed(run_cli(layout, "status", "--only", "done", "--only", "queued")) == [ids["queued"], ids["done"]]
+    assert listed(run_cli(layout, "status", "--since", f"{five_days_ago}T00:00+00:00", "--limit", "1")) == [ids["queued"]]
+    none = run_cli(layout, "status", "--only", "cancelled")
+    assert none.returncode == 0 and none.stdout.rstrip().endswith("no jobs match")
+
+    documents = json.loads(run_cli(layout, "status", "--only", "failed", "--since", "4d", "--json").stdout)
+    assert [document["job_id"] for document in documents] == [ids["new_failed"]]
+    (failed,) = documents
+    assert (failed["state"], failed["stage"], failed["message"]) == ("failed", "ingest", "only 2 usable photos")
+    assert {"progress", "host", "created_at", "updated_at"} <= failed.keys()
+    created = datetime.fromisoformat(failed["created_at"].replace("Z", "+00:00"))
+    assert timedelta(minutes=49) < datetime.now(timezone.utc) - created < timedelta(minutes=52)
+    hostile = json.loads(run_cli(layout, "status", "--only", "queued", "--json").stdout)
+    assert [document["name"] for document in hostile] == [HOSTILE]
+
+
+def test_status_says_which_states_and_times_it_takes(tmp_path):
+    layout = make_layout(tmp_path)
+    ids = history_store(layout)
+    state = run_cli(layout, "status", "--only", "broken")
+    assert state.returncode == 2 and state.stdout == ""
+    assert ("'broken' is not a job state: give one of waiting, queued, running, done, failed, cancelled, removed"
+            in state.stderr)
+    since = run_cli(layout, "status", "--since", "last week")
+    assert since.returncode == 2
+    assert "'last week' is not a time: give a date (2026-12-01)" in since.stderr and "(2d, 12h)" in since.stderr
+    folder = run_cli(layout, "status", "--state", "failed")  # --state is the state folder, for every command
+    assert folder.returncode == 2 and "the jobs in a state: --only failed" in folder.stderr
+    one_job = run_cli(layout, "status", ids["done"], "--only", "done")
+    assert one_job.returncode == 2 and "without a job id" in one_job.stderr
+
+
+def test_the_states_status_accepts_are_the_job_stores():
+    from daemon.cli import STATE_WORDS
+    from daemon.store import JobState
+
+    assert STATE_WORDS == tuple(str(state) for state in JobState)
+
+
+def test_events_prints_a_jobs_log_one_line_per_change_oldest_first(tmp_path):
+    layout = make_layout(tmp_path)
+    ids = history_store(layout)
+    result = run_cli(layout, "events", ids["new_failed"])
+    assert result.returncode == 0, result.stderr
+    header, *lines = result.stdout.splitlines()
+    assert header.split() == ["AT", "(UTC)", "KIND", "STATE", "STAGE", "MESSAGE"]
+    assert [line.split(maxsplit=4)[1:] for line in lines] == [
+        ["state", "queued", "-", "queued: 24 photos"],
+        ["state", "running", "-", "started"],
+        ["stage", "running", "ingest", "ingest: starting"],
+        ["stage", "failed", "ingest", "ingest: failed"],
+        ["state", "failed", "ingest", "only 2 usable photos"],
+    ]
+    times = [line.split()[0] for line in lines]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", time) for time in times) and times == sorted(times)
+
+    as_json = json.loads(run_cli(layout, "events", ids["queued"], "--json").stdout)
+    assert as_json == [{"at": as_json[0]["at"], "kind": "state", "state": "queued", "stage": None,
+                        "message": "queued: 24 photos"}]
+    assert abs(datetime.fromisoformat(as_json[0]["at"].replace("Z", "+00:00")) - datetime.now(timezone.utc)) < timedelta(minutes=5)
+
+    missing = run_cli(layout, "events", "nope-1")
+    assert missing.returncode == 1 and "no job 'nope-1'" in missing.stderr

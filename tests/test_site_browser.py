@@ -483,3 +483,138 @@ def test_every_page_fits_a_phone_screen(tmp_path, serve_folder, open_page):
     print(f"page widths: {widths}")
     assert all(width <= 390 for (profile, _), width in widths.items() if profile == "phone"), widths
     assert all(width <= 1280 for width in widths.values()), widths
+
+
+# ---- searching every job (issue 19) -------------------------------------------------------------------------
+
+
+def many_jobs(outbox) -> list[dict]:
+    """130 jobs, two and a half gallery pages, one every 12 hours from 2026-10-01: every tenth failed, the others
+    done with scores; and a failed one with a hostile name, on the first page. Returns their status.json documents."""
+    from datetime import datetime, timezone
+
+    start = datetime(2026, 10, 1, tzinfo=timezone.utc)
+    documents = []
+    for n in range(129):
+        created = (start + timedelta(hours=12 * n)).isoformat().replace("+00:00", "Z")
+        failed = n % 10 == 0
+        documents.append(status_document(
+            f"set{n:03d}-1", f"Set {n:03d}", "failed" if failed else "done", created=created, published=not failed,
+            error={"stage": "sfm", "message": f"only {n % 7 + 3} of 24 photos could be placed", "hint": None} if failed else None))
+    documents.append(status_document("hostile-1", HOSTILE, "failed", created="2026-12-30T10:00:00Z",
+                                     error={"stage": "ingest", "message": HOSTILE, "hint": None}))
+    for document in documents:
+        publish_status = outbox / document["job_id"]
+        publish_status.mkdir(parents=True, exist_ok=True)
+    build_site(outbox, [job_view(document, outbox / document["job_id"]) for document in documents], "test")
+    write_health(outbox, "2026-11-27T10:00:00Z")
+    return documents
+
+
+def search_for(page, text: str = "", state: str = "") -> str:
+    """Empty the box (the count goes blank at once), then choose the state and type, and wait for the count to
+    say the answer (only the last search's answer is written); returns it."""
+    page.locator("#search-state").select_option("")
+    page.locator("#search-text").fill("")
+    assert page.locator("[data-search-count]").text_content() == ""
+    page.locator("#search-state").select_option(state)
+    page.locator("#search-text").fill(text)
+    if text or state:
+        page.wait_for_function("() => document.querySelector('[data-search-count]').textContent !== ''")
+    return page.locator("[data-search-count]").text_content()
+
+
+def found(page) -> list[str]:
+    return [card.get_attribute("data-job-id") for card in page.locator("[data-search-results] .card").all()]
+
+
+@pytest.mark.parametrize("device", ["desktop", "phone"])
+def test_the_search_box_finds_jobs_on_every_gallery_page_by_name_state_and_date(tmp_path, serve_folder, open_page,
+                                                                              device):
+    outbox = tmp_path / "outbox"
+    documents = many_jobs(outbox)
+    newest_first = [d["job_id"] for d in sorted(documents, key=lambda d: d["created_at"], reverse=True)]
+    base = serve_folder(outbox)
+    page = open_page(**(PHONE if device == "phone" else DESKTOP))
+    dialogs = watch_dialogs(page)
+    page.goto(base + "index.html")
+    page.wait_for_selector("[data-gallery-search]:not([hidden])")
+    served = page.locator(".gallery:not([data-search-results]) .card")
+    assert served.count() == 60 and page.locator(".card", has_text="Set 003").count() == 0  # Set 003 is on page 3
+    assert page.locator("label[for=search-text]").text_content() == "Search"
+    assert page.locator("[data-search-count]").get_attribute("aria-live") == "polite"
+    page.screenshot(path=tmp_path / f"search-box-{device}.png")
+
+    # a name, in any case, from another page: its card, built from jobs.json, with its scores and date
+    assert search_for(page, "set 003") == "1 of 130 scenes matches."
+    assert found(page) == ["set003-1"]
+    result = page.locator("[data-search-results] .card")
+    assert result.locator(".name").text_content() == "Set 003"
+    assert result.locator("a.card-link").get_attribute("href") == "set003-1/index.html"
+    assert result.locator(".badge").text_content() == "done" and result.locator(".verdict").text_content() == "very good"
+    assert result.locator(".card-metrics dd").all_text_contents() == ["25.08 dB", "0.887", "0.123", "49,874"]
+    assert result.locator("time").text_content() == "2026-10-02 12:00 UTC"
+    assert served.first.is_hidden() and page.locator("nav.pages").is_hidden()
+    # a card from jobs.json says what the page's own card says (that of a job on this page)
+    search_for(page, "set 128")
+    words = ("card => [...card.querySelectorAll('*')].filter(e => !e.children.length)"
+             ".map(e => `${e.tagName}.${e.className}: ${e.textContent.trim()}`)")
+    assert page.locator("[data-search-results] .card").evaluate(words) == \
+        page.locator('.gallery:not([data-search-results]) .card[data-job-id="set128-1"]').evaluate(words)
+
+    # a state, typed or chosen: every failed job, newest first, with its reason
+    failed = [job_id for job_id in newest_first if job_id == "hostile-1" or int(job_id[3:6]) % 10 == 0]
+    assert search_for(page, "failed") == "14 of 130 scenes match."
+    assert found(page) == failed
+    assert set(page.locator("[data-search-results] .badge").all_text_contents()) == {"failed"}
+    assert page.locator('[data-search-results] .card[data-job-id="set120-1"] .card-error').text_content() == \
+        "only 4 of 24 photos could be placed"
+    if device == "desktop":
+        page.screenshot(path=tmp_path / "search-failed-desktop.png", full_page=True)
+    assert search_for(page, state="failed") == "14 of 130 scenes match."
+    assert found(page) == failed
+
+    # a date: a day, a month, and a month with a state
+    assert search_for(page, "2026-11-27") == "2 of 130 scenes match."
+    assert found(page) == ["set115-1", "set114-1"]
+    in_november = [job_id for job_id in newest_first if documents[[d["job_id"] for d in documents].index(job_id)]
+                   ["created_at"].startswith("2026-11")]
+    assert len(in_november) == 60
+    assert search_for(page, "2026-11") == "60 of 130 scenes match."
+    assert found(page) == in_november
+    assert search_for(page, "2026-11 failed") == "6 of 130 scenes match."
+    assert search_for(page, "2026-11", state="done") == "54 of 130 scenes match."
+    assert search_for(page, "no such scene") == "0 of 130 scenes match."
+    assert found(page) == []
+    many = search_for(page, "set")
+    assert many == "129 of 130 scenes match; the newest 120 are shown: add a word to narrow it."
+    assert found(page) == [job_id for job_id in newest_first if job_id != "hostile-1"][:120]
+
+    # a hostile name is found, and stays text
+    assert search_for(page, "<IMG SRC") == "1 of 130 scenes matches."
+    hostile = page.locator("[data-search-results] .card")
+    assert hostile.locator(".name").text_content() == HOSTILE
+    assert hostile.locator(".card-error").text_content() == HOSTILE
+    assert page.locator("img[src=x]").count() == 0 and dialogs == []
+    page.screenshot(path=tmp_path / f"search-hostile-{device}.png", full_page=device == "phone")
+
+    # an empty box gives the page back as served
+    search_for(page, "")
+    page.wait_for_selector("[data-search-results]", state="hidden")
+    assert page.locator("[data-search-count]").text_content() == ""
+    assert [card.get_attribute("data-job-id") for card in served.all()] == newest_first[:60]
+    assert page.locator("nav.pages").is_visible() and page.locator("[data-search-results] .card").count() == 0
+    assert len([url for url in page.requests if url.endswith("/jobs.json")]) == 1  # fetched once, at the first search
+    assert page.evaluate("document.documentElement.scrollWidth") <= (390 if device == "phone" else 1280)
+    page.assert_clean()
+
+    # the same from page 2, and nothing without JavaScript: the page as served, no box
+    page.goto(base + "page-2.html")
+    page.wait_for_selector("[data-gallery-search]:not([hidden])")
+    assert search_for(page, "SET 003") == "1 of 130 scenes matches."
+    page.screenshot(path=tmp_path / f"search-page-2-{device}.png")
+    page.assert_clean()
+    plain = open_page(viewport=(1280, 800), java_script_enabled=False)
+    plain.goto(base + "index.html")
+    assert plain.locator("[data-gallery-search]").is_hidden() and plain.locator(".card").count() == 60
+    print(f"screenshots: {tmp_path}")

@@ -393,3 +393,31 @@ def test_a_scored_job_card_gives_the_verdict_in_a_word(tmp_path):
         return re.findall(r'data-field="verdict">([^<]+)<', card)
 
     assert [verdict(job_id) for job_id in ("good-1", "rough-1", "failed-1")] == [["very good"], ["rough"], []]
+
+
+def test_the_gallery_has_a_search_box_for_every_job_hidden_until_its_script_runs(tmp_path):
+    documents = [status_document("garden-1", "garden", "done", published=True),
+                 status_document("hostile-1", HOSTILE_NAME, "failed", created="2026-11-27T11:00:00Z",
+                                 error={"stage": "sfm", "message": "too few photos placed", "hint": None}),
+                 status_document("wall-1", "wall", "failed", created="2026-11-27T12:00:00Z")]
+    build_site(tmp_path, [job_view(d, tmp_path / d["job_id"]) for d in documents], "9.9")
+    tags = parsed(tmp_path / "index.html").tags
+    box = next(attributes for tag, attributes in tags if "data-gallery-search" in attributes)
+    assert "hidden" in box and box["role"] == "search"  # without JavaScript there is nothing to search with
+    labels = {attributes["for"] for tag, attributes in tags if tag == "label"}
+    fields = {attributes["id"] for tag, attributes in tags if tag in ("input", "select") and "id" in attributes}
+    assert labels == fields == {"search-text", "search-state"}
+    count = next(attributes for tag, attributes in tags if "data-search-count" in attributes)
+    assert count["aria-live"] == "polite"
+    states = [attributes["value"] for tag, attributes in tags if tag == "option"]
+    assert states == ["", "failed", "done"]  # the states there are, the commonest first
+    assert "failed (2)" in page_text(tmp_path / "index.html")
+    results = next(attributes for tag, attributes in tags if "data-search-results" in attributes)
+    assert "hidden" in results
+
+    listed = {entry["job_id"]: entry for entry in json.loads((tmp_path / "jobs.json").read_text())}
+    assert (listed["garden-1"]["verdict"], listed["garden-1"]["error"]) == ("very good", None)
+    assert (listed["hostile-1"]["verdict"], listed["hostile-1"]["error"]) == (None, "too few photos placed")
+
+    build_site(tmp_path / "empty", [], "9.9")
+    assert "data-gallery-search" not in (tmp_path / "empty" / "index.html").read_text()  # nothing to search

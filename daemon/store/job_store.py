@@ -197,10 +197,14 @@ class JobStore:
             row = connection.execute(query).first()
         return JobRecord.from_row(row) if row else None
 
-    def list_jobs(self, states: Iterable[JobState] | None = None, limit: int | None = None) -> list[JobRecord]:
+    def list_jobs(self, states: Iterable[JobState] | None = None, limit: int | None = None,
+                  created_since: datetime | None = None) -> list[JobRecord]:
+        """Newest first; ``limit`` counts the jobs left after the filters."""
         query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
         if states is not None:
             query = query.where(jobs.c.state.in_([str(s) for s in states]))
+        if created_since is not None:
+            query = query.where(jobs.c.created_at >= created_since)
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as connection:

@@ -1,8 +1,10 @@
 // The gallery: the jobs on this page that are still running follow their status.json (state, stage in words,
 // progress, time left, and one of the set's photos once ingest has handed it to the outbox), and the daemon's
-// heartbeat shows in the header. The page itself is rebuilt when a job changes state.
+// heartbeat shows in the header, and the search box finds jobs on every page (gallery-search.js). The page itself
+// is rebuilt when a job changes state.
 import { ACTIVE_STATES, formatDuration, pollJson, reloadForNewState } from "./live-json.js";
 import { watchHealth } from "./health.js";
+import { setUpSearch } from "./gallery-search.js";
 
 const gallery = document.querySelector(".gallery");
 const stageWords = JSON.parse(gallery?.dataset.stageWords || "{}");
@@ -51,3 +53,4 @@ for (const card of document.querySelectorAll(".card")) {
 }
 
 watchHealth();
+setUpSearch(stageWords);
