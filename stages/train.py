@@ -102,8 +102,8 @@ class TrainStage(Stage):
                 warnings.append("the GPU ran out of memory; trained at half the resolution instead "
                                 f"(1/{scale} of the photos' size)")
                 log.warning("%s", warnings[-1])
-                command = self._command(settings, sfm_dir, model_dir, iterations, evaluate, backend, scale, max_gaussians,
-                                    strategy)
+                command = self._command(settings, sfm_dir, model_dir, iterations, evaluate, backend, scale,
+                                        max_gaussians, strategy)
                 run = run_trainer(command, forward, environment, on_start=gpu.add_process)
         if run.returncode != 0:
             hint = _memory_hint(run, backend)
@@ -139,6 +139,7 @@ class TrainStage(Stage):
             if wanted != "ours":
                 warnings.append(f"train_strategy '{wanted}' applies to our trainer only; the trainer_command in the "
                                 "settings densifies its own way")
+                log.warning("%s", warnings[-1])
             return None
         if on_cpu and wanted != "ours":
             warnings.append(f"train_strategy '{wanted}' needs a GPU and this host trains on the CPU: trained with "
