@@ -1,9 +1,17 @@
 """How fast, how big and how good is training? Issue 4's benchmark: real photos, SfM, the trainer
 at full resolution with a fixed iteration budget, then the held-out score.
 
-    .venv/bin/python bench/train.py [--datasets ../shared/datasets] [--iterations 2000]
-        [--backend cpu] [--keep FOLDER] [--resolution-scale 1] [--lpips-weights DIR]
-        [--json-out FILE] [SET ...]                      (sets: kermit fountain-p11 by default)
+    .venv/bin/python bench/train.py [--datasets ../shared/datasets] [--iterations 2000[,30000...]]
+        [--backend cpu] [--strategies ours[,default,mcmc,mcmc+aa]] [--keep FOLDER]
+        [--resolution-scale 1] [--lpips-weights DIR] [--json-out FILE] [SET ...]
+                                                         (sets: kermit fountain-p11 by default)
+
+``--strategies`` trains each set once per densification strategy (the trainer's ``--strategy``;
+``NAME+aa`` adds ``--antialiased``) and ``--iterations`` once per count, all on the same SfM
+result, one after another; a comparison table (one row per set, count and strategy, in
+Markdown, for docs/training.md) follows the main table. gsplat's strategies and ``+aa`` need
+``--backend cuda`` (the trainer refuses mcmc and antialiased rendering on the CPU). Peak GPU
+memory is the trainer's own ``torch.cuda.max_memory_allocated`` (its last progress line).
 
 Per set, one after another and nothing else running from this script meanwhile:
 
@@ -83,6 +91,7 @@ TARGET_WALL_S = 21 * 60
 TARGET_PEAK_GB = 2.0
 TARGET_PSNR = 19.0
 
+STRATEGIES = ("ours", "default", "mcmc")  # the trainer's --strategy (gaussian_splatting/gsplat_strategy.py)
 EARLY_LATE_FRACTION = 0.10
 LOG_TAIL_CHARS = 3000
 
@@ -130,6 +139,9 @@ class SetResult:
     iterations: int = 0
     resolution_scale: int = 1
     backend: str = ""
+    strategy: str = "ours"  # the trainer's --strategy
+    antialiased: bool = False  # the trainer's --antialiased
+    gpu_memory_peak_gb: float | None = None  # torch.cuda.max_memory_allocated in the trainer (cuda only)
     train_wall_s: float | None = None
     loop_s: float | None = None
     s_per_100_early: float | None = None
@@ -151,7 +163,12 @@ class SetResult:
     def comparable(self) -> bool:
         """Is this the run issue 4's targets are about?"""
         return (self.name == TARGET_SET and self.iterations == TARGET_ITERATIONS
-                and self.resolution_scale == TARGET_SCALE)
+                and self.resolution_scale == TARGET_SCALE and self.strategy == "ours" and not self.antialiased)
+
+    def label(self) -> str:
+        """The set, and the strategy when it is not ours."""
+        variant = self.strategy + ("+aa" if self.antialiased else "")
+        return self.name if variant == "ours" else f"{self.name} {variant}"
 
     def checks(self) -> dict[str, bool | None]:
         """target name -> met (None: not measured); empty unless comparable."""
@@ -197,7 +214,9 @@ def train(result: SetResult, sfm_dir: Path, model_dir: Path, log_path: Path) -> 
     """Run the trainer CLI alone; fill in the timing, size and memory numbers."""
     command = [sys.executable, "-m", "gaussian_splatting", "-s", str(sfm_dir), "-m", str(model_dir),
                "--iterations", str(result.iterations), "--eval", "--backend", result.backend,
-               "-r", str(result.resolution_scale)]
+               "-r", str(result.resolution_scale), "--strategy", result.strategy]
+    if result.antialiased:
+        command.append("--antialiased")
     print(f"  training: {' '.join(command[1:])}", flush=True)
     progress = Progress()
     next_report = EARLY_LATE_FRACTION
@@ -242,6 +261,8 @@ def train(result: SetResult, sfm_dir: Path, model_dir: Path, log_path: Path) -> 
     result.s_per_100_late = progress.per_100((1 - EARLY_LATE_FRACTION) * n, n)
     result.s_per_100_overall = progress.per_100(0, n)
     result.gaussians = int(progress.lines[-1]["gaussians"])
+    peak = progress.lines[-1].get("gpu_memory_peak_bytes")
+    result.gpu_memory_peak_gb = None if peak is None else peak / 1e9
     cameras = model_dir / "cameras.json"
     if cameras.exists():
         first = json.loads(cameras.read_text())[0]
@@ -284,31 +305,53 @@ def evaluate(result: SetResult, sfm_dir: Path, model_dir: Path, log_path: Path, 
         result.psnr, result.ssim, result.lpips = scores[0]["psnr"], scores[0]["ssim"], scores[0]["lpips"]
 
 
-def measure(name: str, dataset: Path, job_dir: Path, args: argparse.Namespace) -> SetResult:
-    result = SetResult(name=name, iterations=args.iterations, resolution_scale=args.resolution_scale,
-                       backend=args.backend)
+def parse_strategy(text: str) -> tuple[str, bool]:
+    """"mcmc+aa" -> ("mcmc", True): the trainer's --strategy, and whether --antialiased."""
+    name, _, suffix = text.partition("+")
+    if name not in STRATEGIES or suffix not in ("", "aa"):
+        raise ValueError(f"{text!r}: a strategy is one of {', '.join(STRATEGIES)}, optionally with +aa")
+    return name, suffix == "aa"
+
+
+def measure(name: str, dataset: Path, job_dir: Path, args: argparse.Namespace) -> list[SetResult]:
+    """SfM once, then a training and an evaluation per iteration count and strategy."""
+    results = [SetResult(name=name, iterations=iterations, resolution_scale=args.resolution_scale,
+                         backend=args.backend, strategy=strategy, antialiased=antialiased)
+               for iterations in args.iterations for strategy, antialiased in args.strategies]
     try:
         images = dataset / "images"
         if not images.is_dir():
             raise RuntimeError(f"no photo set at {images}")
-        result.ingest_s = run_stage("ingest", images, job_dir)
-        result.sfm_s = run_stage("sfm", images, job_dir)
+        ingest_s = run_stage("ingest", images, job_dir)
+        sfm_s = run_stage("sfm", images, job_dir)
         sfm_dir = job_dir / "sfm"
         train_names, test_names = fix_split(name, sfm_dir)
-        result.train_images, result.test_images = len(train_names), test_names
-        print(f"  ingest {result.ingest_s:.1f} s, sfm {result.sfm_s:.1f} s; {len(train_names)} training photos, "
+        print(f"  ingest {ingest_s:.1f} s, sfm {sfm_s:.1f} s; {len(train_names)} training photos, "
               f"held out: {', '.join(test_names) or 'none'}", flush=True)
         if not test_names:
             raise RuntimeError("no held-out photo: nothing to evaluate on")
-        model_dir = job_dir / "model"
-        train(result, sfm_dir, model_dir, job_dir / "train.log")
-        print(f"  trained in {result.train_wall_s:.1f} s wall ({result.loop_s:.1f} s in the loop), "
-              f"{result.gaussians} Gaussians, peak RSS {result.peak_rss_gb:.2f} GB", flush=True)
-        evaluate(result, sfm_dir, model_dir, job_dir / "evaluate.log", args.lpips_weights)
     except Exception as error:  # noqa: BLE001  (report it, measure the other sets)
-        result.errors.append(str(error))
+        for result in results:
+            result.errors.append(str(error))
         print(f"  {name}: {error}", flush=True)
-    return result
+        return results
+    for result in results:
+        result.ingest_s, result.sfm_s = ingest_s, sfm_s
+        result.train_images, result.test_images = len(train_names), test_names
+        variant = result.label().removeprefix(name).strip() or "ours"
+        run_name = f"model-{result.iterations}-{variant}"
+        try:
+            model_dir = job_dir / run_name
+            train(result, sfm_dir, model_dir, job_dir / f"{run_name}-train.log")
+            gpu = "" if result.gpu_memory_peak_gb is None else f", peak GPU memory {result.gpu_memory_peak_gb:.2f} GB"
+            print(f"  {variant}, {result.iterations} iterations: trained in {result.train_wall_s:.1f} s wall "
+                  f"({result.loop_s:.1f} s in the loop), {result.gaussians} Gaussians, peak RSS "
+                  f"{result.peak_rss_gb:.2f} GB{gpu}", flush=True)
+            evaluate(result, sfm_dir, model_dir, job_dir / f"{run_name}-evaluate.log", args.lpips_weights)
+        except Exception as error:  # noqa: BLE001  (report it, measure the other strategies)
+            result.errors.append(str(error))
+            print(f"  {result.label()}: {error}", flush=True)
+    return results
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -354,6 +397,7 @@ def table(results: list[SetResult]) -> str:
          number(PEER["train_wall_s"] / 20, 1, " s") + " (wall)", ""),
         ("final Gaussians", ["-" if r.gaussians is None else f"{r.gaussians:,}" for r in results],
          f"~{PEER['gaussians']:,}", ""),
+        ("peak GPU memory (torch)", [number(r.gpu_memory_peak_gb, 2, " GB") for r in results], "", ""),
         ("peak RSS, trainer", [number(r.peak_rss_gb, 2, " GB") + mark(r, "peak RSS") for r in results],
          number(PEER["peak_rss_gb"], 2, " GB"), f"< {TARGET_PEAK_GB:.1f} GB"),
         ("held-out PSNR", [number(r.psnr, 2, " dB") + mark(r, "held-out PSNR") for r in results],
@@ -367,7 +411,7 @@ def table(results: list[SetResult]) -> str:
          [f"{number(r.load_before)} / {number(r.load_after)}" for r in results], "", ""),
         ("sfm / evaluate wall", [f"{minutes(r.sfm_s)} / {minutes(r.eval_wall_s)}" for r in results], "", ""),
     ]
-    headers = ["", *(r.name for r in results), peer, target]
+    headers = ["", *(r.label() for r in results), peer, target]
     body = [[label, *values, peer_value, target_value] for label, values, peer_value, target_value in rows]
     widths = [max(len(row[i]) for row in [headers, *body]) for i in range(len(headers))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [headers, *body]]
@@ -375,21 +419,37 @@ def table(results: list[SetResult]) -> str:
     return "\n".join(lines)
 
 
+def comparison(results: list[SetResult]) -> str:
+    """The strategies side by side, a row per set, iteration count and strategy (Markdown)."""
+    def lpips(r: SetResult) -> str:
+        return number(r.lpips, 4) if r.lpips is not None else ("n/a" if r.lpips_unavailable else "-")
+
+    lines = ["| set | iterations | strategy | PSNR | SSIM | LPIPS | train wall | peak GPU memory | Gaussians |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in sorted(results, key=lambda r: (r.name, r.iterations)):
+        variant = r.strategy + ("+aa" if r.antialiased else "")
+        gaussians = "-" if r.gaussians is None else f"{r.gaussians:,}"
+        lines.append(f"| {r.name} | {r.iterations:,} | {variant} | {number(r.psnr, 2, ' dB')} | {number(r.ssim, 4)} | "
+                     f"{lpips(r)} | {minutes(r.train_wall_s)} | {number(r.gpu_memory_peak_gb, 2, ' GB')} | "
+                     f"{gaussians} |")
+    return "\n".join(lines)
+
+
 def notes(results: list[SetResult]) -> list[str]:
     out = []
     for r in results:
         if r.lpips is None and r.lpips_unavailable:
-            out.append(f"{r.name}: no LPIPS: {r.lpips_unavailable}")
+            out.append(f"{r.label()}: no LPIPS: {r.lpips_unavailable}")
         if r.psnr is not None and r.mean_colour_psnr is not None and r.psnr <= r.mean_colour_psnr:
-            out.append(f"{r.name}: held-out PSNR {r.psnr:.2f} dB is NOT ABOVE the mean-colour baseline "
+            out.append(f"{r.label()}: held-out PSNR {r.psnr:.2f} dB is NOT ABOVE the mean-colour baseline "
                        f"{r.mean_colour_psnr:.2f} dB: the model predicts the held-out photos no better than "
                        "a flat image of their mean colour")
         if len(r.per_image) > 1:
-            out.append(f"{r.name} per image: " + ", ".join(
+            out.append(f"{r.label()} per image: " + ", ".join(
                 f"{image['name']} {number(image['psnr'], 2)} dB" for image in r.per_image))
         for error in r.errors:
-            out.append(f"{r.name}: ERROR: {error.splitlines()[0]}")
-    target = next((r for r in results if r.name == TARGET_SET), None)
+            out.append(f"{r.label()}: ERROR: {error.splitlines()[0]}")
+    target = next((r for r in results if r.name == TARGET_SET and r.strategy == "ours"), None)
     if target is not None:
         if not target.comparable():
             out.append(f"targets not judged: they are for {TARGET_SET} at {TARGET_ITERATIONS} iterations "
@@ -413,11 +473,21 @@ def environment() -> dict:
             "cpus": os.cpu_count(), "machine": platform.machine(), "load_average": os.getloadavg()[0]}
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count or a comma-separated list of counts") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sets", nargs="*", default=list(SETS))
     parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
-    parser.add_argument("--iterations", type=int, default=TARGET_ITERATIONS)
+    parser.add_argument("--iterations", type=_counts, default=[TARGET_ITERATIONS],
+                        help="one count or several, comma-separated: a training per count")
+    parser.add_argument("--strategies", default="ours",
+                        help="comma-separated: ours, default, mcmc, each optionally +aa (antialiased)")
     parser.add_argument("--backend", choices=("auto", "cpu", "cuda"), default="cpu")
     parser.add_argument("--resolution-scale", "-r", dest="resolution_scale", type=int, default=TARGET_SCALE,
                         help="the trainer's and the evaluator's -r (1: full resolution)")
@@ -425,11 +495,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="keep each set's work folder under this folder")
     parser.add_argument("--json-out", type=Path, help="also write the JSON line here")
     args = parser.parse_args(argv)
-    if args.iterations < 1 or args.resolution_scale < 1:
+    if min(args.iterations) < 1 or args.resolution_scale < 1:
         parser.error("--iterations and --resolution-scale must be at least 1")
+    try:
+        args.strategies = [parse_strategy(text.strip()) for text in args.strategies.split(",") if text.strip()]
+    except ValueError as error:
+        parser.error(f"--strategies: {error}")
+    if args.backend == "cpu" and any(strategy == "mcmc" or aa for strategy, aa in args.strategies):
+        parser.error("--strategies: mcmc and +aa need --backend cuda (gsplat's CUDA kernels)")
 
     setup = environment()
-    print(f"bench/train.py: {args.iterations} iterations, backend {args.backend}, -r {args.resolution_scale}; "
+    strategies = ", ".join(name + ("+aa" if aa else "") for name, aa in args.strategies)
+    print(f"bench/train.py: {', '.join(map(str, args.iterations))} iterations, backend {args.backend}, "
+          f"-r {args.resolution_scale}, strategies {strategies}; "
           f"python {setup['python']}, torch {setup['torch']}, {setup['cpus']} CPUs, "
           f"load average {setup['load_average']:.2f}", flush=True)
     results = []
@@ -439,17 +517,21 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(job_dir, ignore_errors=True)  # stages start from empty folders
             job_dir.mkdir(parents=True)
             print(f"{name}:", flush=True)
-            results.append(measure(name, args.datasets / name, job_dir, args))
+            results.extend(measure(name, args.datasets / name, job_dir, args))
             if not args.keep:
                 shutil.rmtree(job_dir, ignore_errors=True)
 
     print()
     print(table(results))
+    if len(args.strategies) > 1 or len(args.iterations) > 1:
+        print()
+        print(comparison(results))
+        print()
     for line in notes(results):
         print(line)
     report = {
         "bench": "train",
-        "settings": {"iterations": args.iterations, "backend": args.backend,
+        "settings": {"iterations": args.iterations, "backend": args.backend, "strategies": strategies,
                      "resolution_scale": args.resolution_scale, "sets": args.sets},
         "environment": setup,
         "peer": {"name": "OpenSplat 1.1.5 CPU", "set": TARGET_SET, "image_size": "660x487",

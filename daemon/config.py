@@ -23,6 +23,8 @@ CONFIG_ENV = "INSTARECON_CONFIG"
 WATCH_MODES = ("native", "polling")
 SFM_MAPPERS = ("incremental", "global")
 TRAIN_BACKENDS = ("auto", "cpu", "cuda")
+# the trainer's --strategy (gaussian_splatting/gsplat_strategy.py STRATEGIES; the daemon never imports it)
+TRAIN_STRATEGIES = ("ours", "default", "mcmc")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 NOTIFY_EVENTS = ("done", "failed", "cancelled")  # job states a notification can be sent for
 SMTP_SECURITY = ("starttls", "ssl", "none")
@@ -132,6 +134,9 @@ class Settings:
     train_max_gaussians: int = setting(3_000_000, "Densification adds no Gaussians beyond this many on a GPU (job.toml: "
                                        "`max_gaussians`).")
     train_cpu_max_gaussians: int = setting(500_000, "The same on the CPU, where memory and time are scarcer.")
+    train_strategy: str = setting("ours", "Who adds and removes Gaussians on a GPU: `ours` (the 3DGS paper's densification), "
+                                  "or gsplat's `default` or `mcmc` (job.toml: `train_strategy`). The CPU always trains "
+                                  "with `ours`.", see="training.md#densification-strategies")
     trainer_command: tuple[str, ...] = setting((), "Another trainer with the 3DGS reference trainer's flags, e.g. "
                                                "`[\"python3\", \"/opt/gaussian-splatting/train.py\"]`; empty: ours.")
     lpips_weights: str = setting("", "A folder holding the LPIPS AlexNet weights (`alexnet-owt-7be5be79.pth`, "
@@ -203,6 +208,7 @@ class Settings:
             "train_cpu_max_image_size": self.train_cpu_max_image_size,
             "train_max_gaussians": self.train_max_gaussians,
             "train_cpu_max_gaussians": self.train_cpu_max_gaussians,
+            "train_strategy": self.train_strategy,
             "trainer_command": list(self.trainer_command),
             "lpips_weights": str(self.lpips_weights_dir),
             "publish_outlier_k": self.publish_outlier_k,
@@ -225,7 +231,8 @@ SETTING_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Structure from motion", ("sfm_exhaustive_max_images", "sfm_vocab_tree_path", "sfm_mapper",
                                "sfm_min_registered_fraction")),
     ("Training and evaluation", ("train_backend", "train_iterations", "train_cpu_iterations", "train_cpu_max_image_size",
-                                 "train_max_gaussians", "train_cpu_max_gaussians", "trainer_command", "lpips_weights")),
+                                 "train_max_gaussians", "train_cpu_max_gaussians", "train_strategy", "trainer_command",
+                                 "lpips_weights")),
     ("Publishing and the website", ("publish_outlier_k", "publish_outlier_std_ratio", "publish_min_cluster_fraction",
                                     "publish_levels", "public_url")),
     ("Notifications", ("notify_on", "notify_webhook_url", "notify_webhook_headers", "notify_email_to", "notify_email_from",
@@ -234,7 +241,8 @@ SETTING_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 _PATH_KEYS = ("inbox", "outbox", "state")
-_CHOICES = {"watch_mode": WATCH_MODES, "sfm_mapper": SFM_MAPPERS, "train_backend": TRAIN_BACKENDS, "log_level": LOG_LEVELS,
+_CHOICES = {"watch_mode": WATCH_MODES, "sfm_mapper": SFM_MAPPERS, "train_backend": TRAIN_BACKENDS,
+            "train_strategy": TRAIN_STRATEGIES, "log_level": LOG_LEVELS,
             "smtp_security": SMTP_SECURITY}
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110)
 

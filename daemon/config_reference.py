@@ -78,7 +78,8 @@ def job_option_rows(schema: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         if not description:
             raise ValueError(f"job.toml option '{key}' has no description in the schema")
         if "enum" in spec:
-            description += " One of " + ", ".join(f"`{choice}`" for choice in spec["enum"]) + "."
+            # null (leave it to the settings) is what "not set" in the default column says
+            description += " One of " + ", ".join(f"`{choice}`" for choice in spec["enum"] if choice is not None) + "."
         elif "minimum" in spec and "maximum" in spec:
             description += f" Allowed: {spec['minimum']:,} to {spec['maximum']:,}."
         default = spec.get("default")

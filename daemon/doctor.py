@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from daemon.config import ConfigError, Settings, check_folders
 from daemon.run.disk_guard import GB, free_bytes
 from stages import lpips_weights
+from stages.compute_backend import NVIDIA_DRIVER
 from stages.gpu_watch import NvmlUnavailable, describe_error, find_device, initialise, load_nvml, text
 from stages.registry import PIPELINE
 
@@ -69,6 +72,40 @@ def check_modules() -> list[Finding]:
         findings.append(Finding(present, f"optional {distribution}", _version(distribution) if present else f"missing: {purpose}",
                                 required=False))
     return findings
+
+
+# the two builds of the module pycolmap (pyproject.toml's sfm and sfm-cuda extras)
+PYCOLMAP_BUILDS = ("pycolmap", "pycolmap-cuda12")
+_ASK_PYCOLMAP = "import pycolmap; print(int(pycolmap.has_cuda))"
+
+
+def check_pycolmap(python: str = sys.executable, driver: Path = NVIDIA_DRIVER) -> Finding | None:
+    """Which build of pycolmap is installed, and whether it has CUDA (asked of a child Python:
+    the doctor does not import pycolmap, as the daemon does not). None when there is none: the
+    module check says so."""
+    installed = sorted(set(importlib.metadata.packages_distributions().get("pycolmap", ())))
+    if not installed:
+        return None
+    builds = ", ".join(f"{name} {_version(name)}" for name in installed)
+    if len(installed) > 1:
+        return Finding(False, "pycolmap build", f"{builds}: both write the module pycolmap, so one has overwritten "
+                                                "the other's files",
+                       "pip uninstall both, then deploy/install.sh installs the one for this host")
+    try:
+        child = subprocess.run([python, "-c", _ASK_PYCOLMAP], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        child = None
+    if child is None or child.returncode != 0:
+        words = "no answer in 120 s" if child is None else (child.stderr.strip().splitlines() or ["?"])[-1]
+        return Finding(False, "pycolmap build", f"{builds} does not load: {words}",
+                       "reinstall it (deploy/install.sh), or the CPU build pycolmap where there is no NVIDIA driver")
+    if child.stdout.strip() == "1":
+        return Finding(True, "pycolmap build", f"{builds} (CUDA build): SIFT and matching on the GPU")
+    detail = f"{builds} (CPU build)"
+    if driver.exists():  # a GPU host with the CPU build: it works, at CPU speed
+        return Finding(False, "pycolmap build", f"{detail}: SfM runs on the CPU although an NVIDIA driver is loaded; "
+                                                "pycolmap-cuda12 (extra sfm-cuda) runs it on the GPU", required=False)
+    return Finding(True, "pycolmap build", detail)
 
 
 def check_folders_and_space(settings: Settings) -> list[Finding]:
@@ -156,7 +193,9 @@ def _gpu_findings(nvml: Any, train_backend: str, fix: str, environ: Mapping[str,
 
 
 def run_doctor(settings: Settings) -> int:
-    findings = [check_python(), *check_modules(), *check_folders_and_space(settings),
+    pycolmap_build = check_pycolmap()
+    findings = [check_python(), *check_modules(), *([pycolmap_build] if pycolmap_build else []),
+                *check_folders_and_space(settings),
                 *check_gpu(settings.train_backend), check_lpips_weights(settings)]
     problems = [f for f in findings if f.required and not f.ok]
     width = max(len(f.what) for f in findings)

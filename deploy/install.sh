@@ -8,7 +8,9 @@
 # What it does, each step only if needed (a second run changes nothing and says so):
 #   - apt: python3 (3.11 or newer) with venv and headers, gcc, pkg-config, libsystemd-dev
 #   - /opt/instarecon/venv      a virtual environment with this project and its heic, sfm, train and
-#                               postgresql extras (and systemd-python for the journal fields)
+#                               postgresql extras (and systemd-python for the journal fields); where
+#                               nvidia-smi lists a GPU, sfm-cuda instead of sfm: pycolmap-cuda12,
+#                               COLMAP with CUDA SIFT and matching (one of the two, never both)
 #   - /etc/instarecon/instarecon.toml   from deploy/instarecon.example.toml with the folders
 #                               below; an edited one is kept, and the new default written beside
 #                               it as instarecon.toml.new (an unedited earlier default is replaced)
@@ -247,7 +249,13 @@ install_venv() {
     mkdir "$stage/src"
     stage_source "$stage/src"
 
-    wanted_extras=heic,sfm,train,postgresql
+    # pycolmap and pycolmap-cuda12 both install the module pycolmap: the GPU build where the
+    # driver lists a GPU (it needs one to load its kernels), else the CPU build
+    local sfm_extra=sfm other_pycolmap=pycolmap-cuda12
+    if nvidia_gpu_listed; then
+        sfm_extra=sfm-cuda other_pycolmap=pycolmap
+    fi
+    wanted_extras=heic,$sfm_extra,train,postgresql
     # systemd-python (journal fields) builds against libsystemd's headers
     if pkg-config --exists libsystemd 2>/dev/null && command -v gcc >/dev/null 2>&1 \
         && "$python" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
@@ -281,6 +289,11 @@ install_venv() {
             "$VENV/bin/python" -m pip install --quiet --index-url "$torch_index" "$torch"
         fi
     fi
+    if "$VENV/bin/python" -m pip show --quiet "$other_pycolmap" >/dev/null 2>&1; then
+        # before the install: removing it afterwards would delete the module files both share
+        "$VENV/bin/python" -m pip uninstall --quiet --yes "$other_pycolmap"
+        changed "removed $other_pycolmap (the other build of the module pycolmap)"
+    fi
     local extras=$wanted_extras
     say "installing InstaRecon3D[$extras] into $VENV with pip (the first time takes a few minutes)"
     if ! "$VENV/bin/python" -m pip install --quiet "$stage/src[$extras]"; then
@@ -297,6 +310,10 @@ install_venv() {
     if ! "$VENV/bin/python" -m pip install --quiet --no-deps lpips==0.1.4; then
         note "pip could not install lpips==0.1.4 (see above): LPIPS stays off; install it with $VENV/bin/pip install --no-deps lpips==0.1.4"
     fi
+    if "$VENV/bin/python" -m pip show --quiet "$other_pycolmap" >/dev/null 2>&1; then
+        die "both pycolmap and pycolmap-cuda12 are installed in $VENV (a dependency asked for $other_pycolmap): they overwrite each other's files; remove both and run this again"
+    fi
+    say "pycolmap: $("$VENV/bin/python" -c 'import importlib.metadata as m, pycolmap; print(m.packages_distributions()["pycolmap"][0], pycolmap.__version__, "with CUDA" if pycolmap.has_cuda else "(CPU build)")')"
     if [ "$flavour" = cuda ]; then
         local cuda
         cuda=$("$VENV/bin/python" -c 'import torch; print(torch.__version__, torch.version.cuda or "")')
@@ -517,9 +534,13 @@ enable_service() {
 
 # ---------------------------------------------------------------------------------------------
 
+nvidia_gpu_listed() {
+    command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '
+}
+
 do_install() {
     if [ -z "$flavour" ]; then
-        if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+        if nvidia_gpu_listed; then
             flavour=cuda
             say "nvidia-smi sees a GPU: installing the CUDA build (--cpu for the CPU build)"
         else

@@ -6,6 +6,11 @@ as it is: ``images/`` (undistorted, PINHOLE), ``sparse/0/`` (COLMAP binary model
 images), ``points.ply``, ``train.txt`` and ``test.txt``. The COLMAP database and the
 distorted model stay in a scratch folder that is removed at the end, so that no later stage
 comes to depend on COLMAP's internals.
+
+SIFT extraction and matching run on the GPU where pycolmap is its CUDA build (pycolmap-cuda12,
+which deploy/install.sh installs where nvidia-smi lists a GPU) and the host trains on the GPU
+(train_backend: "cpu" keeps this host's work off the GPU); else on the CPU. The metrics say
+which (``device``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import pycolmap
 
 from stages.base import ProgressReporter, Stage, StageContext, StageFailed, StageResult
+from stages.compute_backend import training_backend
 from stages.colmap_export import IMAGES_DIR, POINTS_FILE, SPARSE_DIR, export_undistorted
 from stages.colmap_features import extract_features
 from stages.colmap_mapping import GLOBAL, check_mapper, reconstruct
@@ -29,9 +35,16 @@ from stages.sfm_quality import check_points, check_registration, unplaced_reason
 from stages.sfm_split import MIN_PHOTOS_TO_HOLD_ONE_OUT, TEST_FILE, TRAIN_FILE, split_held_out
 
 SCRATCH_DIR = "scratch"  # COLMAP database, distorted models, undistorter leftovers
-DEVICE = pycolmap.Device.auto  # CUDA where this pycolmap build has it, else the CPU
 
 log = logging.getLogger("stages.sfm")
+
+
+def sfm_device(train_backend: str, has_cuda: bool = pycolmap.has_cuda) -> pycolmap.Device:
+    """Where SIFT extraction and matching run: CUDA where this pycolmap build has it and the
+    host trains on the GPU (``train_backend`` as the setting says it), else the CPU."""
+    if has_cuda and training_backend(train_backend) == "cuda":
+        return pycolmap.Device.cuda
+    return pycolmap.Device.cpu
 
 
 class SfmStage(Stage):
@@ -60,16 +73,18 @@ def _reconstruct(context: StageContext, photo_set: IngestedSet, scratch: Path,
     shared_camera = photo_set.shares_one_camera()
     plan = plan_matching(total, int(settings["sfm_exhaustive_max_images"]), settings["sfm_vocab_tree_path"])
     database = scratch / "database.db"
+    device = sfm_device(settings.get("train_backend", "auto"))
 
-    log.info("features: %d photos, %s", total, "one shared camera" if shared_camera else "a camera per photo")
-    extract_features(database, photo_set, shared_camera=shared_camera, threads=threads, device=DEVICE,
+    log.info("features: %d photos, %s, on %s", total, "one shared camera" if shared_camera else "a camera per photo",
+             device.name)
+    extract_features(database, photo_set, shared_camera=shared_camera, threads=threads, device=device,
                      on_progress=lambda done, of: report(FEATURES.at(done, of), f"features {done}/{of}"))
 
     log.info("matching: %s%s", plan.method, ", loop detection" if plan.vocab_tree else "")
     if plan.detail:
         log.warning("%s", plan.detail)  # status.json has the person's half (plan.warning)
     report(MATCHING.start, "matching")
-    match_features(database, plan, threads=threads, device=DEVICE)
+    match_features(database, plan, threads=threads, device=device)
 
     log.info("mapping: %s", mapper)
     report(MAPPING.start, f"registering {total} photos (global mapper)" if mapper == GLOBAL else f"registered 0/{total}")
@@ -115,6 +130,7 @@ def _reconstruct(context: StageContext, photo_set: IngestedSet, scratch: Path,
         "matching": plan.method,
         "loop_detection": plan.vocab_tree is not None,
         "mapper": mapper,
+        "device": device.name,  # SIFT extraction and matching: "cuda" or "cpu"
         "train": len(split.train),
         "test": len(split.test),
         "held_out_rule": split.rule,

@@ -10,6 +10,11 @@ at half the resolution and the job says so in its warnings; a trainer that runs 
 for good (the GPU's again, or the machine's: killed by SIGKILL) fails the job with a hint to
 train smaller. On a GPU, its memory and utilisation are sampled while the trainer runs
 (``stages.gpu_watch``) into ``metrics.train.gpu``.
+
+The densification strategy (train_strategy, job.toml's too) is the trainer's ``--strategy`` on a
+GPU. The CPU keeps ours: gsplat's MCMC cannot run there, and the CPU preview's short schedule
+is tuned on ours. A set that asked for another is trained all the same, with a warning rather
+than a failure: the strategy is a preference about quality, and the photos deserve a model.
 """
 
 from __future__ import annotations
@@ -77,23 +82,28 @@ class TrainStage(Stage):
             settings["train_cpu_max_gaussians"] if on_cpu else settings["train_max_gaussians"]
         )
         evaluate = bool(context.options.get("eval", True))
-        log.info("training %d iterations on %s at 1/%d resolution", iterations, backend, scale)
+        warnings: list[str] = []
+        strategy = self._strategy(options.get("train_strategy") or settings.get("train_strategy") or "ours",
+                                  on_cpu, bool(settings.get("trainer_command")), warnings)
+        log.info("training %d iterations on %s at 1/%d resolution, densification %s", iterations, backend, scale,
+                 strategy)
 
         def forward(progress: TrainerProgress) -> None:
             report(progress.percent, progress.describe(), progress.eta_seconds)
 
-        warnings: list[str] = []
         environment = {"OMP_WAIT_POLICY": "PASSIVE"}
         # NVML watches the trainer's GPU from here: the trainer itself knows nothing of it
         with GpuWatch.for_backend(backend) as gpu:
-            command = self._command(settings, sfm_dir, model_dir, iterations, evaluate, backend, scale, max_gaussians)
+            command = self._command(settings, sfm_dir, model_dir, iterations, evaluate, backend, scale, max_gaussians,
+                                    strategy)
             run = run_trainer(command, forward, environment, on_start=gpu.add_process)
             if backend == "cuda" and _out_of_memory(run):
                 scale *= 2
                 warnings.append("the GPU ran out of memory; trained at half the resolution instead "
                                 f"(1/{scale} of the photos' size)")
                 log.warning("%s", warnings[-1])
-                command = self._command(settings, sfm_dir, model_dir, iterations, evaluate, backend, scale, max_gaussians)
+                command = self._command(settings, sfm_dir, model_dir, iterations, evaluate, backend, scale,
+                                        max_gaussians, strategy)
                 run = run_trainer(command, forward, environment, on_start=gpu.add_process)
         if run.returncode != 0:
             hint = _memory_hint(run, backend)
@@ -110,6 +120,7 @@ class TrainStage(Stage):
             "gaussians": run.last_progress.gaussians if run.last_progress else None,
             "final_loss": round(run.last_progress.loss, 5) if run.last_progress else None,
             "backend": backend,
+            "strategy": strategy,
             "resolution_scale": scale,
             "seconds": round(time.monotonic() - started, 3),
             **gpu.metrics(),
@@ -121,8 +132,25 @@ class TrainStage(Stage):
         return StageResult(metrics=metrics, outputs=outputs, warnings=tuple(warnings))
 
     @staticmethod
+    def _strategy(wanted: str, on_cpu: bool, custom_trainer: bool, warnings: list[str]) -> str | None:
+        """The ``--strategy`` to train with (None: another trainer, which takes no such flag);
+        a warning when it is not the one asked for."""
+        if custom_trainer:
+            if wanted != "ours":
+                warnings.append(f"train_strategy '{wanted}' applies to our trainer only; the trainer_command in the "
+                                "settings densifies its own way")
+                log.warning("%s", warnings[-1])
+            return None
+        if on_cpu and wanted != "ours":
+            warnings.append(f"train_strategy '{wanted}' needs a GPU and this host trains on the CPU: trained with "
+                            "'ours' instead (the 3DGS paper's densification)")
+            log.warning("%s", warnings[-1])
+            return "ours"
+        return wanted
+
+    @staticmethod
     def _command(settings: Mapping[str, Any], sfm_dir: Path, model_dir: Path, iterations: int, evaluate: bool,
-                 backend: str, scale: int, max_gaussians: int) -> list[str]:
+                 backend: str, scale: int, max_gaussians: int, strategy: str | None = "ours") -> list[str]:
         """The reference trainer's flags; ours also takes the backend and the Gaussian cap."""
         custom = list(settings.get("trainer_command") or [])
         command = custom or list(OUR_TRAINER)
@@ -135,7 +163,7 @@ class TrainStage(Stage):
             command.append("--resume")
         if not custom:
             command += ["--backend", backend, "--max-gaussians", str(max_gaussians),
-                        "--checkpoint-every", str(checkpoint_interval(iterations))]
+                        "--checkpoint-every", str(checkpoint_interval(iterations)), "--strategy", strategy or "ours"]
         return command
 
 

@@ -41,6 +41,7 @@ def folders(tmp_path):
         ("inbox = [1]\n", "setting 'inbox' must be a folder path"),
         ("settle_seconds = \n", "is not valid TOML"),
         ("train_backend = 'gpu'\n", "setting 'train_backend' must be one of auto, cpu, cuda, got 'gpu'"),
+        ("train_strategy = 'mcmc-aa'\n", "setting 'train_strategy' must be one of ours, default, mcmc, got 'mcmc-aa'"),
         ("trainer_command = 'python3 train.py'\n", "setting 'trainer_command' must be a list of strings"),
         ("train_cpu_iterations = 0\n", "setting 'train_cpu_iterations' must be a positive whole number, got 0"),
         ("publish_min_cluster_fraction = 1.5\n", "setting 'publish_min_cluster_fraction' must be between 0 and 1, got 1.5"),

@@ -18,7 +18,8 @@ from daemon.jobs.options import default_options
 from stages.base import StageContext, StageFailed, StageResult
 from stages.colmap_mapping import best_model
 from stages.ingest import IngestStage
-from stages.sfm import SfmStage
+from stages.compute_backend import training_backend
+from stages.sfm import SfmStage, sfm_device
 from stages.sfm_quality import LITTLE_DETAIL, MATCHES_ONLY_UNPLACED, NO_MATCH, check_points
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -101,6 +102,7 @@ def test_the_synthetic_set_registers_and_leaves_the_documented_layout(tmp_path):
     metrics = result.metrics
     assert (metrics["registered"], metrics["total"], metrics["unregistered"], metrics["unplaced"]) == (8, 8, [], [])
     assert (metrics["cameras"], metrics["matching"], metrics["mapper"]) == ("shared", "exhaustive", "incremental")
+    assert metrics["device"] == ("cuda" if pycolmap.has_cuda and training_backend("auto") == "cuda" else "cpu")
     assert (metrics["train"], metrics["test"]) == (7, 1)
     assert (metrics["held_out_rule"], metrics["held_out_photos"]) == ("every 8th photo", ["view_000.jpg"])
     assert 0 < metrics["mean_reprojection_error"] < 1 and metrics["mean_track_length"] > 2
@@ -113,6 +115,15 @@ def test_the_synthetic_set_registers_and_leaves_the_documented_layout(tmp_path):
     for expected in ("features 0/8", "features 8/8", "matching", "registered 8/8", "undistorting"):
         assert expected in messages
     assert all(0 <= percent <= 100 for percent, _ in progress.calls)  # may step back when mapping restarts
+
+
+@pytest.mark.parametrize(("train_backend", "has_cuda", "device"), [
+    ("cuda", True, pycolmap.Device.cuda),
+    ("cuda", False, pycolmap.Device.cpu),  # the CPU build of pycolmap
+    ("cpu", True, pycolmap.Device.cpu),  # a host told to train on the CPU keeps SfM off the GPU too
+])
+def test_sift_and_matching_run_on_the_gpu_only_with_a_cuda_pycolmap_on_a_gpu_host(train_backend, has_cuda, device):
+    assert sfm_device(train_backend, has_cuda=has_cuda) == device
 
 
 def test_eval_false_puts_every_photo_in_training(tmp_path):

@@ -8,7 +8,9 @@ at full resolution, as a real one does on a small card."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -87,3 +89,60 @@ def test_out_of_gpu_memory_at_half_resolution_too_fails_with_a_hint_to_train_sma
     assert failure.value.message.startswith("the trainer exited with status 1: torch.OutOfMemoryError")
     assert failure.value.hint == ("the GPU ran out of memory, at half the resolution too: "
                                   "set a smaller train_max_image_size or max_gaussians in job.toml")
+
+
+def _calls(tmp_path: Path) -> list[list[str]]:
+    return [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize(("setting", "option", "expected"), [
+    (None, None, "ours"),  # a context from before the setting: ours
+    ("default", None, "default"),
+    ("default", "mcmc", "mcmc"),  # job.toml wins
+])
+def test_our_trainer_on_a_gpu_gets_the_strategy_of_the_job_or_the_settings(tmp_path, monkeypatch, setting, option,
+                                                                           expected):
+    context = _context(tmp_path)
+    monkeypatch.setattr("stages.train.OUR_TRAINER", tuple(context.settings["trainer_command"]))  # plays our trainer
+    settings = {**context.settings, "trainer_command": []}
+    if setting is not None:
+        settings["train_strategy"] = setting
+    options = {**context.options, **({"train_strategy": option} if option else {})}
+    context = dataclasses.replace(context, settings=settings, options=options)
+    result = TrainStage().run(context, lambda *args: None)
+    flags = _calls(tmp_path)[-1]
+    assert flags[flags.index("--strategy") + 1] == expected
+    assert result.metrics["strategy"] == expected
+    assert not any("train_strategy" in warning for warning in result.warnings)
+
+
+def test_another_trainer_gets_no_strategy_flag_and_the_job_is_told(tmp_path):
+    context = _context(tmp_path)
+    context = dataclasses.replace(context, options={**context.options, "train_strategy": "mcmc"})
+    result = TrainStage().run(context, lambda *args: None)
+    assert all("--strategy" not in call for call in _calls(tmp_path))
+    assert result.metrics["strategy"] is None
+    assert ("train_strategy 'mcmc' applies to our trainer only; the trainer_command in the settings densifies its "
+            "own way") in result.warnings
+
+
+@pytest.mark.slow
+def test_a_gpu_strategy_on_a_cpu_host_trains_with_ours_and_warns(tmp_path):
+    """Our real trainer, on the CPU, on the trainer's synthetic scene: the set is trained, not
+    failed, and its warnings say which strategy it got instead of the one it asked for."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gaussian-splatting" / "tests"))
+    from gs_synthetic_scene import write_synthetic_source
+
+    context = _context(tmp_path)
+    shutil.rmtree(context.job_dir / "sfm")
+    write_synthetic_source(context.job_dir / "sfm")
+    context = dataclasses.replace(
+        context, options={"iterations": 5, "eval": True, "train_strategy": "mcmc"},
+        settings={**context.settings, "train_backend": "cpu", "trainer_command": [], "train_strategy": "default"},
+    )  # fmt: skip
+    result = TrainStage().run(context, lambda *args: None)
+    assert result.warnings == ("train_strategy 'mcmc' needs a GPU and this host trains on the CPU: trained with "
+                               "'ours' instead (the 3DGS paper's densification)",)
+    assert result.metrics["strategy"] == "ours" and result.metrics["backend"] == "cpu"
+    trained = json.loads((context.output_dir / "model" / "config.json").read_text())
+    assert trained["strategy"] == "ours"

@@ -1,11 +1,13 @@
 """Command line compatible with the 3DGS reference trainer's flags:
 
     python -m gaussian_splatting -s SOURCE -m MODEL_DIR --iterations N --eval [--resume]
-        [--backend auto|cpu|cuda] [--sh-degree 3] [--resolution-scale K] [--preset NAME] ...
+        [--backend auto|cpu|cuda] [--sh-degree 3] [--resolution-scale K] [--preset NAME]
+        [--strategy ours|default|mcmc] [--antialiased] ...
 
 Progress lines go to stdout (one JSON object each), logs to stderr. Exit status 0 on success,
-4 when the GPU ran out of memory (the caller may retry at a lower resolution: ``-r``), 1 on other
-errors.
+2 when the strategy or rendering mode cannot run on the backend (mcmc or --antialiased on the
+CPU), 4 when the GPU ran out of memory (the caller may retry at a lower resolution: ``-r``), 1 on
+other errors.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from pathlib import Path
 import torch
 
 from gaussian_splatting.config import PRESETS, TrainConfig
+from gaussian_splatting.gsplat_strategy import STRATEGIES, StrategyUnavailable
 from gaussian_splatting.train import train
 
 log = logging.getLogger(__name__)
 
+EXIT_UNAVAILABLE = 2
 EXIT_OUT_OF_MEMORY = 4
 
 
@@ -43,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
     parser.add_argument("--max-gaussians", dest="max_gaussians", type=int)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--strategy", choices=STRATEGIES,
+                        help="densification: ours (default), or gsplat's default or mcmc (cuda only)")
+    parser.add_argument("--antialiased", action="store_true", default=None,
+                        help="gsplat's antialiased rasterisation (cuda only)")
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
     return parser
 
@@ -50,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The preset's values, overridden by the flags given."""
     values = dict(PRESETS[args.preset])
-    for name in ("iterations", "backend", "sh_degree", "resolution_scale", "checkpoint_every", "seed"):
+    for name in ("iterations", "backend", "sh_degree", "resolution_scale", "checkpoint_every", "seed", "strategy",
+                 "antialiased"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     config = TrainConfig(source=args.source, model_dir=args.model_dir, eval=args.eval, **values)
@@ -71,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args)
     try:
         result = train(config, progress=sys.stdout, resume=args.resume)
+    except StrategyUnavailable as error:
+        log.error("%s", error)
+        return EXIT_UNAVAILABLE
     except torch.cuda.OutOfMemoryError as error:
         log.error("out of GPU memory at 1/%d resolution: %s", config.resolution_scale, str(error).splitlines()[0])
         return EXIT_OUT_OF_MEMORY

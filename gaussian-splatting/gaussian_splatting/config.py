@@ -35,6 +35,9 @@ class TrainConfig:
     rotation_lr: float = 0.001  # quaternions
     initial_opacity: float = 0.1  # opacity of every Gaussian made from an SfM point
     densify: DensifySettings = field(default_factory=DensifySettings)
+    # who densifies: "ours" (densify.py), or gsplat's "default" or "mcmc" (gsplat_strategy.py)
+    strategy: str = "ours"
+    antialiased: bool = False  # gsplat's antialiased rasterisation (cuda only); evaluation follows config.json
     checkpoint_every: int = 1000  # iterations between checkpoints (and one at the end)
     checkpoints_kept: int = 1  # newest checkpoints kept; older ones are removed
     progress_every_s: float = 1.0  # seconds between JSON progress lines on stdout

@@ -40,7 +40,7 @@ from gaussian_splatting.gaussians import Gaussians
 from gaussian_splatting.losses import psnr, ssim
 from gaussian_splatting.lpips import Lpips, load_lpips
 from gaussian_splatting.ply_import import read_ply, sh_degree_of
-from gaussian_splatting.rasterize import rasterize, resolve_backend
+from gaussian_splatting.rasterize import RenderSettings, rasterize, resolve_backend
 from gaussian_splatting.scene import TEST_FILE, TRAIN_FILE, TrainingView, load_views, read_split
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,14 @@ def latest_iteration(model_dir: Path) -> int:
     return max(found)
 
 
+def trained_antialiased(model_dir: Path) -> bool:
+    """Whether the run that wrote ``model_dir`` rendered antialiased (its config.json says)."""
+    try:
+        return bool(json.loads((model_dir / "config.json").read_text()).get("antialiased", False))
+    except (OSError, ValueError):
+        return False  # another trainer's model, or none: classic 3DGS
+
+
 def mean_training_colour(source: Path, resolution_scale: int) -> Tensor:
     """[3] the mean colour over the training photos (all registered ones without a train.txt)."""
     names = read_split(source, TRAIN_FILE) or None
@@ -146,13 +154,15 @@ def evaluate(
     output_dir = model_dir if output_dir is None else output_dir
     renders_dir = output_dir / split / f"ours_{iteration}"
     scores, baseline_scores = [], []
+    # a model trained antialiased is scored as it was trained (config.json, written by train)
+    settings = RenderSettings(antialiased=trained_antialiased(model_dir))
     used_backend = backend
     for view in views:
         view = view.to(device)
         with torch.no_grad():
             image, _, meta = rasterize(
                 **gaussians.render_inputs(), viewmat=view.viewmat, K=view.K, width=view.width,
-                height=view.height, sh_degree=sh_degree, backend=backend,
+                height=view.height, sh_degree=sh_degree, backend=backend, settings=settings,
             )  # fmt: skip
         used_backend = meta.backend
         image = image.clamp(0, 1)

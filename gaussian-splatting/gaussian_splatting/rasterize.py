@@ -25,10 +25,13 @@ Backend = Literal["auto", "cpu", "cuda"]
 class RenderSettings:
     """Projection and compositing knobs. On ``cuda`` gsplat applies ``projection`` and
     ``compositing.tile_size``; its kernels hard-code the other compositing rules (see
-    ``CompositingRules``)."""
+    ``CompositingRules``). ``antialiased`` is gsplat's antialiased mode (each Gaussian's opacity
+    scaled by how much the 0.3-pixel blur widened it, as Mip-Splatting): ``cuda`` only, the CPU
+    compositor draws classic 3DGS."""
 
     projection: ProjectionSettings = ProjectionSettings()
     compositing: CompositingRules = CompositingRules()
+    antialiased: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ def rasterize(
 def _rasterize_cpu(
     means, quats, scales, opacities, sh_coeffs, viewmat, K, width, height, sh_degree, background, settings
 ):  # fmt: skip
+    if settings.antialiased:
+        raise ValueError("antialiased rendering is gsplat's (backend 'cuda'); the CPU backend renders classic 3DGS")
     projected = project_gaussians(
         means,
         quats,
@@ -141,7 +146,7 @@ def _rasterize_cuda(
         packed=False,  # per-Gaussian rows in info, aligned with the inputs
         tile_size=settings.compositing.tile_size,
         backgrounds=None if background is None else background[None],
-        rasterize_mode="classic",
+        rasterize_mode="antialiased" if settings.antialiased else "classic",
     )
     meta = RenderMeta(
         backend="cuda", means2d=info["means2d"], radii=info["radii"][0], depths=info["depths"][0]

@@ -2,7 +2,8 @@
 progress lines, checkpoints, and the PLY at the end.
 
 Progress goes to ``progress`` (stdout from the CLI) as one JSON object per line:
-{"iteration", "iterations", "loss", "gaussians", "iterations_per_second"}; logs go to logging.
+{"iteration", "iterations", "loss", "gaussians", "iterations_per_second"}, and on CUDA
+"gpu_memory_peak_bytes" (``torch.cuda.max_memory_allocated`` so far); logs go to logging.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from gaussian_splatting.checkpoint import (
 from gaussian_splatting.config import TrainConfig
 from gaussian_splatting.densify import DensifyState, densify_and_prune, reset_opacity
 from gaussian_splatting.gaussians import Gaussians, gaussians_from_points, read_points
+from gaussian_splatting.gsplat_strategy import GsplatTraining, check_strategy, initial_state
 from gaussian_splatting.losses import training_loss
 from gaussian_splatting.optimizer import make_optimizer, position_lr, set_position_lr
 from gaussian_splatting.outputs import write_cameras_json, write_run_config
 from gaussian_splatting.ply_export import write_ply
-from gaussian_splatting.rasterize import rasterize, resolve_backend
+from gaussian_splatting.rasterize import RenderSettings, rasterize, resolve_backend
 from gaussian_splatting.scene import TRAIN_FILE, load_views, read_split, scene_extent
 
 log = logging.getLogger(__name__)
@@ -65,8 +67,9 @@ class ProgressLines:
     """Writes a JSON progress line at most every ``interval_s`` seconds, and on the last
     iteration; the loss is the mean since the previous line."""
 
-    def __init__(self, stream: TextIO, iterations: int, interval_s: float, start_iteration: int):
-        self.stream, self.iterations, self.interval_s = stream, iterations, interval_s
+    def __init__(self, stream: TextIO, iterations: int, interval_s: float, start_iteration: int,
+                 device: torch.device = torch.device("cpu")):
+        self.stream, self.iterations, self.interval_s, self.device = stream, iterations, interval_s, device
         self.last_time, self.last_iteration = time.monotonic(), start_iteration
         self.loss_sum, self.loss_count = 0.0, 0
 
@@ -84,6 +87,8 @@ class ProgressLines:
             "gaussians": gaussians,
             "iterations_per_second": rate,
         }
+        if self.device.type == "cuda":
+            line["gpu_memory_peak_bytes"] = torch.cuda.max_memory_allocated(self.device)
         self.stream.write(json.dumps(line) + "\n")
         self.stream.flush()
         self.last_time, self.last_iteration = now, iteration
@@ -99,6 +104,7 @@ def train(config: TrainConfig, progress: TextIO, resume: bool = False) -> TrainR
     if not views:
         raise ValueError(f"no training images in {config.source}")
     device = torch.device(resolve_backend(config.backend))
+    check_strategy(config.strategy, device.type, config.antialiased)
     views = [view.to(device) for view in views]
     extent = scene_extent(views)
     log.info(
@@ -110,30 +116,50 @@ def train(config: TrainConfig, progress: TextIO, resume: bool = False) -> TrainR
 
     torch.manual_seed(config.seed)
     found = latest_checkpoint(config.model_dir) if resume else None
-    if found is not None:
-        saved = load_checkpoint(found)
+    saved = load_checkpoint(found) if found is not None else None
+    if saved is not None and saved.config.get("strategy", "ours") != config.strategy:
+        # its optimiser state and statistics are another strategy's: they cannot be continued
+        log.warning("%s was trained with the %r strategy, not %r: starting afresh",
+                    found, saved.config.get("strategy", "ours"), config.strategy)
+        saved = None
+    if saved is not None:
         gaussians = Gaussians.from_state(saved.gaussians, device)
-        optimizer = make_optimizer(gaussians, config, extent)
-        optimizer.load_state_dict(saved.optimizer)
-        state = DensifyState(**{name: t.to(device) for name, t in saved.densify.items()})
-        torch.set_rng_state(saved.rng)
         start = saved.iteration
-        log.info("resumed from %s at iteration %d with %d Gaussians", found, start, len(gaussians))
     else:
-        if resume:
+        if resume and found is None:
             log.info("no checkpoint in %s; starting afresh", config.model_dir)
         points = gaussians_from_points(*read_points(config.source / POINTS_FILE), config.sh_degree, config.initial_opacity)
-        gaussians = Gaussians.from_state(points.state(), device)
-        optimizer = make_optimizer(gaussians, config, extent)
-        state = DensifyState.empty(len(gaussians), device)
+        gaussians = Gaussians.from_state(initial_state(config.strategy, points.state()), device)
         start = 0
         log.info("initialised %d Gaussians from %s", len(gaussians), POINTS_FILE)
 
-    schedule = config.densify.schedule(config.iterations)
-    log.info("densification %s", schedule)
-    reporter = ProgressLines(progress, config.iterations, config.progress_every_s, start)
+    if config.strategy == "ours":
+        gsplat_run = None
+        optimizer = make_optimizer(gaussians, config, extent)
+        state = DensifyState.empty(len(gaussians), device)
+        if saved is not None:
+            optimizer.load_state_dict(saved.optimizer)
+            state = DensifyState(**{name: t.to(device) for name, t in saved.densify.items()})
+        schedule = config.densify.schedule(config.iterations)
+        log.info("densification %s", schedule)
+    else:
+        gsplat_run = GsplatTraining(config.strategy, gaussians, config, extent)
+        if saved is not None:
+            gsplat_run.load_optimizer_state(saved.optimizer)
+            gsplat_run.load_strategy_state(saved.densify, device)
+        log.info("densification: gsplat's %s", gsplat_run.strategy)
+    if saved is not None:
+        torch.set_rng_state(saved.rng)
+        log.info("resumed from %s at iteration %d with %d Gaussians", found, start, len(gaussians))
+
+    render_settings = RenderSettings(antialiased=config.antialiased)
+    reporter = ProgressLines(progress, config.iterations, config.progress_every_s, start, device)
     for iteration in range(start + 1, config.iterations + 1):
-        set_position_lr(optimizer, position_lr(config, extent, iteration))
+        rate = position_lr(config, extent, iteration)
+        if gsplat_run is None:
+            set_position_lr(optimizer, rate)
+        else:
+            gsplat_run.set_position_lr(rate)
         sh_degree = min(config.sh_degree, iteration // config.sh_increase_every)
         view = views[view_order(config.seed, iteration, len(views))]
         image, _, meta = rasterize(
@@ -144,22 +170,28 @@ def train(config: TrainConfig, progress: TextIO, resume: bool = False) -> TrainR
             height=view.height,
             sh_degree=sh_degree,
             backend=config.backend,
+            settings=render_settings,
         )
         meta.means2d.retain_grad()
         loss = training_loss(image, view.image, config.lambda_dssim)
+        if gsplat_run is not None:
+            loss = loss + gsplat_run.regulariser()
         loss.backward()
         with torch.no_grad():
-            if iteration <= schedule.stop:
-                state.observe(meta, view.width, view.height)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if schedule.densifies_at(iteration):
-                state = densify_and_prune(
-                    gaussians, optimizer, state, config.densify, extent,
-                    prune_large=iteration > schedule.reset_every, grad_threshold=schedule.grad_threshold,
-                )  # fmt: skip
-            if schedule.resets_at(iteration):
-                reset_opacity(gaussians, optimizer, config.densify)
+            if gsplat_run is not None:
+                gsplat_run.step(iteration, meta, view.width, view.height)
+            else:
+                if iteration <= schedule.stop:
+                    state.observe(meta, view.width, view.height)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if schedule.densifies_at(iteration):
+                    state = densify_and_prune(
+                        gaussians, optimizer, state, config.densify, extent,
+                        prune_large=iteration > schedule.reset_every, grad_threshold=schedule.grad_threshold,
+                    )  # fmt: skip
+                if schedule.resets_at(iteration):
+                    reset_opacity(gaussians, optimizer, config.densify)
         reporter.update(iteration, loss.item(), len(gaussians))
         if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
             saved_to = save_checkpoint(
@@ -167,8 +199,8 @@ def train(config: TrainConfig, progress: TextIO, resume: bool = False) -> TrainR
                 Checkpoint(
                     iteration=iteration,
                     gaussians=gaussians.state(),
-                    optimizer=optimizer.state_dict(),
-                    densify=state.as_dict(),
+                    optimizer=optimizer.state_dict() if gsplat_run is None else gsplat_run.optimizer_state(),
+                    densify=state.as_dict() if gsplat_run is None else gsplat_run.strategy_state(),
                     rng=torch.get_rng_state(),
                     config=config.to_json(),
                 ),

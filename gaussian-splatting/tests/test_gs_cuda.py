@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from gs_synthetic_scene import write_synthetic_source
 
 from gaussian_splatting import rasterize
 from gaussian_splatting.config import TrainConfig
+from gaussian_splatting.densify import DensifySettings
 from gaussian_splatting.evaluate import evaluate
 from gaussian_splatting.train import train
 
@@ -72,4 +74,27 @@ def test_training_on_cuda_fits_the_held_out_views(tmp_path):
     train(config, io.StringIO())
     evaluation = evaluate(source, config.model_dir, backend="cuda")
     assert evaluation.backend == "cuda"
+    assert evaluation.psnr >= evaluation.mean_colour_psnr + 5.0, evaluation
+
+
+@pytest.mark.parametrize(("strategy", "antialiased"), [("ours", False), ("default", False), ("mcmc", False),
+                                                         ("mcmc", True)])
+def test_every_strategy_trains_on_cuda_and_fits_the_held_out_views(tmp_path, strategy, antialiased):
+    """gsplat's strategies through our trainer (gaussian_splatting/gsplat_strategy.py): each
+    fits the tiny scene, MCMC stays under its cap (our max_gaussians), the progress lines carry
+    the peak GPU memory, and an antialiased model is scored antialiased."""
+    source = tmp_path / "source"
+    write_synthetic_source(source)
+    cap = 400
+    config = TrainConfig(source=source, model_dir=tmp_path / "model", iterations=600, eval=True, backend="cuda",
+                         strategy=strategy, antialiased=antialiased, progress_every_s=0.0,
+                         densify=DensifySettings(max_gaussians=cap))  # fmt: skip
+    progress = io.StringIO()
+    result = train(config, progress)
+    lines = [json.loads(line) for line in progress.getvalue().splitlines()]
+    assert all(line["gpu_memory_peak_bytes"] > 0 for line in lines)
+    assert result.gaussians <= cap
+    if strategy == "mcmc":
+        assert result.gaussians > lines[0]["gaussians"]  # it added Gaussians up to the cap
+    evaluation = evaluate(source, config.model_dir, backend="cuda")
     assert evaluation.psnr >= evaluation.mean_colour_psnr + 5.0, evaluation
