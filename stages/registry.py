@@ -34,7 +34,7 @@ PIPELINE: tuple[StageSpec, ...] = (
               options=("eval",)),  # which photos are held out
     StageSpec("train", "stages.train:TrainStage", ("torch", "numba", "plyfile", "sklearn", "gaussian_splatting"),
               24 * 3600, progress_weight=80.0, resumable=True,
-              options=("iterations", "train_max_image_size", "max_gaussians", "eval")),
+              options=("iterations", "train_max_image_size", "max_gaussians", "train_strategy", "eval")),
     StageSpec("evaluate", "stages.evaluate:EvaluateStage", ("torch", "gaussian_splatting"), 2 * 3600,
               progress_weight=3.0, options=("eval",)),
     StageSpec("publish", "stages.publish:PublishStage", ("torch", "sklearn", "plyfile", "gaussian_splatting", "PIL"),
