@@ -5,8 +5,13 @@ A stage reads its inputs from disk (the user's set, earlier stages' folders unde
 
 - each stage runs in its own child process, with a per-stage timeout, and may be
   killed at any moment (cancel, timeout, daemon shutdown); its process group goes too;
+- ``job_dir`` is laid out as the job's folder, but it is the folder of one claim of the job
+  (daemon/run/claim_folder.py): earlier stages appear in it as links, and ``output_dir`` reaches
+  the job's folder once the stage finished, and only while the claim holds; outputs are named
+  relative to ``job_dir``, so they name the same files before and after;
 - ``output_dir`` is empty when ``run`` starts, unless the stage's registry entry says
-  it is ``resumable``, in which case it holds what an interrupted earlier run left;
+  it is ``resumable``, in which case it holds (hard-linked) what an interrupted earlier run
+  left: a resumable stage writes each file by rename, never in place;
 - the stage counts as finished only once ``result.json`` exists, which the runner
   writes atomically from the returned ``StageResult``; a crash before that means the
   stage runs again, so ``run`` must be safe to repeat;

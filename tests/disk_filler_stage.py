@@ -18,7 +18,7 @@ import os
 
 from stages.base import Stage, StageContext, StageResult
 from stages.registry import StageSpec
-from tests.paced_stage import INGEST, PACED_PIPELINE
+from tests.paced_stage import INGEST, PACED_PIPELINE, job_folder
 
 FILL_BYTES = 34 * 1024 * 1024
 BALLAST = "ballast.bin"
@@ -47,7 +47,7 @@ class DiskFullStage(Stage):
 
     def run(self, context: StageContext, report) -> StageResult:
         model = context.output_dir / MODEL
-        with open(context.job_dir / MODEL_RUNS, "a") as runs:
+        with open(job_folder(context) / MODEL_RUNS, "a") as runs:
             runs.write(f"run from {model.stat().st_size if model.exists() else 0}\n")
         with open(model, "ab") as handle:
             while (written := handle.tell()) < MODEL_BYTES:

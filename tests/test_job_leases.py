@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -98,3 +99,44 @@ def test_a_starting_daemon_requeues_the_jobs_of_processes_that_are_gone_and_no_o
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
+
+
+def test_only_the_claim_that_holds_a_job_may_move_files_into_it_or_write_its_progress(database_url):
+    """JobStore.fenced: what a claim moves into the job's folders (daemon/run/claim_folder.py)."""
+    alpha, beta = stores(database_url, "alpha", "beta", lease_seconds=0.4)
+    job = queued_job(alpha)
+    assert alpha.claim_next().lease_epoch == 1
+    moved = []
+    assert alpha.fenced(job.id, 1, lambda: moved.append("alpha's sfm"))
+    time.sleep(0.5)  # alpha is paused past its lease
+    assert beta.claim_next().lease_epoch == 2
+    assert not alpha.fenced(job.id, 1, lambda: moved.append("alpha's train, late"))
+    assert not beta.fenced(job.id, 1, lambda: moved.append("an older claim's"))  # the number counts, not the host
+    assert beta.fenced(job.id, 2, lambda: moved.append("beta's train"))
+    assert beta.transition(job.id, JobState.DONE, "done after publish")
+    assert not beta.fenced(job.id, 2, lambda: moved.append("after the end"))
+    assert moved == ["alpha's sfm", "beta's train"]
+    # nor can alpha, waking up, write the progress it had when it was paused over the finished job
+    alpha.update_fields(job.id, owner_only=True, progress=97.0, message="sfm: step 29/30")
+    assert beta.get(job.id).message == "done after publish"
+
+
+def test_a_takeover_waits_until_the_holders_fenced_moves_are_done(database_url):
+    """The lease runs out while the holder moves its stage into place: the other daemon cannot take
+    the job until the moves are done (SQLite: it waits for the write lock; PostgreSQL: the row is
+    locked, and SKIP LOCKED passes it over for now)."""
+    alpha, beta = stores(database_url, "alpha", "beta", lease_seconds=0.3)
+    job = queued_job(alpha)
+    alpha.claim_next()
+    happened: list[str] = []
+    attempt = threading.Thread(target=lambda: happened.append(f"claimed {getattr(beta.claim_next(), 'id', None)}"))
+
+    def moves() -> None:
+        time.sleep(0.4)  # the lease runs out meanwhile
+        attempt.start()
+        time.sleep(0.5)
+        happened.append("moved")
+
+    assert alpha.fenced(job.id, 1, moves)
+    attempt.join(30)
+    assert happened in (["moved", f"claimed {job.id}"], ["claimed None", "moved"]), happened

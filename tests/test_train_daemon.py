@@ -59,7 +59,8 @@ def test_training_reports_eta_resumes_after_a_killed_daemon_and_ends_evaluated(t
         assert training["message"].startswith("train: iteration ") and "Gaussians" in training["message"]
         assert training["eta_seconds"] > 0
         job_id = training["job_id"]
-        checkpoints = layout.state / "jobs" / job_id / "train" / "model" / "checkpoints"
+        # an unfinished stage works in its claim's folder (daemon/run/claim_folder.py)
+        checkpoints = layout.state / "jobs" / job_id / "claims" / "1" / "train" / "model" / "checkpoints"
         wait_for(lambda: list(checkpoints.glob("chkpnt*.pt")), 120, "a training checkpoint")
         assert _trainer_processes(layout), daemon.log()
     finally:

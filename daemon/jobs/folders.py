@@ -1,13 +1,16 @@
 """Every path of one job, asked here and built nowhere else.
 
-A job lives in three places: its work folder in the state folder (one folder per stage, each
-stage's context, ``result.json`` or ``error.json``, the job's log), its folder in the outbox (what
+A job lives in three places: its work folder in the state folder (one folder per finished stage
+with its ``result.json``, the job's log, and ``claims/<epoch>/`` where each claim of the job runs
+its stages: their contexts, folders and ``error.json``), its folder in the outbox (what
 the site publishes, which the site builder lays out), and its status.json beside the set in the
 inbox (inside a folder set; beside a .zip set, named after it).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -16,6 +19,8 @@ from daemon.jobs.log import JOB_LOG_FILE
 from inbox_protocol.photo_set import STATUS_FILE
 from site_builder.job_page import job_folder
 from stages.base import ERROR_FILE, RESULT_FILE
+
+CLAIMS_DIR = "claims"
 
 
 class _Places(Protocol):
@@ -73,6 +78,16 @@ class JobFolders:
         """Written by the stage's child when it fails for a reason the person can act on."""
         return self.stage(name) / ERROR_FILE
 
+    def claim(self, epoch: int) -> Path:
+        """Where the stages of one claim of the job work (daemon/run/claim_folder.py): a folder laid
+        out as the job's own, whose finished stages are moved into the job's folder only while the
+        claim holds."""
+        return self.work / CLAIMS_DIR / str(epoch)
+
+    @property
+    def claims(self) -> Path:
+        return self.work / CLAIMS_DIR
+
     def output(self, relative: str) -> Path:
         """A file a stage's result names (its ``outputs`` are relative to the work folder)."""
         return self.work / relative
@@ -85,3 +100,17 @@ class JobFolders:
     def outbox_status(self) -> Path:
         """The outbox's copy of status.json, which the job's page and the gallery read."""
         return self.outbox / STATUS_FILE
+
+
+def link_tree(source: Path, destination: Path) -> None:
+    """``source``'s tree at ``destination``, its files hard-linked (copied where a link cannot be
+    made: another file system). Safe to share because every file in a job's folders is written once,
+    by rename, and never changed in place."""
+    shutil.copytree(source, destination, symlinks=True, copy_function=_link_or_copy)
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(source, destination)

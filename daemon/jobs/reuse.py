@@ -24,7 +24,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from daemon.jobs.folders import JobFolders
+from daemon.jobs.folders import JobFolders, link_tree
 from daemon.jobs.records import RetryRequest
 from daemon.store import JobRecord, JobState
 from inbox_protocol.photo_digests import changed_photos
@@ -124,14 +124,7 @@ def take_over(earlier: JobFolders, target: JobFolders, stages: Sequence[str]) ->
         destination = target.stage(name)
         temporary = destination.with_name(destination.name + _TEMPORARY_SUFFIX)
         shutil.rmtree(temporary, ignore_errors=True)
-        shutil.copytree(earlier.stage(name), temporary, symlinks=True, copy_function=_link_or_copy)
+        link_tree(earlier.stage(name), temporary)
         if destination.exists():
             shutil.rmtree(destination)
         os.rename(temporary, destination)
-
-
-def _link_or_copy(source: str, destination: str) -> None:
-    try:
-        os.link(source, destination, follow_symlinks=False)
-    except OSError:  # another file system, or one without hard links
-        shutil.copy2(source, destination)

@@ -38,11 +38,19 @@ class JobLease:
         self.lost = False
 
     def keep(self) -> None:
+        self._renew(due=False)
+
+    def confirm(self) -> None:
+        """Renew now, whenever the last renewal was: before the runner records what a stage did,
+        which a daemon that was paused meanwhile may no longer do."""
+        self._renew(due=True)
+
+    def _renew(self, due: bool) -> None:
         if self.lost:
             return
         asked = self._clock()  # the database counts the new lease from no earlier than this
         since = asked - self._last
-        if since < self._every:
+        if since < self._every and not due:
             return
         try:
             renewed = self._store.renew_lease(self._job.id)

@@ -27,6 +27,7 @@ from daemon.jobs.plan import overall_progress, planned_stages
 from daemon.jobs.records import NOT_STARTED, JobError, StageRecord, StageState
 from daemon.jobs.reuse import plan_reuse, take_over
 from daemon.journal import job_fields, level_for_priority
+from daemon.run.claim_folder import ClaimFolder
 from daemon.run.disk_guard import (
     DiskGuard,
     DiskNeed,
@@ -46,7 +47,7 @@ from daemon.store import JobRecord, JobState, JobStore
 from daemon.store.outage import PatientStore, StoreOutage, is_outage
 from inbox_protocol.photo_digests import set_digests
 from inbox_protocol.photo_set import FileRules
-from stages.atomic_files import atomic_copy, atomic_write_json, remove_temporaries
+from stages.atomic_files import atomic_write_json, remove_temporaries
 from stages.base import ASK_THE_OPERATOR, StageContext, StageResult
 from stages.compute_backend import training_backend
 from stages.registry import StageSpec
@@ -85,11 +86,25 @@ class JobRunner:
         """Run what is left of ``job``; returns the state it ends in (QUEUED if interrupted, or
         waiting for disk space: then it is in ``space_waits``)."""
         try:
-            return self._run(job)
+            ending = self._run(job)
+            self._tidy_claims(job, ending)
+            return ending
         finally:
             if job.id not in self._waiting:
                 self.space_waits.forget(job.id)
                 self._floors.pop(job.id, None)
+
+    def _tidy_claims(self, job: JobRecord, ending: JobState) -> None:
+        """Once the job has ended here, the claim folders it no longer needs: all of them when it is
+        done, the others' when it failed or was cancelled (this claim's failed stage stays, to be
+        looked into); nothing when it goes on elsewhere or later."""
+        if job.lease_epoch is None:
+            return
+        folders = JobFolders.of(self._settings, job)
+        if ending is JobState.DONE:
+            shutil.rmtree(folders.claims, ignore_errors=True)
+        elif ending in (JobState.FAILED, JobState.CANCELLED):
+            ClaimFolder(folders, job.lease_epoch).remove_other_claims()
 
     def _run(self, job: JobRecord) -> JobState:
         self._waiting.pop(job.id, None)
@@ -106,6 +121,7 @@ class JobRunner:
         plan = planned_stages(self._pipeline, options["stop_after"])
         stage_records = dict(job.stages)
         lease = JobLease(self._store.raw, job, self._outage)
+        claim = ClaimFolder(folders, job.lease_epoch)
         reused: dict[str, str] = {}
         if job.retry_request is not None and not any(folders.result(spec.name).exists() for spec in plan):
             reused = self._take_over_earlier_stages(job, plan, options, folders)
@@ -117,9 +133,9 @@ class JobRunner:
             if result_path.exists():
                 if stage_records.get(spec.name, NOT_STARTED).state is not StageState.DONE:
                     # taken over from an earlier attempt, or finished before the daemon died, unrecorded
-                    ending = self._record_result(job, spec, plan, stage_records, result_path, seconds=None,
-                                                 reused_from=reused.get(spec.name))
-                    if ending is not JobState.RUNNING:
+                    ending = self._record_result(job, spec, plan, stage_records, claim, lease, result_path,
+                                                 seconds=None, reused_from=reused.get(spec.name))
+                    if lease.lost or ending is not JobState.RUNNING:
                         return ending
                 continue
             stages_left = plan[plan.index(spec):]
@@ -130,7 +146,7 @@ class JobRunner:
                 return self._wait_for_space(job, stages_left, options, f"waiting before {spec.name}: {shortage.reason}",
                                             shortage, "; the job starts when space is freed")
             self.space_waits.forget(job.id)
-            ending = self._run_stage(job, spec, plan, options, stage_records, folders, lease)
+            ending = self._run_stage(job, spec, plan, options, stage_records, claim, lease)
             if lease.lost or ending is not JobState.RUNNING:
                 return ending
         last = plan[-1].name
@@ -205,25 +221,26 @@ class JobRunner:
         plan: Sequence[StageSpec],
         options: Mapping[str, Any],
         stage_records: dict[str, StageRecord],
-        folders: JobFolders,
+        claim: ClaimFolder,
         lease: JobLease,
     ) -> JobState:
-        stage_dir = folders.stage(spec.name)
-        if not spec.resumable and stage_dir.exists():
-            shutil.rmtree(stage_dir)  # a partial run from before a crash
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        folders.error(spec.name).unlink(missing_ok=True)  # a kept folder's: it would speak for this run
+        """The stage runs in this claim's folder (daemon/run/claim_folder.py): its inputs are the
+        finished stages, linked in; its folder reaches the job's only while the claim holds."""
+        folders = claim.folders
+        finished = [earlier.name for earlier in plan if folders.result(earlier.name).exists()]
+        stage_dir = claim.prepare(finished, spec.name, spec.resumable)
+        claim.error(spec.name).unlink(missing_ok=True)  # a kept folder's: it would speak for this run
         context = StageContext(
             job_id=job.id,
             set_name=job.set_name,
             source=Path(job.source_path),
             inbox=self._settings.inbox,
-            job_dir=folders.work,
+            job_dir=claim.root,
             output_dir=stage_dir,
             options=options,
             settings=self._settings.stage_settings(),
         )
-        context_path = folders.context(spec.name)
+        context_path = claim.context(spec.name)
         atomic_write_json(context_path, context.to_json())
 
         started = datetime.now(timezone.utc)
@@ -239,7 +256,9 @@ class JobRunner:
         with JobLog(folders.log) as job_log:
 
             def on_log_line(priority: int, text: str) -> None:
-                job_log.append(spec.name, text)
+                lease.keep()  # the first line after a pause finds out whether the job is still ours
+                if not lease.lost:  # else the job's log is another daemon's now
+                    job_log.append(spec.name, text)
                 log.log(level_for_priority(priority), "%s: %s", job.set_name, text, extra=fields)
 
             def on_tick() -> None:
@@ -258,10 +277,11 @@ class JobRunner:
                     should_stop=lambda: self._stop_requested.is_set() or lease.lost,
                 ),
             )
+        lease.confirm()  # the stage may have ended while this daemon was paused, and the job gone elsewhere
         if lease.lost:
             return JobState.RUNNING  # stopped: the job is not ours any more, nor its record
         seconds = round((datetime.now(timezone.utc) - started).total_seconds(), 3)
-        return self._settle_outcome(job, spec, plan, options, stage_records, folders, outcome, seconds)
+        return self._settle_outcome(job, spec, plan, options, stage_records, claim, lease, outcome, seconds)
 
     def _settle_outcome(
         self,
@@ -270,18 +290,19 @@ class JobRunner:
         plan: Sequence[StageSpec],
         options: Mapping[str, Any],
         stage_records: dict[str, StageRecord],
-        folders: JobFolders,
+        claim: ClaimFolder,
+        lease: JobLease,
         outcome: ChildOutcome,
         seconds: float,
     ) -> JobState:
         name = spec.name
         if outcome.ending is Ending.FINISHED:
-            return self._record_result(job, spec, plan, stage_records, folders.result(name), seconds)
+            return self._record_result(job, spec, plan, stage_records, claim, lease, claim.result(name), seconds)
         if outcome.ending in (Ending.FAILED, Ending.CRASHED):
             # before any write to the job store, which may live on the disk that is full
-            filled = self._filled_disk(folders.error(name), outcome)
+            filled = self._filled_disk(claim.error(name), outcome)
             if filled is not None:
-                return self._wait_after_disk_filled(job, spec, plan, options, stage_records, folders.stage(name),
+                return self._wait_after_disk_filled(job, spec, plan, options, stage_records, claim.stage(name),
                                                     seconds, *filled)
         ended_state = {Ending.CANCELLED: StageState.CANCELLED, Ending.INTERRUPTED: StageState.INTERRUPTED}.get(
             outcome.ending, StageState.FAILED)
@@ -301,7 +322,7 @@ class JobRunner:
             self._on_change()
             return JobState.CANCELLED
         if outcome.ending is Ending.FAILED:
-            failure = _read_json(folders.error(name)) or {}
+            failure = _read_json(claim.error(name)) or {}
             return self._fail(job, name, failure.get("message") or f"{name} failed", failure.get("hint"),
                               images=failure.get("images"), metrics=failure.get("metrics"))
         if outcome.ending is Ending.TIMED_OUT:
@@ -386,22 +407,27 @@ class JobRunner:
         spec: StageSpec,
         plan: Sequence[StageSpec],
         stage_records: dict[str, StageRecord],
+        claim: ClaimFolder,
+        lease: JobLease,
         result_path: Path,
         seconds: float | None,
         reused_from: str | None = None,
     ) -> JobState:
-        """Record a finished stage (RUNNING: the job goes on), after copying the files it hands
-        to the outbox; FAILED when they cannot be written there. ``reused_from``: the earlier
-        attempt whose result a retry took over."""
+        """Record a finished stage (RUNNING: the job goes on): its folder and the files it hands to
+        the outbox go into place while this claim holds (``JobStore.fenced``), then its record;
+        FAILED when the outbox cannot be written. ``reused_from``: the earlier attempt whose result a
+        retry took over (already in the job's folder)."""
         result = StageResult.from_json(json.loads(result_path.read_text()))
-        folders = JobFolders.of(self._settings, job)
-        outbox_dir = folders.outbox
+        outbox_dir = claim.folders.outbox
+        base = result_path.parent.parent  # the claim's folder, or the job's for a result already there
+        staged: list[tuple[Path, Path]] = []
         try:
             for name in result.to_outbox:
-                source = folders.output(result.outputs[name])
+                source = base / result.outputs[name]
                 outbox_dir.mkdir(parents=True, exist_ok=True)
                 remove_temporaries(outbox_dir / source.name)  # of a copy cut short by a crash
-                atomic_copy(source, outbox_dir / source.name)
+                staged.append((claim.stage_outbox_copy(source, outbox_dir / source.name), outbox_dir / source.name))
+            promoted = self._store.fenced(job.id, claim.epoch, lambda: claim.promote(spec.name, staged))
         except OSError as error:
             log.error("%s: %s: cannot write %s into the outbox (%s): check that the outbox folder is writable by "
                       "the daemon's user and has free space", job.set_name, spec.name, error.filename, error.strerror,
@@ -410,6 +436,14 @@ class JobRunner:
             self._store.set_stage(job.id, spec.name, stage_records[spec.name], f"{spec.name}: failed")
             return self._fail(job, spec.name, f"{spec.name}: its results could not be published ({error.strerror})",
                               ASK_THE_OPERATOR)
+        if not promoted:
+            for copy, _ in staged:
+                copy.unlink(missing_ok=True)
+            lease.lost = True
+            log.warning("%s: job %s was taken over by another daemon while this one was paused past its lease; "
+                        "this daemon's %s result stays unused in %s and nothing of the new owner's is changed",
+                        job.set_name, job.id, spec.name, claim.root, extra=job_fields(job, spec.name))
+            return JobState.RUNNING
         current = self._store.get(job.id)
         stage_records[spec.name] = stage_records.get(spec.name, NOT_STARTED).ended(StageState.DONE, seconds,
                                                                                     reused_from=reused_from)
@@ -437,7 +471,8 @@ class JobRunner:
         request = job.retry_request
         earlier = self._store.get(request.earlier_job)
         earlier_folders = None if earlier is None else JobFolders.of(self._settings, earlier)
-        self._store.update_fields(job.id, message=f"checking which stages of {request.earlier_job} can be reused")
+        self._store.update_fields(job.id, owner_only=True,
+                                  message=f"checking which stages of {request.earlier_job} can be reused")
         self._on_change()
         rules = FileRules(self._settings.ignore_patterns)
         reuse = plan_reuse(self._pipeline, request, earlier, earlier_folders, options,
@@ -461,7 +496,8 @@ class JobRunner:
             start = f"from {_next_stage(plan, stages)}" if stages else "from the beginning"
             note = f"this retry starts {start}, not from {reuse.asked_from}: {why_not}"
             log.warning("%s: %s", job.set_name, note, extra=job_fields(job))
-            self._store.update_fields(job.id, warnings=list(dict.fromkeys([*self._store.get(job.id).warnings, note])))
+            self._store.update_fields(job.id, owner_only=True,
+                                      warnings=list(dict.fromkeys([*self._store.get(job.id).warnings, note])))
         return {name: reuse.earlier_job for name in stages}
 
     def _fail(self, job: JobRecord, stage: str, message: str, hint: str | None, images: Any = None,

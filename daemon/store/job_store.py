@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Collection, Iterable, Iterator, Mapping
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping
 
 from sqlalchemy import (
     BigInteger,
@@ -68,6 +68,7 @@ class JobRecord:
     lease_expires_at: datetime | None = None
     lease_owner: str | None = None  # the process running it (daemon/this_process.py)
     retry_request: RetryRequest | None = None  # a retry that may reuse an earlier attempt's stages
+    lease_epoch: int | None = None  # the claim this record was read under (claim_next counts them up)
 
     @classmethod
     def from_row(cls, row: Any) -> "JobRecord":
@@ -362,6 +363,7 @@ class JobStore:
                         state=str(JobState.RUNNING),
                         host=self.host,
                         lease_owner=self.process,
+                        lease_epoch=func.coalesce(jobs.c.lease_epoch, 0) + 1,
                         lease_expires_at=self._clock_now() + self.lease,
                         started_at=func.coalesce(jobs.c.started_at, now),
                         updated_at=now,
@@ -374,6 +376,22 @@ class JobStore:
                 self._log_event(connection, row.id, "state", state=JobState.RUNNING, stage=row.stage, message=message)
             return JobRecord.from_row(row)
         return None
+
+    def fenced(self, job_id: str, epoch: int, action: Callable[[], None]) -> bool:
+        """Run ``action`` (renames into the job's folders) only while this daemon still holds the
+        claim ``epoch`` of the running job, and with the job's row locked meanwhile: a takeover, an
+        update of the same row, waits until the action is done, so nothing of an older claim lands
+        after a newer one began. False, and nothing done, when the claim is not ours any more."""
+        with self.engine.begin() as connection:
+            held = connection.execute(
+                update(jobs)
+                .where(and_(jobs.c.id == job_id, jobs.c.state == str(JobState.RUNNING),
+                            jobs.c.lease_owner == self.process, jobs.c.lease_epoch == epoch))
+                .values(lease_epoch=epoch)  # a write: it takes the row's lock (SQLite: the database's) until commit
+            ).rowcount
+            if held:
+                action()
+        return bool(held)
 
     def renew_lease(self, job_id: str) -> bool:
         """Extend this daemon's hold on its running job; False when the job is no longer ours
@@ -389,23 +407,24 @@ class JobStore:
     def update_fields(self, job_id: str, *, owner_only: bool = False, in_states: Iterable[JobState] | None = None,
                       **fields: Any) -> None:
         """Progress, metrics and the like: no state change, so no transition check. ``owner_only``:
-        not if the job runs on another daemon (the runner's writes; ours may have been taken over).
-        ``in_states``: only while the job is in one of them (as the caller saw it)."""
-        where = and_(jobs.c.id == job_id, self._ours()) if owner_only else jobs.c.id == job_id
+        only while the job runs in this process (the runner's writes: ours may have been taken over,
+        and even finished, by another daemon). ``in_states``: only while the job is in one of them
+        (as the caller saw it)."""
+        where = and_(jobs.c.id == job_id, self._running_here()) if owner_only else jobs.c.id == job_id
         if in_states is not None:
             where = and_(where, jobs.c.state.in_([str(state) for state in in_states]))
         with self.engine.begin() as connection:
             connection.execute(update(jobs).where(where).values(updated_at=utc_now(), **_stored(fields)))
 
     def set_stage(self, job_id: str, stage: str, record: StageRecord, message: str, **fields: Any) -> None:
-        """Record a stage starting or ending: its entry in ``stages`` and an event (not if the job
-        runs on another daemon: ours was taken over)."""
+        """Record a stage starting or ending: its entry in ``stages`` and an event (only while the job
+        runs in this process: not once another daemon took it over, nor after it finished there)."""
         with self.engine.begin() as connection:
             current = connection.execute(select(jobs.c.stages).where(jobs.c.id == job_id)).scalar_one()
             stages = {**(current or {}), stage: record.to_json()}
             changed = connection.execute(
                 update(jobs)
-                .where(and_(jobs.c.id == job_id, self._ours()))
+                .where(and_(jobs.c.id == job_id, self._running_here()))
                 .values(stage=stage, stages=stages, message=message, updated_at=utc_now(), **_stored(fields))
             ).rowcount
             if changed:
@@ -475,6 +494,10 @@ class JobStore:
         """A job not running, or running in this process: the only ones this daemon may change as it
         runs them."""
         return or_(jobs.c.state != str(JobState.RUNNING), jobs.c.lease_owner == self.process)
+
+    def _running_here(self):
+        """A job running in this process: the only writes a runner may make, whoever ran it since."""
+        return and_(jobs.c.state == str(JobState.RUNNING), jobs.c.lease_owner == self.process)
 
     def _log_event(self, connection, job_id: str, kind: str, *, state=None, stage=None, message: str = "") -> None:
         connection.execute(

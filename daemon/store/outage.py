@@ -189,3 +189,7 @@ class PatientStore:
     def update_fields(self, job_id: str, **fields) -> None:
         self._outage.wait_out(lambda: self.raw.update_fields(job_id, **fields), f"recording job {job_id}", self._stop,
                               writes=True)
+
+    def fenced(self, job_id: str, epoch: int, action) -> bool:
+        return self._outage.wait_out(lambda: self.raw.fenced(job_id, epoch, action),
+                                     f"recording job {job_id}'s stage", self._stop, writes=True)

@@ -94,6 +94,7 @@ jobs = Table(
     Column("stages", JSON, nullable=False, default=dict),
     Column("host", String(255)),  # the daemon running the job (its name: host_name, or the machine's)
     Column("lease_owner", String(255)),  # and its process (daemon/this_process.py): who holds the lease
+    Column("lease_epoch", Integer),  # how many times the job was claimed: names the claim's work folder
     Column("lease_expires_at", UtcDateTime),  # a running job whose lease passed may be taken over
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("cancel_reason", MessageText),
