@@ -177,3 +177,31 @@ def test_a_private_jobs_notifications_carry_no_link():
     public = payload(Event("done", {**document, "private": False, "page": "hidden-lake-1/index.html"}), PUBLIC_URL)
     assert (public["private"], public["page"], public["url"]) == (
         False, "hidden-lake-1/index.html", PUBLIC_URL + "hidden-lake-1/index.html")
+
+
+@pytest.mark.slow
+def test_the_health_page_shows_a_running_private_job_without_its_name(tmp_path, serve_folder, open_page):
+    """health.json as the real Heartbeat writes it (the daemons table on SQLite), two daemons each
+    running a job, one private, and the health page reading it."""
+    from daemon.report.heartbeat import Heartbeat
+    from daemon.store import DaemonRegistry, open_store
+    from site_builder import build_site
+
+    outbox = tmp_path / "outbox"
+    build_site(outbox, [], "test")
+    registry = DaemonRegistry(open_store(f"sqlite:///{tmp_path / 'jobs.sqlite3'}").engine)
+    Heartbeat(outbox, 30, "test", "gpu-1", registry).beat("running", {"queued": 0}, {
+        "job_id": "hidden-lake-1", "name": "hidden-lake", "stage": "sfm", "progress": 40.0, "private": True})
+    Heartbeat(outbox, 30, "test", "gpu-2", registry).beat("running", {"queued": 0}, {
+        "job_id": "garden-1", "name": "garden", "stage": "train", "progress": 20.0})
+    assert "hidden-lake" not in (outbox / "health.json").read_text()
+    assert [record.current_job["job_id"] for record in registry.daemons()] == ["hidden-lake-1", "garden-1"]
+
+    page = open_page(viewport=(1000, 700))
+    page.goto(serve_folder(outbox) + "health.html")
+    page.wait_for_selector("[data-health-daemons] tr >> nth=1")
+    rows = [[cell.text_content() for cell in row.locator("td").all()] for row in page.locator("[data-health-daemons] tr").all()]
+    assert [(row[0], row[3]) for row in rows] == [("gpu-1", "a private scene: sfm, 40%"),
+                                                  ("gpu-2", "garden (garden-1): train, 20%")]
+    assert "null" not in page.content() and "undefined" not in page.locator("body").text_content()
+    page.assert_clean()
