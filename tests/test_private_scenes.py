@@ -14,6 +14,7 @@ import pytest
 from daemon.jobs.options import job_privacy
 from daemon.notify.email_message import body
 from daemon.notify.events import Event, payload
+from daemon.store import JobState
 from inbox_protocol.photo_set import FileRules
 from tests.daemon_harness import DaemonProcess, make_layout, run_cli, state_is, wait_for
 from tests.photo_sets import small_set
@@ -136,6 +137,46 @@ def test_a_job_toml_that_comes_after_the_photos_makes_the_waiting_job_private(tm
         assert daemon.stop() == 0
     assert private_folder(done) == (folder, key) and (layout.outbox / done["page"]).is_file()
     assert files_naming(layout.outbox, [folder, key, job_id, "owl-pond"], except_in=folder) == []
+
+
+@pytest.mark.slow
+def test_private_by_default_keeps_every_set_private_but_one_whose_job_toml_says_not(tmp_path):
+    layout = make_layout(tmp_path, public_url=PUBLIC_URL, private_by_default=True)
+    small_set(layout.inbox / "owl-pond", ready=True)  # job.toml: stop_after only
+    small_set(layout.inbox / "garden", ready=True)
+    (layout.inbox / "garden" / "job.toml").write_text('stop_after = "ingest"\nprivate = false\n')
+    with DaemonProcess(layout, until_idle=True) as daemon:
+        assert daemon.wait(60) == 0, daemon.log()
+    hidden, public = layout.status("owl-pond"), layout.status("garden")
+    folder, key = private_folder(hidden)
+    assert (layout.outbox / hidden["page"]).is_file() and public["page"] == "garden-1/index.html"
+    assert gallery_cards(layout.outbox) == {"garden-1": "done"} and listed_ids(layout.outbox) == {"garden-1"}
+    assert files_naming(layout.outbox, [folder, key, hidden["job_id"], "owl-pond"], except_in=folder) == []
+
+
+def test_a_private_jobs_key_is_made_once_and_every_daemon_reads_the_same(opened):
+    """On SQLite and PostgreSQL: the key is the job store's, so another daemon (and a restart) names the folder alike."""
+    store, other = opened(), opened()
+    made = store.create_job(set_name="hidden-lake", source_path=Path("/inbox/hidden-lake"), source_kind="folder",
+                            fingerprint="f" * 64, state=JobState.WAITING, message="m", private=True)
+    job_id, _, key = made.outbox_name.partition(".")
+    assert (job_id, made.private) == (made.id, True) and KEY.fullmatch(key)
+    assert other.get(made.id).outbox_name == made.outbox_name
+    public = store.create_job(set_name="garden", source_path=Path("/inbox/garden"), source_kind="folder",
+                              fingerprint="f" * 64, state=JobState.WAITING, message="m")
+    assert (public.outbox_name, public.page_key) == ("garden-1", None)
+
+    waiting = (JobState.WAITING, JobState.QUEUED)
+    assert other.set_private(made.id, False, in_states=waiting)  # job.toml changed its mind before the job started
+    assert store.get(made.id).outbox_name == made.id and store.get(made.id).page_key == key
+    assert other.set_private(made.id, True, in_states=waiting) and store.get(made.id).outbox_name == made.outbox_name
+    assert not store.set_private(made.id, True, in_states=waiting)  # no change
+    assert store.set_private(public.id, True, in_states=waiting)
+    public_made_private = store.get(public.id)
+    assert KEY.fullmatch(public_made_private.page_key) and public_made_private.page_key != key
+    store.transition(public.id, JobState.QUEUED, "queued")
+    assert store.claim_next().id == public.id  # running: decided for good
+    assert not store.set_private(public.id, False, in_states=waiting) and store.get(public.id).private
 
 
 def test_what_makes_a_job_private(tmp_path):
