@@ -87,13 +87,13 @@ def test_a_private_job_is_named_by_its_link_alone(tmp_path):
 
     document = layout.status("hidden-lake")
     assert document["private"] is True and private_folder(document) == (folder, key)
-    assert (layout.outbox / document["page"]).is_file()
+    assert 'name="robots" content="noindex' in (layout.outbox / document["page"]).read_text()
     assert json.loads((layout.outbox / folder / "status.json").read_text())["page"] == document["page"]
     assert (layout.outbox / folder / "cover.jpg").is_file()  # what ingest published is there
     assert not (layout.outbox / document["job_id"]).exists()
 
     assert public["private"] is False and public["page"] == f"{public['job_id']}/index.html"
-    assert (layout.outbox / public["page"]).is_file()
+    assert 'name="robots"' not in (layout.outbox / public["page"]).read_text()
     assert gallery_cards(layout.outbox) == {public["job_id"]: "done"}
     assert listed_ids(layout.outbox) == {public["job_id"]}
     assert files_naming(layout.outbox, secrets_of_it, except_in=folder) == []
