@@ -406,7 +406,7 @@ def _remove(settings, store, job_id: str, confirmed: bool) -> int:
             now = running if job.state == JobState.RUNNING else f"instarecon: job {job_id} is now {job.state}; nothing deleted"
             print(now, file=sys.stderr)
             return 1
-        deleted = unpublish(settings.outbox, job.id)
+        deleted = unpublish(settings.outbox, job.outbox_name)
         names = _folder_names(settings)
         documents = [build_status(each, PIPELINE, JobFolders.of(settings, each), names, settings.public_url) for each in store.list_jobs()]
         write_gallery(settings.outbox, listed_views(settings.outbox, documents), __version__)

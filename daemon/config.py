@@ -157,6 +157,11 @@ class Settings:
                                               see="pipeline.md#publishing")
     public_url: str = setting("", "The outbox's address as people reach it, e.g. `https://splats.example.org/`: "
                               "`page_url` in status.json, links in notifications. Empty: no links.")
+    private_by_default: bool = setting(False, "true: every job is private unless its job.toml says `private = false`: "
+                                       "its page is in a folder named with a random 128-bit key, left out of the "
+                                       "gallery, `jobs.json` and `health.json`, and reached by the link in the "
+                                       "status.json beside its set alone. false: only jobs whose job.toml says "
+                                       "`private = true`.", see="website.md#private-scenes")
     notify_on: tuple[str, ...] = setting(("done", "failed"), "Job states that send a notification: `done`, `failed`, "
                                          "`cancelled`.", see="operating.md#notifications")
     notify_webhook_url: str = setting("", "A JSON POST to this address per event; empty: no webhook.")
@@ -234,7 +239,7 @@ SETTING_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
                                  "train_max_gaussians", "train_cpu_max_gaussians", "train_strategy", "trainer_command",
                                  "lpips_weights")),
     ("Publishing and the website", ("publish_outlier_k", "publish_outlier_std_ratio", "publish_min_cluster_fraction",
-                                    "publish_levels", "public_url")),
+                                    "publish_levels", "public_url", "private_by_default")),
     ("Notifications", ("notify_on", "notify_webhook_url", "notify_webhook_headers", "notify_email_to", "notify_email_from",
                        "smtp_host", "smtp_port", "smtp_security", "smtp_username", "smtp_password_file")),
     ("Logging and monitoring", ("log_level", "heartbeat_seconds", "metrics_textfile")),
@@ -309,7 +314,7 @@ def _validated(key: str, value: Any) -> Any:
         return _zero_or_more(key, value, "a number of minutes (0: jobs behind a waiting one run at once)")
     if key in ("keep_work_days", "keep_failed_days"):
         return _positive_number(key, value, "a number of days")
-    if key == "unpublish_removed":
+    if key in ("unpublish_removed", "private_by_default"):
         _expect(key, value, bool, "true or false")
         return value
     if key in ("poll_interval_seconds", "settle_seconds", "rescan_interval_seconds", "cancel_grace_seconds",

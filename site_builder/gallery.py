@@ -1,6 +1,7 @@
 """The gallery, ``<outbox>/index.html``: every job, newest first, in static pages of
 ``PAGE_SIZE`` (index.html, page-2.html, ...), so thousands of jobs cost the browser one page;
-and ``jobs.json``, the same list for scripts."""
+and ``jobs.json``, the same list for scripts. Private jobs are not in either, nor counted: their
+pages are found by their links alone."""
 
 from __future__ import annotations
 
@@ -50,8 +51,8 @@ def newest_first(jobs: Sequence[JobView]) -> list[JobView]:
 
 def write_gallery(outbox: Path, jobs: Sequence[JobView], generator_version: str, page_size: int = PAGE_SIZE) -> int:
     """Write the gallery pages and jobs.json, remove pages there are no longer jobs for; returns
-    how many files changed."""
-    ordered = newest_first(jobs)
+    how many files changed. Private jobs are left out."""
+    ordered = newest_first([job for job in jobs if not job.private])
     counts = sorted(Counter(job.state for job in ordered).items(), key=lambda item: (-item[1], item[0]))
     page_count = max(1, -(-len(ordered) // page_size))
     changed = 0
@@ -93,9 +94,9 @@ def _index_entry(job: JobView, page_size: int, position: int) -> dict:
         "ssim": job.ssim,
         "lpips": job.lpips,
         "gaussians": job.gaussians,
-        "page": page_path(job.job_id),
-        "status": f"{job.job_id}/status.json",  # progress, live
-        "thumbnail": f"{job.job_id}/{THUMBNAIL_FILE}" if job.has_thumbnail else None,
-        "cover": f"{job.job_id}/{COVER_FILE}" if job.has_cover else None,  # one of the set's photos
+        "page": page_path(job.folder),
+        "status": f"{job.folder}/status.json",  # progress, live
+        "thumbnail": f"{job.folder}/{THUMBNAIL_FILE}" if job.has_thumbnail else None,
+        "cover": f"{job.folder}/{COVER_FILE}" if job.has_cover else None,  # one of the set's photos
         "gallery_page": page_file(position // page_size + 1),
     }

@@ -115,6 +115,8 @@ class SceneLevel:
 @dataclass(frozen=True)
 class JobView:
     job_id: str
+    folder: str  # the job's folder in the outbox: its id, or a private job's <id>.<page_key>
+    private: bool  # a private job has its page, and no place in the gallery or jobs.json
     name: str
     state: str
     host: str | None  # the daemon that runs or ran it
@@ -222,6 +224,8 @@ def job_view(status: Mapping[str, Any], job_folder: Path) -> JobView:
     scored_on = None if psnr is None else _scored_on(evaluation)
     return JobView(
         job_id=str(status["job_id"]),
+        folder=job_folder.name,
+        private=status.get("private") is True,
         name=display_name(str(status["name"])),  # exact, on one line, even if not UTF-8 (inbox_protocol/file_names.py)
         state=str(status["state"]),
         host=status.get("host"),

@@ -40,8 +40,8 @@ PIPELINE: tuple[StageSpec, ...] = (
     StageSpec("publish", "stages.publish:PublishStage", ("torch", "sklearn", "plyfile", "gaussian_splatting", "PIL"),
               3600, progress_weight=2.0, options=("eval",)),
 )
-# job.toml options that change no stage's output, only how far the job goes
-OPTIONS_OF_NO_STAGE = ("stop_after",)
+# job.toml options that change no stage's output: how far the job goes, where its page is
+OPTIONS_OF_NO_STAGE = ("stop_after", "private")
 
 
 def load_stage(entry: str) -> Stage:

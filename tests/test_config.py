@@ -46,6 +46,7 @@ def folders(tmp_path):
         ("train_cpu_iterations = 0\n", "setting 'train_cpu_iterations' must be a positive whole number, got 0"),
         ("publish_min_cluster_fraction = 1.5\n", "setting 'publish_min_cluster_fraction' must be between 0 and 1, got 1.5"),
         ("space_wait_hold_minutes = -5\n", "setting 'space_wait_hold_minutes' must be 0 or more, got -5"),
+        ("private_by_default = 'yes'\n", "setting 'private_by_default' must be true or false, got 'yes'"),
     ],
 )
 def test_bad_settings_stop_the_daemon_with_one_line(folders, toml, expected):

@@ -19,6 +19,10 @@ class Job:
     set_name: str
     source_kind: str
 
+    @property
+    def outbox_name(self) -> str:
+        return self.id
+
 
 def test_a_folder_sets_job_lives_in_the_state_folder_the_outbox_and_beside_its_photos():
     settings = Settings(inbox=Path("/srv/in"), outbox=Path("/srv/out"), state=Path("/var/lib/ir"))

@@ -11,6 +11,10 @@ trusted: present, readable, on the file system it was on when the daemon started
 (an empty folder is what a share's mount point looks like once the share has dropped). Then every
 job of the set becomes removed; a running one is stopped first, as a CANCEL file would. A set that
 comes back after that is a new set: its next attempt.
+
+Whether a job is private (job.toml's ``private``, else ``private_by_default``) is decided here, from
+the set as it is when the job is made, and again whenever the set changes before the job starts:
+a job.toml copied in after the photos still counts.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Iterable
 
 from daemon.config import Settings
 from daemon.intake.settle_clock import SettleClock
+from daemon.jobs.options import job_privacy
 from daemon.jobs.records import JobError, RetryRequest
 from daemon.journal import job_fields
 from daemon.store import ACTIVE_STATES, TERMINAL_STATES, JobRecord, JobState, JobStore
@@ -141,6 +146,7 @@ class SetIntake:
                     set_name=name, source_path=path, source_kind="zip" if name.lower().endswith(".zip") else "folder",
                     fingerprint=UNEXAMINED, state=JobState.WAITING, message=message,
                     attempt=(latest.attempt if latest is not None else 0) + 1,
+                    private=True,  # its job.toml could not be read: it may ask for that
                 )
             self._store.transition(latest.id, JobState.FAILED, message, stage="ingest", from_states=NOT_STARTED,
                                    error=JobError("ingest", message, hint))
@@ -194,6 +200,7 @@ class SetIntake:
                 retry_token=listing.retry_mtime_ns,
                 attempt=(latest.attempt if latest is not None else 0) + 1,  # one job, however many daemons see the set
                 retry_request=request,
+                private=self._private(path),
             )
             log.info("%s: %s, job %s (attempt %d)", name, why_new, latest.id, latest.attempt, extra=job_fields(latest))
             if refusal is not None:  # a RETRY file that asks for what cannot be: said, not guessed at
@@ -219,6 +226,8 @@ class SetIntake:
             # never to a job claimed since it was read: the job runs what it was queued with, and the
             # change then stops it (_stop_stale_run) at the next look
             self._store.update_fields(latest.id, fingerprint=fingerprint, in_states=NOT_STARTED)
+            # job.toml may have come after the photos: the job is private (or public) from now on
+            self._store.set_private(latest.id, self._private(path), in_states=NOT_STARTED)
             if latest.state == JobState.QUEUED:
                 self._store.transition(latest.id, JobState.WAITING, "the set changed before it started; waiting again")
             latest = self._store.get(latest.id)
@@ -272,7 +281,12 @@ class SetIntake:
             message=f"queued again by `instarecon retry {job.id}`",
             retry_token=listing.retry_mtime_ns,
             retry_request=RetryRequest(job.id, from_stage),
+            private=self._private(path),
         )
+
+    def _private(self, path: Path) -> bool:
+        """Whether a job of the set at ``path`` is private, from its job.toml as it is now."""
+        return job_privacy(path, self._rules, self._settings.private_by_default)
 
     def _read_set(self, path: Path) -> tuple[str, SetListing] | None:
         if path.is_dir():
@@ -329,7 +343,7 @@ class SetIntake:
         message = f"'{display_name(name)}' is a symbolic link; the daemon never follows links in the inbox"
         job = self._store.create_job(
             set_name=name, source_path=path, source_kind="link", fingerprint=fingerprint,
-            state=JobState.WAITING, message=message,
+            state=JobState.WAITING, message=message, private=self._settings.private_by_default,  # never read
         )
         self._store.transition(
             job.id, JobState.FAILED, message, stage="ingest", from_states=(JobState.WAITING,),

@@ -2,9 +2,10 @@
 
 A job lives in three places: its work folder in the state folder (one folder per finished stage
 with its ``result.json``, the job's log, and ``claims/<epoch>/`` where each claim of the job runs
-its stages: their contexts, folders and ``error.json``), its folder in the outbox (what
-the site publishes, which the site builder lays out), and its status.json beside the set in the
-inbox (inside a folder set; beside a .zip set, named after it).
+its stages: their contexts, folders and ``error.json``), its folder in the outbox (what the site
+publishes, which the site builder lays out; a private job's is named with a random key, so that
+only its link finds it), and its status.json beside the set in the inbox (inside a folder set;
+beside a .zip set, named after it).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class _Job(Protocol):
     set_name: str
     source_kind: str
 
+    @property
+    def outbox_name(self) -> str: ...  # the id, or a private job's <id>.<page_key>
+
 
 def work_folder(jobs_dir: Path, job_id: str) -> Path:
     """The job's folder under ``<state>/jobs``; refuses ids that could name anything else."""
@@ -53,13 +57,13 @@ def status_beside_set(inbox: Path, set_name: str, source_kind: str) -> Path:
 @dataclass(frozen=True)
 class JobFolders:
     work: Path  # <state>/jobs/<job_id>
-    outbox: Path  # <outbox>/<job_id>
+    outbox: Path  # <outbox>/<job_id>, or for a private job <outbox>/<job_id>.<page_key>
     status_beside_set: Path  # <inbox>/<set>/status.json, or <inbox>/<set>.zip.status.json
 
     @classmethod
     def of(cls, places: _Places, job: _Job) -> JobFolders:
         """``places``: the daemon's Settings (or anything with its inbox, outbox and jobs_dir)."""
-        return cls(work_folder(places.jobs_dir, job.id), job_folder(places.outbox, job.id),
+        return cls(work_folder(places.jobs_dir, job.id), job_folder(places.outbox, job.outbox_name),
                    status_beside_set(places.inbox, job.set_name, job.source_kind))
 
     def stage(self, name: str) -> Path:

@@ -71,9 +71,31 @@ def validate_options(document: dict[str, Any]) -> dict[str, Any]:
 def read_job_options(source: Path, rules: FileRules) -> dict[str, Any]:
     """Options of a set folder or .zip set; defaults when it has no job.toml. ``rules`` tell
     litter apart, to find a zip's one top folder as ingest does (inbox_protocol/zip_layout.py)."""
+    document = _job_toml_document(source, rules)
+    return default_options() if document is None else validate_options(document)
+
+
+def job_privacy(source: Path, rules: FileRules, by_default: bool) -> bool:
+    """Whether the set's job is private: its job.toml's ``private``, or ``by_default`` where it says
+    nothing. A job.toml that cannot be read as TOML, or whose ``private`` is neither true nor false
+    (either fails the job), keeps the job private, as it may have asked to be: its page then shows
+    only what is wrong, to whoever has the link beside the set. So does a zip still being copied,
+    whose job.toml cannot be read yet. Another key's mistake does not change it."""
+    try:
+        document = _job_toml_document(source, rules)
+    except JobOptionsError:
+        return True
+    private = (document or {}).get("private")
+    if private is None:
+        return by_default
+    return private if isinstance(private, bool) else True
+
+
+def _job_toml_document(source: Path, rules: FileRules) -> dict[str, Any] | None:
+    """The set's job.toml as TOML, unchecked; None when it has none."""
     data = _zip_job_toml(source, rules) if source.is_file() else _folder_job_toml(source)
     if data is None:
-        return default_options()
+        return None
     if len(data) > JOB_OPTIONS_MAX_BYTES:
         raise JobOptionsError(JOB_OPTIONS_TOO_LARGE)
     try:
@@ -81,10 +103,9 @@ def read_job_options(source: Path, rules: FileRules) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise JobOptionsError("job.toml is not UTF-8 text") from None
     try:
-        document = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise JobOptionsError(f"job.toml is not valid TOML: {error}") from None
-    return validate_options(document)
 
 
 def _folder_job_toml(folder: Path) -> bytes | None:

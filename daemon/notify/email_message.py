@@ -7,7 +7,7 @@ from email.utils import formatdate, make_msgid, parseaddr
 from typing import Any, Mapping, Sequence
 
 from daemon.notify.events import TRAINING_VIEWS, Event, metrics_summary, seconds_taken
-from site_builder import page_path, page_url
+from site_builder import page_url
 
 SUBJECT_PREFIX = "InstaRecon3D"
 _SUBJECT_REASON_CHARS = 120
@@ -78,8 +78,11 @@ def body(event: Event, public_url: str = "") -> str:
     taken = seconds_taken(document)
     timing = f"Created {document.get('created_at')}, finished {document.get('finished_at')}"
     lines.append(timing + (f" ({_duration(taken)})." if taken is not None else "."))
-    url = page_url(event.id, public_url)
-    lines.append(f"See it: {url}" if url else f"Its page in the outbox: {page_path(event.id)}")
+    url = page_url(event.id, public_url) if event.page else None
+    if event.private:  # as the webhook's: its link is in the status.json beside the set, for its owner
+        lines.append("Its page is private: the link is in the status.json beside the set.")
+    else:
+        lines.append(f"See it: {url}" if url else f"Its page in the outbox: {event.page}")
     lines.append("")
     lines.append(f"-- \nInstaRecon3D on {document.get('host') or 'this host'}")
     return "\n".join(lines) + "\n"

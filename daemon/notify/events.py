@@ -47,6 +47,15 @@ class Event:
         return display_name(str(self.document.get("name") or self.id))
 
     @property
+    def private(self) -> bool:
+        return self.document.get("private") is True
+
+    @property
+    def page(self) -> str | None:
+        """The job's page, relative to the outbox; None for a private job (see ``payload``)."""
+        return None if self.private else page_path(self.id)
+
+    @property
     def stage(self) -> str | None:
         stage = self.document.get("stage")
         return stage if isinstance(stage, str) else None
@@ -120,7 +129,9 @@ def seconds_taken(document: Mapping[str, Any]) -> float | None:
 
 
 def payload(event: Event, public_url: str = "") -> dict[str, Any]:
-    """The webhook's JSON body."""
+    """The webhook's JSON body. A private job's has no page or url: its link is the key to its
+    page, and a webhook's receiver (a team's chat channel, say) is seldom only the set's owner,
+    who has the link in the status.json beside the set."""
     document = event.document
     error = document.get("error")
     return {
@@ -141,6 +152,7 @@ def payload(event: Event, public_url: str = "") -> dict[str, Any]:
         "finished_at": document.get("finished_at"),
         "seconds": seconds_taken(document),
         "host": document.get("host"),
-        "page": page_path(event.id),
-        "url": page_url(event.id, public_url),
+        "private": event.private,
+        "page": event.page,
+        "url": page_url(event.id, public_url) if event.page else None,
     }

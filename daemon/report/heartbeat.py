@@ -10,6 +10,10 @@ the job store, this one as it is now and the others as the store last heard from
 the overall state on top (running if any daemon runs a job, stopped when none is left). Each
 write replaces the file whole, so the last writer's view is always complete. When the store
 does not answer, the others are shown as last read, and the problem says so.
+
+health.json is public: a private job running is shown there as ``{"private": true}`` with its stage
+and progress, without its id or name (the job store's row, which only `instarecon status` reads,
+keeps them).
 """
 
 from __future__ import annotations
@@ -94,7 +98,8 @@ class Heartbeat:
             "problems": facts["problems"],
         }
         self._tell_store(own)
-        daemons = sorted([own, *self._others], key=lambda entry: entry["host"])
+        shown, others = _without_private_jobs(own), [_without_private_jobs(entry) for entry in self._others]
+        daemons = sorted([shown, *others], key=lambda entry: entry["host"])
         document = {
             "schema_version": SCHEMA_VERSION,
             "version": self._version,
@@ -102,7 +107,7 @@ class Heartbeat:
             "started_at": own["started_at"],
             "heartbeat_at": own["heartbeat_at"],
             "interval_seconds": self._interval,
-            **overall(own, self._others),
+            **overall(shown, others),
             "queue": facts["queue"],
             "daemons": daemons,
         }
@@ -153,6 +158,15 @@ def overall(own: Mapping[str, Any], others: list[Mapping[str, Any]]) -> dict[str
     told = [own, *(entry for entry in others if entry["alive"])]  # a silent daemon's problems are stale
     problems = [f"{entry['host']}: {text}" if others else text for entry in told for text in entry["problems"]]
     return {"state": state, "current_job": current, "problems": problems}
+
+
+def _without_private_jobs(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A daemon's entry as health.json shows it: a private job it runs without its id and name."""
+    job = entry["current_job"]
+    if not job or not job.get("private"):
+        return dict(entry)
+    return {**entry, "current_job": {"private": True, "job_id": None, "name": None, "stage": job.get("stage"),
+                                     "progress": job.get("progress")}}
 
 
 def _entry(record: DaemonRecord) -> dict[str, Any]:

@@ -86,7 +86,8 @@ class Reporting:
 def _running(job: JobRecord | None) -> dict | None:
     if job is None:
         return None
-    return {"job_id": job.id, "name": job.set_name, "stage": job.stage, "progress": round(float(job.progress), 1)}
+    running = {"job_id": job.id, "name": job.set_name, "stage": job.stage, "progress": round(float(job.progress), 1)}
+    return {**running, "private": True} if job.private else running  # health.json leaves out its id and name
 
 
 def summary_line(counts: dict[JobState, int], job: JobRecord | None) -> str:

@@ -10,6 +10,9 @@ writers never interleave.
 A removed job stays on the site (its page says removed) while its folder is in the outbox:
 ``unpublish`` deletes that folder (with ``unpublish_removed``, or by ``instarecon remove``, under
 the same lock), and the next gallery written, by the daemon or by the command, leaves it out.
+
+A private job has its page, in the folder its status.json's ``page`` names (``<job_id>.<key>``),
+and no place in the gallery or jobs.json (site_builder.gallery leaves it out).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Mapping, Sequence
 
 from site_builder import JobView, build_site, job_view, write_gallery, write_job_page
-from site_builder.job_page import job_folder
+from site_builder.job_page import folder_of_page, job_folder
 
 log = logging.getLogger("instarecon.site")
 
@@ -40,7 +43,7 @@ class SitePublisher:
     def update(self, documents: Sequence[Mapping[str, Any]]) -> None:
         changed: list[JobView] = []
         for document in documents:
-            view = job_view(document, self._outbox / str(document["job_id"]))
+            view = job_view(document, job_folder(self._outbox, outbox_name(document)))
             before = self._views.get(view.job_id)
             self._views[view.job_id] = view
             if before is None or before.settled() != view.settled():
@@ -74,31 +77,38 @@ class SitePublisher:
         """Leave out the removed jobs whose folder is gone from the outbox (unpublished here, or by
         ``instarecon remove`` in another process), so that neither their page is made again nor
         the gallery lists them."""
-        for view in [view for view in self._views.values() if not is_listed(self._outbox, view.job_id, view.state)]:
+        for view in [view for view in self._views.values() if not is_listed(self._outbox, view.folder, view.state)]:
             del self._views[view.job_id]
 
 
-def is_listed(outbox: Path, job_id: str, state: str) -> bool:
-    """Whether the site shows the job: every job but a removed one whose folder is gone."""
+def outbox_name(document: Mapping[str, Any]) -> str:
+    """The job's folder in the outbox, as its status.json's ``page`` names it: the job id, or a
+    private job's ``<job_id>.<key>``."""
+    return folder_of_page(str(document["page"]))
+
+
+def is_listed(outbox: Path, folder_name: str, state: str) -> bool:
+    """Whether the site shows the job (its page; the gallery too unless it is private): every job
+    but a removed one whose folder is gone."""
     if state != REMOVED:
         return True
-    folder = job_folder(outbox, job_id)
+    folder = job_folder(outbox, folder_name)
     return folder.is_dir() and not folder.is_symlink()
 
 
 def listed_views(outbox: Path, documents: Iterable[Mapping[str, Any]]) -> list[JobView]:
     """The views of the jobs the site shows, from their status.json documents."""
-    return [job_view(document, job_folder(outbox, str(document["job_id"]))) for document in documents
-            if is_listed(outbox, str(document["job_id"]), str(document["state"]))]
+    return [job_view(document, job_folder(outbox, outbox_name(document))) for document in documents
+            if is_listed(outbox, outbox_name(document), str(document["state"]))]
 
 
-def unpublish(outbox: Path, job_id: str) -> int:
-    """Delete the job's folder in the outbox: its page, its results, its status.json; returns how
-    many files it held. Call it under the site lock. Nothing else is ever touched: the id must
-    name one folder right in the outbox (``job_folder`` refuses anything else), a link in its place
-    is removed as a link, and links inside are not followed (``shutil.rmtree`` removes them as
-    links)."""
-    folder = job_folder(outbox, job_id)
+def unpublish(outbox: Path, folder_name: str) -> int:
+    """Delete the job's folder ``folder_name`` in the outbox (JobRecord.outbox_name): its page, its
+    results, its status.json; returns how many files it held. Call it under the site lock. Nothing
+    else is ever touched: the name must name one folder right in the outbox (``job_folder``
+    refuses anything else), a link in its place is removed as a link, and links inside are not
+    followed (``shutil.rmtree`` removes them as links)."""
+    folder = job_folder(outbox, folder_name)
     if folder.is_symlink():
         folder.unlink()
         return 0

@@ -78,8 +78,10 @@ def build_status(job: JobRecord, pipeline: Sequence[StageSpec], folders: JobFold
         "warnings": _public(list(job.warnings), folder_names),
         "error": _public(job.error.to_json(), folder_names) if job.error else None,
         "log_tail": public_tail(folders.log, folder_names),
-        "page": page_path(job.id),
-        "page_url": page_url(job.id, public_url),
+        # a private job's page is in <job_id>.<key>/: only this link (beside the set, and in its own folder) finds it
+        "private": job.private,
+        "page": page_path(folders.outbox.name),
+        "page_url": page_url(folders.outbox.name, public_url),
     }
 
 

@@ -10,6 +10,10 @@ pass), so status.json follows a stage that logs without reporting progress.
 A removed job's folders are never made again: beside the set there is no folder any more (the
 zip's status.json, ours, goes with the zip), and its folder in the outbox, made under the site
 lock for a job not removed, is kept saying removed or, with ``unpublish_removed``, deleted.
+
+A job whose set's job.toml made it private, or public again, before it started (the file came
+after the photos) has its folder under the other name: the old one is deleted as the new one is
+written, so that nothing in the outbox is left naming it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from daemon.report.site_lock import site_lock
 from daemon.report.site_publisher import unpublish
 from daemon.report.status_document import build_status, outbox_copy
 from daemon.store import JobRecord, JobState, JobStore
+from daemon.store.job_ids import outbox_folder_name
 from stages.atomic_files import atomic_write_json, remove_temporaries
 from stages.registry import StageSpec
 
@@ -88,6 +93,7 @@ class StatusPublisher:
         if latest is not None and latest.id == job.id:
             self._write_beside_set(job, document)
         problem = self._unwritable_sets.get(job.set_name)
+        self._unpublish_other_name(job)
         outbox_document = outbox_copy(document, folders.outbox)
         if problem:
             outbox_document["warnings"] = [*document["warnings"], problem]
@@ -118,6 +124,19 @@ class StatusPublisher:
             return False
         return True
 
+    def _unpublish_other_name(self, job: JobRecord) -> None:
+        """The job's folder under the name it had before it was made private (or public again)."""
+        if job.page_key is None:
+            return  # never private: one name only
+        other = outbox_folder_name(job.id, None if job.private else job.page_key)
+        if not os.path.lexists(self._settings.outbox / other):
+            return
+        with site_lock(self._store.engine, self._settings.state):
+            files = unpublish(self._settings.outbox, other)
+        log.info("%s: job %s is %s now; its folder in the outbox under its %s name is deleted (%d files)",
+                 job.set_name, job.id, "private" if job.private else "public", "public" if job.private else "private",
+                 files, extra=job_fields(job))
+
     def _publish_removed(self, job: JobRecord, folders: JobFolders, document: dict[str, Any]) -> None:
         """A removed job's folder in the outbox: with ``unpublish_removed`` deleted (its page, its
         results, its status.json; the site then leaves the job out), else its status.json says
@@ -127,7 +146,7 @@ class StatusPublisher:
             return
         with site_lock(self._store.engine, self._settings.state):
             if self._settings.unpublish_removed:
-                files = unpublish(self._settings.outbox, job.id)
+                files = unpublish(self._settings.outbox, job.outbox_name)
                 log.info("%s: job %s removed; its folder in the outbox is deleted (%d files, unpublish_removed)",
                          job.set_name, job.id, files, extra=job_fields(job))
             elif folder.is_dir() and not folder.is_symlink():

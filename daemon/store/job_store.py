@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from daemon.jobs.records import JobError, RetryRequest, StageRecord
 from daemon.store.advisory_lock import advisory_lock
-from daemon.store.job_ids import LONG_HASH_DIGITS, SHORT_HASH_DIGITS, job_id_for
+from daemon.store.job_ids import LONG_HASH_DIGITS, SHORT_HASH_DIGITS, job_id_for, new_page_key, outbox_folder_name
 from daemon.store.migrate import upgrade_to_head
 from daemon.store.states import ALLOWED_FROM, TERMINAL_STATES, JobState
 from daemon.store.tables import UtcDateTime, job_events, jobs, utc_now, work_removals
@@ -69,6 +69,13 @@ class JobRecord:
     lease_owner: str | None = None  # the process running it (daemon/this_process.py)
     retry_request: RetryRequest | None = None  # a retry that may reuse an earlier attempt's stages
     lease_epoch: int | None = None  # the claim this record was read under (claim_next counts them up)
+    private: bool = False  # job.toml's private (or private_by_default): the site's lists leave the job out
+    page_key: str | None = None  # names a private job's outbox folder; made when it first becomes private
+
+    @property
+    def outbox_name(self) -> str:
+        """The job's folder in the outbox: its id, or for a private job ``<id>.<page_key>``."""
+        return outbox_folder_name(self.id, self.page_key if self.private else None)
 
     @classmethod
     def from_row(cls, row: Any) -> "JobRecord":
@@ -247,13 +254,14 @@ class JobStore:
         retry_token: int | None = None,
         attempt: int | None = None,
         retry_request: RetryRequest | None = None,
+        private: bool = False,
     ) -> JobRecord:
         """A new attempt for the set. With ``attempt`` (the one after the latest the caller saw),
         exactly that one: when another daemon, seeing the same set, created it first, the unique
         (set_name, attempt) constraint refuses ours and its job is returned, so a set becomes one
         job however many daemons see it. Without, the next free number (``instarecon retry``).
         Should the id be another set's already (their names' short hashes collide: see job_ids),
-        the id takes a longer hash."""
+        the id takes a longer hash. A ``private`` job gets its page key here, once."""
         digits = SHORT_HASH_DIGITS
         for _ in range(5):
             now = utc_now()
@@ -281,6 +289,8 @@ class JobStore:
                             cancel_requested=False,
                             retry_token=retry_token,
                             retry_request=None if retry_request is None else retry_request.to_json(),
+                            private=private,
+                            page_key=new_page_key() if private else None,
                             created_at=now,
                             queued_at=now if state == JobState.QUEUED else None,
                             updated_at=now,
@@ -415,6 +425,19 @@ class JobStore:
             where = and_(where, jobs.c.state.in_([str(state) for state in in_states]))
         with self.engine.begin() as connection:
             connection.execute(update(jobs).where(where).values(updated_at=utc_now(), **_stored(fields)))
+
+    def set_private(self, job_id: str, private: bool, in_states: Iterable[JobState]) -> bool:
+        """Make a job that has not started private or public (its set's job.toml changed while it
+        waited); its page key is made the first time and kept. True if the job changed."""
+        where = and_(jobs.c.id == job_id, jobs.c.private != private,
+                     jobs.c.state.in_([str(state) for state in in_states]))
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                update(jobs).where(where).values(
+                    private=private, page_key=func.coalesce(jobs.c.page_key, literal(new_page_key())),
+                    updated_at=utc_now())
+            ).rowcount
+        return bool(changed)
 
     def set_stage(self, job_id: str, stage: str, record: StageRecord, message: str, **fields: Any) -> None:
         """Record a stage starting or ending: its entry in ``stages`` and an event (only while the job

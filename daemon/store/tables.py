@@ -100,6 +100,8 @@ jobs = Table(
     Column("cancel_reason", MessageText),
     Column("retry_token", BigInteger),  # mtime of the RETRY file this attempt answered
     Column("retry_request", JSON),  # RetryRequest: the earlier attempt whose stages this one may reuse
+    Column("private", Boolean, nullable=False, default=False),  # job.toml's private: left out of the site's lists
+    Column("page_key", String(64)),  # a private job's outbox folder is <id>.<page_key> (daemon/store/job_ids.py)
     Column("created_at", UtcDateTime, nullable=False),
     Column("queued_at", UtcDateTime),
     Column("started_at", UtcDateTime),

@@ -19,7 +19,7 @@ function describe(health, now) {
   let summary;
   if (health.state === "stopped") summary = `stopped ${formatDuration(age)} ago`;
   else if (stale) summary = `no heartbeat for ${formatDuration(age)}: the daemon may be down`;
-  else summary = running ? `running ${running.name} (${running.stage || "starting"})` : "idle";
+  else summary = running ? `running ${running.private ? "a private scene" : running.name} (${running.stage || "starting"})` : "idle";
   if (!stale && daemons.length > 1) summary += `, ${alive.length} of ${daemons.length} daemons alive`;
   if (!stale && queue.queued) summary += `, ${queue.queued} queued`;
   if (!stale && health.problems && health.problems.length) return { age, stale: true, summary: health.problems[0], queue, running };
@@ -29,10 +29,13 @@ function describe(health, now) {
   return { age, stale, summary, queue, running };
 }
 
+// a private job comes without its id and name (daemon/report/heartbeat.py)
+const jobWords = (job) => (job.private ? "a private scene" : `${job.name} (${job.job_id})`);
+
 function doing(daemon) {
   const job = daemon.current_job;
   const text = daemon.state === "running" && job
-    ? `${job.name} (${job.job_id}): ${job.stage || "starting"}, ${Math.round(job.progress)}%`
+    ? `${jobWords(job)}: ${job.stage || "starting"}, ${Math.round(job.progress)}%`
     : daemon.state;
   return daemon.problems && daemon.problems.length ? `${text}; ${daemon.problems.join("; ")}` : text;
 }
@@ -68,7 +71,7 @@ export function watchHealth(url = "health.json") {
     put("heartbeat_at", `${health.heartbeat_at} (${formatDuration(age)} ago)`);
     put("state", health.state);
     put("queue", `${queue.queued || 0} queued, ${queue.waiting || 0} waiting for READY or settling`);
-    put("current_job", running ? `${running.name} (${running.job_id}): ${running.stage || "starting"}, ${Math.round(running.progress)}%` : "nothing");
+    put("current_job", running ? `${jobWords(running)}: ${running.stage || "starting"}, ${Math.round(running.progress)}%` : "nothing");
     put("version", health.version);
     put("host", health.host || "–");
     put("started_at", health.started_at);
