@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the daemon")
     _common_options(run)
     run.add_argument("--until-idle", action="store_true", help="exit once no set is waiting, queued or running")
+    run.add_argument("--host-name", dest="host_name",
+                     help="this daemon's name, over the configuration's host_name (instarecon@N.service: HOST-gpuN)")
 
     status = commands.add_parser("status", help="list the daemons and jobs, newest first, or show one job")
     _common_options(status)
@@ -98,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from daemon.config import EXIT_CONFIG, ConfigError, check_folders, load_settings
 
-    overrides = {key: getattr(args, key) for key in ("inbox", "outbox", "state", "database_url")}
+    overrides = {key: getattr(args, key, None) for key in ("inbox", "outbox", "state", "database_url", "host_name")}
     try:
         settings = load_settings(args.config, overrides)
         if args.command == "run":

@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from types import TracebackType
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -94,8 +94,9 @@ class Daemon:
                           coalesce=True, id="retention")
 
         log.info(
-            "instarecon %s starting as %s: inbox %s, outbox %s, state %s, %s watching",
-            __version__, store.host, settings.inbox, settings.outbox, settings.state, settings.watch_mode,
+            "instarecon %s starting as %s%s: inbox %s, outbox %s, state %s, %s watching", __version__, store.host,
+            f" on GPU {store.gpu}" if store.gpu else "", settings.inbox, settings.outbox, settings.state,
+            settings.watch_mode,
         )
         self._watcher = watcher
         previous_hook, threading.excepthook = threading.excepthook, self._thread_ended_on_exception
@@ -173,7 +174,7 @@ class Daemon:
         store = open_store(settings.resolved_database_url, lease_seconds=settings.lease_seconds)
         claim = claim_name(DaemonRegistry(store.engine), settings.host_name, process=this_process(),
                            version=__version__, interval_seconds=settings.heartbeat_seconds)
-        store = store.named(claim.name)
+        store = store.named(claim.name, gpu=given_gpu())
         for job in store.requeue_orphans(claim.previous_provably_gone):
             log.info("%s: job %s was interrupted (its daemon %s stopped); it resumes at %s", job.set_name, job.id,
                      job.host, job.stage or "its start")
@@ -238,3 +239,9 @@ def _problems(watcher: InboxWatcher) -> tuple[str, ...]:
 def install_signal_handlers(daemon: Daemon) -> None:
     signal.signal(signal.SIGTERM, daemon.request_stop)
     signal.signal(signal.SIGINT, daemon.request_stop)
+
+
+def given_gpu(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The GPU this daemon was given: CUDA_VISIBLE_DEVICES, as instarecon@N.service sets it to N (one
+    daemon per GPU); None when it names none in particular (unset: every GPU is visible)."""
+    return environ.get("CUDA_VISIBLE_DEVICES") or None

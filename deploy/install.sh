@@ -56,6 +56,8 @@ die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DEPLOY=$SRC/deploy
 CPU_TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# shellcheck source=gpu-services.sh
+. "$DEPLOY/gpu-services.sh"
 
 action=install
 flavour=""
@@ -110,7 +112,9 @@ CONF=$CONF_DIR/instarecon.toml
 CONF_RECORD=$APP/instarecon.toml.sha256  # the configuration's default as this script last wrote it
 UNIT_DIR=$root/etc/systemd/system
 UNIT=$UNIT_DIR/instarecon.service
-WANTS=$UNIT_DIR/multi-user.target.wants/instarecon.service
+TEMPLATE=$UNIT_DIR/instarecon@.service  # the same unit, one instance per GPU (deploy/gpu-services.sh)
+DROPIN=$UNIT_DIR/instarecon@.service.d/gpu.conf
+WANTS_DIR=$UNIT_DIR/multi-user.target.wants
 COMMAND=$root/usr/local/bin/instarecon
 SYSUSERS=$root/usr/lib/sysusers.d/instarecon.conf
 TMPFILES=$root/usr/lib/tmpfiles.d/instarecon.conf
@@ -422,6 +426,8 @@ fetch_weights() {
 
 install_units() {
     install_file "$DEPLOY/systemd/instarecon.service" "$UNIT" 0644
+    install_file "$DEPLOY/systemd/instarecon.service" "$TEMPLATE" 0644
+    install_file "$DEPLOY/systemd/instarecon@.service.d/gpu.conf" "$DROPIN" 0644
     install_file "$DEPLOY/systemd/instarecon.sysusers" "$SYSUSERS" 0644
     install_file "$DEPLOY/systemd/instarecon.tmpfiles" "$TMPFILES" 0644
 }
@@ -484,52 +490,87 @@ create_folders() {
     fi
 }
 
-# Before the environment changes under a running daemon: stop it (enable_service starts it again).
-stop_for_update() {
-    if [ $start = 1 ] && systemd_running && systemctl is-active --quiet instarecon.service; then
-        systemctl stop instarecon.service
-        changed "stopped instarecon.service for the update (it starts again below)"
-    fi
+# The daemon's services systemd has loaded now: the plain one and any instance, one per line.
+loaded_services() {
+    systemctl list-units --all --plain --no-legend 'instarecon.service' 'instarecon@*.service' 2>/dev/null \
+        | awk '{print $1}'
 }
 
-enable_service() {
-    if [ -n "$root" ]; then
-        # What systemctl enable would do, by hand: the [Install] section's WantedBy= link.
-        if [ "$(readlink "$WANTS" 2>/dev/null)" != /etc/systemd/system/instarecon.service ]; then
-            mkdir -p "$(dirname "$WANTS")"
-            ln -sfn /etc/systemd/system/instarecon.service "$WANTS"
-            changed "enabled instarecon.service ($WANTS)"
+# Before the environment changes under a running daemon: stop it (enable_service starts it again).
+stop_for_update() {
+    [ $start = 1 ] && systemd_running || return 0
+    local service
+    for service in $(loaded_services); do
+        if systemctl is-active --quiet "$service"; then
+            systemctl stop "$service"
+            changed "stopped $service for the update (it starts again below)"
         fi
+    done
+}
+
+# The [Install] section's WantedBy= link of a service, as systemctl enable makes it.
+wants_link() { echo "$WANTS_DIR/$1"; }
+unit_of() { case $1 in instarecon@*) echo /etc/systemd/system/instarecon@.service ;; *) echo /etc/systemd/system/$1 ;; esac; }
+
+# Enable (and start) $SERVICES, one per GPU or the plain one; disable the others: a host whose GPUs
+# were added or removed, or that changed between --cpu and --cuda, runs what it has now.
+enable_service() {
+    local service link
+    if [ -n "$root" ]; then
+        # What systemctl enable and disable would do, by hand: the WantedBy= links.
+        for link in "$WANTS_DIR"/instarecon.service "$WANTS_DIR"/instarecon@*.service; do
+            if [ -L "$link" ] && ! printf '%s\n' $SERVICES | grep -qx "${link##*/}"; then
+                rm -f "$link"
+                changed "disabled ${link##*/} ($link)"
+            fi
+        done
+        for service in $SERVICES; do
+            link=$(wants_link "$service")
+            if [ "$(readlink "$link" 2>/dev/null)" != "$(unit_of "$service")" ]; then
+                mkdir -p "$WANTS_DIR"
+                ln -sfn "$(unit_of "$service")" "$link"
+                changed "enabled $service ($link)"
+            fi
+        done
         return 0
     fi
     if systemd_running && [ "$units_changed" -gt 0 ]; then
         systemctl daemon-reload
     fi
-    if ! systemctl is-enabled --quiet instarecon.service 2>/dev/null; then
-        systemctl enable --quiet instarecon.service
-        changed "enabled instarecon.service"
-    fi
+    for service in instarecon.service $(systemctl list-unit-files --plain --no-legend 'instarecon@*.service' \
+            2>/dev/null | awk '$2 == "enabled" {print $1}') $(loaded_services); do
+        if ! printf '%s\n' $SERVICES | grep -qx "$service" && systemctl is-enabled --quiet "$service" 2>/dev/null; then
+            systemctl disable --quiet --now "$service"
+            changed "disabled and stopped $service"
+        fi
+    done
+    for service in $SERVICES; do
+        if ! systemctl is-enabled --quiet "$service" 2>/dev/null; then
+            systemctl enable --quiet "$service"
+            changed "enabled $service"
+        fi
+    done
     if ! systemd_running; then
         note "systemd is not running here: the service starts at the next boot"
         return 0
     fi
-    if [ $start = 0 ]; then
-        if [ "$restart_needed" = 1 ] && systemctl is-active --quiet instarecon.service; then
-            note "--no-start: the running daemon goes on with what it had; systemctl restart instarecon to use this version"
+    for service in $SERVICES; do
+        if [ $start = 0 ]; then
+            if [ "$restart_needed" = 1 ] && systemctl is-active --quiet "$service"; then
+                note "--no-start: $service goes on with what it had; systemctl restart $service to use this version"
+            fi
+        elif systemctl is-active --quiet "$service"; then
+            if [ "$restart_needed" = 1 ]; then
+                systemctl restart "$service"
+                changed "restarted $service"
+            fi
+        else
+            if ! systemctl start "$service"; then
+                die "$service did not start: systemctl status $service; journalctl -u ${service%.service} -n 50"
+            fi
+            changed "started $service"
         fi
-        return 0
-    fi
-    if systemctl is-active --quiet instarecon.service; then
-        if [ "$restart_needed" = 1 ]; then
-            systemctl restart instarecon.service
-            changed "restarted instarecon.service"
-        fi
-    else
-        if ! systemctl start instarecon.service; then
-            die "instarecon.service did not start: systemctl status instarecon; journalctl -u instarecon -n 50"
-        fi
-        changed "started instarecon.service"
-    fi
+    done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -550,6 +591,10 @@ do_install() {
     fi
     if [ "$torch_index_given" = 0 ] && [ "$flavour" = cpu ]; then
         torch_index=$CPU_TORCH_INDEX
+    fi
+    SERVICES=$(service_names "$flavour")
+    if [ "$SERVICES" != instarecon.service ]; then
+        say "one daemon per GPU nvidia-smi lists: $(echo $SERVICES)"
     fi
     say "installing InstaRecon3D from $SRC${root:+ under $root}"
 
@@ -583,29 +628,39 @@ do_install() {
     say "  job database   $STATE/"
     say "  check it       sudo ${root:+$root/usr/local/bin/}instarecon doctor"
     if [ -z "$root" ]; then
-        say "  watch it       systemctl status instarecon; journalctl -u instarecon -f"
+        say "  watch it       systemctl status 'instarecon*'; journalctl -u 'instarecon*' -f"
     fi
 }
 
 do_uninstall() {
     say "uninstalling the InstaRecon3D service${root:+ under $root}"
+    local service link file
     if [ -z "$root" ] && command -v systemctl >/dev/null 2>&1; then
-        if systemctl is-enabled --quiet instarecon.service 2>/dev/null; then
-            systemctl disable --quiet instarecon.service
-            changed "disabled instarecon.service"
-        fi
-        if systemd_running && systemctl is-active --quiet instarecon.service; then
-            systemctl stop instarecon.service
-            changed "stopped instarecon.service"
-        fi
+        for service in instarecon.service $(systemctl list-unit-files --plain --no-legend 'instarecon@*.service' \
+                2>/dev/null | awk '$2 == "enabled" {print $1}') $(loaded_services); do
+            if systemctl is-enabled --quiet "$service" 2>/dev/null; then
+                systemctl disable --quiet "$service"
+                changed "disabled $service"
+            fi
+            if systemd_running && systemctl is-active --quiet "$service"; then
+                systemctl stop "$service"
+                changed "stopped $service"
+            fi
+        done
     fi
-    if [ -L "$WANTS" ]; then
-        rm -f "$WANTS"
-        rmdir --ignore-fail-on-non-empty "$(dirname "$WANTS")"
-        changed "removed $WANTS"
+    for link in "$WANTS_DIR"/instarecon.service "$WANTS_DIR"/instarecon@*.service; do
+        if [ -L "$link" ]; then
+            rm -f "$link"
+            changed "removed $link"
+        fi
+    done
+    if [ -d "$WANTS_DIR" ]; then rmdir --ignore-fail-on-non-empty "$WANTS_DIR"; fi
+    if [ -e "$DROPIN" ]; then
+        rm -f "$DROPIN"
+        rmdir --ignore-fail-on-non-empty "$(dirname "$DROPIN")"
+        changed "removed $DROPIN"
     fi
-    local file
-    for file in "$UNIT" "$SYSUSERS" "$TMPFILES" "$COMMAND"; do
+    for file in "$UNIT" "$TEMPLATE" "$SYSUSERS" "$TMPFILES" "$COMMAND"; do
         if [ -e "$file" ]; then
             rm -f "$file"
             changed "removed $file"

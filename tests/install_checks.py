@@ -18,6 +18,8 @@ SYSTEMD = REPO / "deploy" / "systemd"
 UNIT = SYSTEMD / "instarecon.service"
 SYSUSERS = SYSTEMD / "instarecon.sysusers"
 TMPFILES = SYSTEMD / "instarecon.tmpfiles"
+GPU_DROPIN = SYSTEMD / "instarecon@.service.d" / "gpu.conf"  # with UNIT as instarecon@.service: one daemon per GPU
+GPU_SERVICES_SH = REPO / "deploy" / "gpu-services.sh"
 EXAMPLE_CONFIG = REPO / "deploy" / "instarecon.example.toml"
 INSTALL_SH = REPO / "deploy" / "install.sh"
 EXEC_BINARY = "/opt/instarecon/venv/bin/instarecon"
@@ -58,6 +60,23 @@ def verify_unit(unit_text: str, folder: Path, exec_binary: Path) -> str:
     result = subprocess.run([analyze, "verify", "--man=no", "--generators=no", str(unit)],
                             capture_output=True, text=True, timeout=120)
     return (result.stdout + result.stderr).strip() + ("" if result.returncode == 0 else f"\n(exit {result.returncode})")
+
+
+def gpu_template(folder: Path, exec_binary: str = EXEC_BINARY, dropin_text: str | None = None) -> Path:
+    """``folder`` holding the unit as the template instarecon@.service with its drop-in, as
+    install.sh installs them (ExecStart's program at ``exec_binary``), for SYSTEMD_UNIT_PATH."""
+    (folder / "instarecon@.service.d").mkdir(parents=True, exist_ok=True)
+    (folder / "instarecon@.service").write_text(UNIT.read_text().replace(EXEC_BINARY, exec_binary))
+    text = GPU_DROPIN.read_text() if dropin_text is None else dropin_text
+    (folder / "instarecon@.service.d" / "gpu.conf").write_text(text.replace(EXEC_BINARY, exec_binary))
+    return folder
+
+
+def analyze_instance(folder: Path, *command: str) -> subprocess.CompletedProcess:
+    """`systemd-analyze COMMAND... instarecon@0.service`, the units looked up in ``folder`` first."""
+    analyze = systemd_tool("systemd-analyze")
+    return subprocess.run([analyze, *command, "instarecon@0.service"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SYSTEMD_UNIT_PATH": f"{folder}:"})
 
 
 def security_exposure(unit: Path) -> tuple[float, str]:

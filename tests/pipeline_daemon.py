@@ -17,7 +17,7 @@ def main() -> int:
     module, _, name = sys.argv[1].partition(":")
     pipeline = getattr(importlib.import_module(module), name)
     args = build_parser().parse_args(sys.argv[2:])
-    settings = load_settings(args.config)
+    settings = load_settings(args.config, {"host_name": args.host_name})
     check_folders(settings)
     setup_logging(settings.log_level)
     daemon = Daemon(settings, pipeline=pipeline)

@@ -6,6 +6,7 @@ the example configuration. The systemd tools are skipped where missing, except u
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tomllib
 from pathlib import Path
@@ -15,10 +16,14 @@ import pytest
 from tests.install_checks import (
     EXAMPLE_CONFIG,
     EXEC_BINARY,
+    GPU_DROPIN,
+    GPU_SERVICES_SH,
     MAX_EXPOSURE,
     SYSUSERS,
     TMPFILES,
     UNIT,
+    analyze_instance,
+    gpu_template,
     security_exposure,
     systemd_tool,
     unit_settings,
@@ -140,3 +145,54 @@ def test_sysusers_and_tmpfiles_apply_cleanly(tmp_path: Path):
         info = (tmp_path / path.lstrip("/")).stat()
         assert oct(info.st_mode & 0o7777) == oct(int(mode, 8)), path
         assert info.st_uid == (uid if user == "instarecon" else 0), path
+
+
+# ---- one daemon per GPU: instarecon@N.service, the unit as a template with deploy/systemd/instarecon@.service.d/gpu.conf
+
+
+def test_each_gpu_instance_sees_its_gpu_alone_under_a_name_of_its_own():
+    dropin = unit_settings(GPU_DROPIN.read_text())["Service"]
+    assert dropin["Environment"] == ["CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=%i"]
+    plain = service()["ExecStart"][0]
+    assert dropin["ExecStart"] == ["", f"{plain} --host-name %H-gpu%i"]  # reset, then the plain one's, named
+
+
+def test_systemd_analyze_verify_prints_nothing_for_an_instance_and_reads_its_dropin(tmp_path: Path):
+    program = tmp_path / "venv" / "bin" / "instarecon"
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    units = gpu_template(tmp_path / "units", str(program))
+    result = analyze_instance(units, "verify", "--man=no", "--generators=no")
+    assert (result.returncode, (result.stdout + result.stderr).strip()) == (0, "")
+    typo = GPU_DROPIN.read_text().replace("Environment=", "Enviroment=")
+    result = analyze_instance(gpu_template(tmp_path / "typo", str(program), typo), "verify", "--man=no",
+                              "--generators=no")
+    assert "Unknown key 'Enviroment'" in result.stdout + result.stderr  # the drop-in is read
+
+
+def test_security_exposure_of_an_instance_is_at_most_2(tmp_path: Path):
+    result = analyze_instance(gpu_template(tmp_path / "units"), "security", "--offline=true", "--no-pager")
+    match = re.search(r"Overall exposure level for instarecon@0\.service: (\d+(?:\.\d+)?)", result.stdout)
+    assert match and float(match.group(1)) <= MAX_EXPOSURE, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("listed, flavour, services", [
+    ("GPU 0: NVIDIA H200 (UUID: GPU-1)\nGPU 1: NVIDIA H200 (UUID: GPU-2)\n", "cuda",
+     ["instarecon@0.service", "instarecon@1.service"]),
+    ("GPU 0: NVIDIA L4 (UUID: GPU-1)\n", "cuda", ["instarecon@0.service"]),
+    ("GPU 0: NVIDIA L4 (UUID: GPU-1)\n", "cpu", ["instarecon.service"]),  # --cpu on a GPU host: one plain daemon
+    (None, "cuda", ["instarecon.service"]),  # nvidia-smi fails (no driver loaded)
+])
+def test_install_sh_enables_one_daemon_per_gpu_nvidia_smi_lists(tmp_path: Path, listed, flavour, services):
+    """deploy/gpu-services.sh, which install.sh sources, with an nvidia-smi of the test's own on PATH
+    (the one boundary faked: there is no GPU here)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text("#!/bin/sh\n" + (f"printf '{listed}'\n" if listed else "echo 'NVIDIA-SMI has failed' >&2; exit 9\n"))
+    fake.chmod(0o755)
+    result = subprocess.run(["bash", "-c", f'. "{GPU_SERVICES_SH}"; service_names {flavour}'], capture_output=True,
+                            text=True, timeout=30, env={**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == services

@@ -68,6 +68,8 @@ def test_install_run_reinstall_uninstall(tmp_path: Path):
     inbox, outbox, state = root / "srv/instarecon/inbox", root / "srv/instarecon/outbox", root / "var/lib/instarecon"
     units = [root / "etc/systemd/system/instarecon.service", root / "usr/lib/sysusers.d/instarecon.conf",
              root / "usr/lib/tmpfiles.d/instarecon.conf"]
+    # the same unit as the per-GPU template, with its drop-in (not enabled: --cpu, one plain daemon)
+    gpu_units = [root / "etc/systemd/system/instarecon@.service", root / "etc/systemd/system/instarecon@.service.d/gpu.conf"]
     enabled = root / "etc/systemd/system/multi-user.target.wants/instarecon.service"
     command = root / "usr/local/bin/instarecon"  # the operators' command: the service's configuration
 
@@ -82,6 +84,9 @@ def test_install_run_reinstall_uninstall(tmp_path: Path):
     for unit, name in zip(units, ("instarecon.service", "instarecon.sysusers", "instarecon.tmpfiles")):
         assert unit.read_bytes() == (source / "deploy/systemd" / name).read_bytes()
     assert os.readlink(enabled) == "/etc/systemd/system/instarecon.service"
+    assert gpu_units[0].read_bytes() == units[0].read_bytes()
+    assert gpu_units[1].read_bytes() == (source / "deploy/systemd/instarecon@.service.d/gpu.conf").read_bytes()
+    assert sorted(path.name for path in enabled.parent.iterdir()) == ["instarecon.service"]
     for folder in (inbox, outbox, state):
         assert folder.is_dir()
     if os.geteuid() == 0 and (root / "etc/passwd").exists():
@@ -152,7 +157,7 @@ def test_install_run_reinstall_uninstall(tmp_path: Path):
     # 6. --uninstall: the service's files go, the configuration and the data stay.
     install(source, "--root", str(root), "--uninstall")
     assert not (root / "opt/instarecon").exists()
-    assert not any(path.exists() or path.is_symlink() for path in [*units, enabled, command])
+    assert not any(path.exists() or path.is_symlink() for path in [*units, *gpu_units, enabled, command])
     assert config.read_text() == edited and (config.parent / "instarecon.toml.new").exists()
     assert (inbox / "demo/status.json").exists() and len(list((inbox / "demo").glob("*.jpg"))) == 4
     assert (outbox / "demo-1/status.json").exists() and (state / "jobs.sqlite3").exists()

@@ -242,7 +242,7 @@ def test_the_health_page_shows_a_running_private_job_without_its_name(tmp_path, 
     page.goto(serve_folder(outbox) + "health.html")
     page.wait_for_selector("[data-health-daemons] tr >> nth=1")
     rows = [[cell.text_content() for cell in row.locator("td").all()] for row in page.locator("[data-health-daemons] tr").all()]
-    assert [(row[0], row[3]) for row in rows] == [("gpu-1", "a private scene: sfm, 40%"),
+    assert [(row[0], row[4]) for row in rows] == [("gpu-1", "a private scene: sfm, 40%"),
                                                   ("gpu-2", "garden (garden-1): train, 20%")]
     assert "null" not in page.content() and "undefined" not in page.locator("body").text_content()
     page.assert_clean()

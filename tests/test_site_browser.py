@@ -150,7 +150,7 @@ def test_the_health_page_lists_every_daemon_and_names_a_silent_one(tmp_path, ser
         "job_id": "kermit-1", "name": "kermit", "stage": "sfm", "progress": 40.0})
     with registry.engine.begin() as connection:
         connection.execute(update(daemons).values(seen_at=utc_now() - timedelta(minutes=10)))
-    Heartbeat(outbox, 30, "test", "gpu-2", registry).beat("running", {"queued": 2}, {
+    Heartbeat(outbox, 30, "test", "gpu-2", registry, gpu="2").beat("running", {"queued": 2}, {
         "job_id": "garden-1", "name": "garden", "stage": "train", "progress": 20.0})
 
     page = open_page(viewport=(1000, 700))
@@ -161,11 +161,11 @@ def test_the_health_page_lists_every_daemon_and_names_a_silent_one(tmp_path, ser
     assert summary.text_content() == f"running garden (train), 1 of 2 daemons alive, 2 queued; no heartbeat from {HOSTILE}"
     assert "stale" in summary.get_attribute("class")
     rows = [[cell.text_content() for cell in row.locator("td").all()] for row in page.locator("[data-health-daemons] tr").all()]
-    assert [(row[0], row[1], row[3]) for row in rows] == [  # by host name
-        (HOSTILE, "silent", "kermit (kermit-1): sfm, 40%"),
-        ("gpu-2", "alive", "garden (garden-1): train, 20%"),
+    assert [(row[0], row[1], row[2], row[4]) for row in rows] == [  # by host name; the GPU each was given
+        (HOSTILE, "any", "silent", "kermit (kermit-1): sfm, 40%"),
+        ("gpu-2", "2", "alive", "garden (garden-1): train, 20%"),
     ]
-    assert rows[0][2].startswith("10 min")
+    assert rows[0][3].startswith("10 min")
     assert page.locator("img[src=x]").count() == 0 and dialogs == []
     page.assert_clean()
 

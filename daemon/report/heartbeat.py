@@ -47,6 +47,7 @@ class Heartbeat:
         clock: Callable[[], float] = time.monotonic,
         process: str | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        gpu: str | None = None,
     ):
         self.path = outbox / HEALTH_FILE
         self._interval = interval_seconds
@@ -63,6 +64,7 @@ class Heartbeat:
         self._registry_failing = False
         self._name_lost = False
         self._process = process
+        self._gpu = gpu
         # of a daemon killed mid-write; other daemons may be writing theirs this very moment
         remove_temporaries(self.path)
 
@@ -87,6 +89,7 @@ class Heartbeat:
         now = self._now()
         own = {
             "host": self._host,
+            "gpu": self._gpu,
             "version": self._version,
             "state": state,
             "alive": state != "stopped",
@@ -129,7 +132,7 @@ class Heartbeat:
             written = self._registry.beat(
                 host=self._host, version=self._version, pid=os.getpid(), started_at=self._started_at,
                 interval_seconds=self._interval, state=own["state"], current_job=own["current_job"],
-                problems=own["problems"], process=self._process,
+                problems=own["problems"], process=self._process, gpu=self._gpu,
             )
             if not written and not self._name_lost:
                 log.warning("the daemon name %s was taken by another daemon while this one was silent; this one's "
@@ -172,6 +175,7 @@ def _without_private_jobs(entry: Mapping[str, Any]) -> dict[str, Any]:
 def _entry(record: DaemonRecord) -> dict[str, Any]:
     return {
         "host": record.host,
+        "gpu": record.gpu,
         "version": record.version,
         "state": record.state,
         "alive": record.alive,

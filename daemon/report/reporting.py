@@ -34,7 +34,7 @@ class Reporting:
         self._publisher = StatusPublisher(settings, store, pipeline)
         self._site = SitePublisher(settings.outbox, version, store.host, lambda: site_lock(store.engine, settings.state))
         self._heartbeat = Heartbeat(settings.outbox, settings.heartbeat_seconds, version, store.host,
-                                    DaemonRegistry(store.engine), clock, process=store.process)
+                                    DaemonRegistry(store.engine), clock, process=store.process, gpu=store.gpu)
         self._metrics = MetricsTextfile(Path(settings.metrics_textfile), version) if settings.metrics_textfile else None
         # Built before the first pass: the jobs already stored are not news when it shows them ended.
         self._notifications = Notifications(settings, clock, known_jobs=store.job_ids())

@@ -63,6 +63,7 @@ def build_status(job: JobRecord, pipeline: Sequence[StageSpec], folders: JobFold
         "eta_seconds": _eta(job),
         "message": _public(job.message, folder_names),
         "host": job.host,
+        "gpu": job.gpu,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
 from sqlalchemy import Engine, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
 from daemon.store.tables import daemons, utc_now
 from daemon.this_process import Liveness, ProcessKey, liveness
@@ -40,6 +40,7 @@ class DaemonRecord:
     problems: tuple[str, ...]
     seconds_since_seen: float  # by the database's clock, when it was read
     process: str | None = None  # the process key of its writer (daemon/this_process.py)
+    gpu: str | None = None  # the GPU it was given (CUDA_VISIBLE_DEVICES); None: not one in particular
 
     @property
     def alive(self) -> bool:
@@ -141,6 +142,7 @@ class DaemonRegistry:
         current_job: Mapping[str, Any] | None,
         problems: Sequence[str] = (),
         process: str | None = None,
+        gpu: str | None = None,
     ) -> bool:
         """This daemon's row, inserted or rewritten in one statement; False (nothing written) when
         the name belongs to another process now (``claim``: this one was silent long enough for
@@ -157,6 +159,7 @@ class DaemonRegistry:
             "state": state,
             "current_job": dict(current_job) if current_job else None,
             "problems": list(problems),
+            "gpu": gpu,
         }
         statement = (postgresql_insert if postgresql else sqlite_insert)(daemons).values(**values)
         statement = statement.on_conflict_do_update(
@@ -189,6 +192,7 @@ class DaemonRegistry:
                 problems=tuple(row.problems or ()),
                 seconds_since_seen=max(0.0, (now - row.seen_at).total_seconds()),
                 process=row.process,
+                gpu=row.gpu,
             )
             for row in rows
         ]

@@ -69,6 +69,7 @@ class JobRecord:
     lease_owner: str | None = None  # the process running it (daemon/this_process.py)
     retry_request: RetryRequest | None = None  # a retry that may reuse an earlier attempt's stages
     lease_epoch: int | None = None  # the claim this record was read under (claim_next counts them up)
+    gpu: str | None = None  # the GPU the daemon that claimed it was given (its CUDA_VISIBLE_DEVICES)
     private: bool = False  # job.toml's private (or private_by_default): the site's lists leave the job out
     page_key: str | None = None  # names a private job's outbox folder; made when it first becomes private
 
@@ -176,15 +177,17 @@ class JobStore:
     the name: a job is this daemon's only while this very process holds its lease."""
 
     def __init__(self, engine: Engine, host: str | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS,
-                 process: str | None = None):
+                 process: str | None = None, gpu: str | None = None):
         self.engine = engine
         self.host = host or socket.gethostname()
         self.lease = timedelta(seconds=lease_seconds)
         self.process = process or str(this_process())
+        self.gpu = gpu  # recorded in the jobs this daemon claims
 
-    def named(self, host: str) -> "JobStore":
-        """The same store for a daemon of another name (the one DaemonRegistry.claim gave it)."""
-        return JobStore(self.engine, host=host, lease_seconds=self.lease.total_seconds(), process=self.process)
+    def named(self, host: str, gpu: str | None = None) -> "JobStore":
+        """The same store for a daemon of another name (the one DaemonRegistry.claim gave it), given ``gpu``."""
+        return JobStore(self.engine, host=host, lease_seconds=self.lease.total_seconds(), process=self.process,
+                        gpu=gpu)
 
     # ---- reading
 
@@ -374,6 +377,7 @@ class JobStore:
                         host=self.host,
                         lease_owner=self.process,
                         lease_epoch=func.coalesce(jobs.c.lease_epoch, 0) + 1,
+                        gpu=self.gpu,
                         lease_expires_at=self._clock_now() + self.lease,
                         started_at=func.coalesce(jobs.c.started_at, now),
                         updated_at=now,

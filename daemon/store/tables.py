@@ -95,6 +95,7 @@ jobs = Table(
     Column("host", String(255)),  # the daemon running the job (its name: host_name, or the machine's)
     Column("lease_owner", String(255)),  # and its process (daemon/this_process.py): who holds the lease
     Column("lease_epoch", Integer),  # how many times the job was claimed: names the claim's work folder
+    Column("gpu", String(255)),  # the GPU it ran on: CUDA_VISIBLE_DEVICES of the daemon that claimed it last
     Column("lease_expires_at", UtcDateTime),  # a running job whose lease passed may be taken over
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("cancel_reason", MessageText),
@@ -152,6 +153,7 @@ daemons = Table(
     Column("state", String(16), nullable=False),  # idle, running or stopped
     Column("current_job", JSON),  # {job_id, name, stage, progress} while running
     Column("problems", JSON, nullable=False, default=list),
+    Column("gpu", String(255)),  # its CUDA_VISIBLE_DEVICES (instarecon@N.service: N); null: not given one
 )
 
 

@@ -50,7 +50,8 @@ function showDaemons(health, fileAge) {
     const since = (daemon.seconds_since_heartbeat || 0) + fileAge;
     const row = document.createElement("tr");
     row.className = `daemon-${condition}`;
-    const texts = [daemon.host, condition, `${formatDuration(since)} ago`, doing(daemon), daemon.version];
+    // the GPU it was given (instarecon@N.service: N); "any" where it was given none in particular
+    const texts = [daemon.host, daemon.gpu ?? "any", condition, `${formatDuration(since)} ago`, doing(daemon), daemon.version];
     texts.forEach((text, index) => {
       const cell = document.createElement("td");
       cell.textContent = text;
