@@ -464,6 +464,8 @@ def test_a_cpu_evaluation_records_no_gpu_metrics(tmp_path):
 
     job_dir = tmp_path / "jobs" / "set-1"
     write_synthetic_source(job_dir / "sfm")
+    held_out = StageResult(metrics={"held_out_rule": "every 8th photo"})  # as the sfm stage hands on
+    (job_dir / "sfm" / RESULT_FILE).write_text(json.dumps(held_out.to_json()))
     write_ply(job_dir / "train/model/point_cloud/iteration_10/point_cloud.ply", scene_gaussians())
     trained = StageResult(metrics={"iterations": 10, "backend": "cpu", "resolution_scale": 1},
                           outputs={"model": "train/model"})

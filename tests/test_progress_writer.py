@@ -18,6 +18,7 @@ def test_held_back_update_is_written_at_the_next_tick_and_progress_only_grows(tm
     store = open_store(f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
     job = store.create_job(set_name="s", source_path=tmp_path, source_kind="folder", fingerprint="f",
                            state=JobState.QUEUED, message="")
+    store.claim_next()  # progress is the running job's, written only by the process that runs it
     changes = []
     writer = ProgressWriter(store, StoreOutage(), job.id, "sfm", PLAN, {"ingest": StageRecord(StageState.DONE)}, 25.0, lambda: changes.append(1))
 
