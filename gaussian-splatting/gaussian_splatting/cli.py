@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--coarse-levels", dest="coarse_levels", type=int,
                         help="halve the images this many times for the first iterations (default: 1 on the CPU, 0 on CUDA)")
     parser.add_argument("--coarse-fraction", dest="coarse_fraction", type=float,
-                        help="share of the iterations each coarse level lasts (default 0.5)")
+                        help="share of the iterations each coarse level lasts (default 0.75)")
     parser.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
     parser.add_argument("--max-gaussians", dest="max_gaussians", type=int)
     parser.add_argument("--seed", type=int)

@@ -28,7 +28,7 @@ class TrainConfig:
     # Coarse to fine: the first iterations see the images halved this many times (1/2, 1/4, ...),
     # one level per coarse_fraction of the run, finest last. None: 1 on the CPU, 0 on CUDA.
     coarse_levels: int | None = None
-    coarse_fraction: float = 0.5  # share of the iterations each coarse level lasts
+    coarse_fraction: float = 0.75  # share of the iterations each coarse level lasts
     lambda_dssim: float = 0.2  # loss = (1 - lambda) L1 + lambda (1 - SSIM)
     position_lr_init: float = 1.6e-4  # times the scene extent; decays exponentially ...
     position_lr_final: float = 1.6e-6  # ... to this (times the extent) at the last iteration

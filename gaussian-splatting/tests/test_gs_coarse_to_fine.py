@@ -27,9 +27,9 @@ def test_each_level_lasts_its_share_of_the_run_finest_last():
     assert [run.downscale_at(i, "cuda") for i in (1, 26, 51)] == [4, 2, 1]  # set explicitly: any backend
 
 
-def test_default_is_one_level_for_half_the_run_on_the_cpu_and_none_on_cuda():
+def test_default_is_one_level_for_three_quarters_of_the_run_on_the_cpu_and_none_on_cuda():
     run = config(iterations=2000)
-    assert [run.downscale_at(i, "cpu") for i in (1, 1000, 1001, 2000)] == [2, 2, 1, 1]
+    assert [run.downscale_at(i, "cpu") for i in (1, 1500, 1501, 2000)] == [2, 2, 1, 1]
     assert {run.downscale_at(i, "cuda") for i in range(1, 2001)} == {1}
     assert {config(iterations=2000, coarse_levels=0).downscale_at(i, "cpu") for i in range(1, 2001)} == {1}
     # a run too short for a level to last one iteration stays at full size
@@ -41,7 +41,7 @@ def test_cli_flags_reach_the_config():
     chosen = config_from_args(args)
     assert (chosen.coarse_levels, chosen.coarse_fraction) == (2, 0.1)
     default = config_from_args(build_parser().parse_args(["-s", "src", "-m", "model"]))
-    assert (default.coarse_levels, default.coarse_fraction) == (None, 0.5)
+    assert (default.coarse_levels, default.coarse_fraction) == (None, 0.75)
 
 
 def test_shrunk_view_averages_blocks_and_sees_points_where_the_full_one_does():
