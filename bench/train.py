@@ -49,10 +49,12 @@ beside ours, and one JSON line with every number (also written to ``--json-out``
 
 Issue 4's peer: OpenSplat 1.1.5 on the CPU, kermit undistorted to 660x487, 2000 iterations at
 full resolution: 32 minutes, 0.46 GB peak, about 3,000 Gaussians, 19.0 dB on the held-out
-kermit010.jpg. Our targets for the same run: under 21 minutes (1.5x faster), under 2 GB peak,
-more than 19.0 dB. They are judged only for kermit at 2000 iterations and -r 1 (other runs are
-marked "n/c", not comparable); a miss is marked MISS and listed at the end. The machine is
-shared: the load average before and after each training run is printed with it.
+kermit010.jpg. Our targets for the same run are issue 18's (a faster CPU trainer; issue 4 asked
+for under 21 minutes, under 2 GB, more than 19.0 dB, and was met at 6m29s, 0.91 GB, 19.99 dB on
+a quiet 2-core machine): under 3m20s, under 1 GB peak, at least 20.5 dB, the held-out photo
+scored at full resolution. They are judged only for kermit at 2000 iterations and -r 1 (other
+runs are marked "n/c", not comparable); a miss is marked MISS and listed at the end. The
+machine is shared: the load average before and after each training run is printed with it.
 
 Exit status 0 whatever the numbers (this is a measuring tool); 1 when something broke: a stage
 or the trainer failed, the held-out photo was not registered, or evaluation failed. The work
@@ -83,13 +85,13 @@ SETS = ("kermit", "fountain-p11")
 HELD_OUT = {"kermit": "kermit010.jpg"}  # sets whose split is fixed by the peer's measurement
 TRAIN_FILE, TEST_FILE = "train.txt", "test.txt"
 
-# Issue 4: the peer (OpenSplat 1.1.5 CPU, kermit at 660x487, 2000 iterations at full resolution)
-# and our targets for that same run.
+# Issue 4: the peer (OpenSplat 1.1.5 CPU, kermit at 660x487, 2000 iterations at full resolution);
+# issue 18: our targets for that same run.
 TARGET_SET, TARGET_ITERATIONS, TARGET_SCALE = "kermit", 2000, 1
 PEER = {"train_wall_s": 32 * 60, "peak_rss_gb": 0.46, "gaussians": 3000, "psnr": 19.0}
-TARGET_WALL_S = 21 * 60
-TARGET_PEAK_GB = 2.0
-TARGET_PSNR = 19.0
+TARGET_WALL_S = 3 * 60 + 20
+TARGET_PEAK_GB = 1.0
+TARGET_PSNR = 20.5  # at least
 
 STRATEGIES = ("ours", "default", "mcmc")  # the trainer's --strategy (gaussian_splatting/gsplat_strategy.py)
 EARLY_LATE_FRACTION = 0.10
@@ -161,7 +163,7 @@ class SetResult:
     errors: list[str] = field(default_factory=list)
 
     def comparable(self) -> bool:
-        """Is this the run issue 4's targets are about?"""
+        """Is this the run the targets are about?"""
         return (self.name == TARGET_SET and self.iterations == TARGET_ITERATIONS
                 and self.resolution_scale == TARGET_SCALE and self.strategy == "ours" and not self.antialiased)
 
@@ -181,7 +183,7 @@ class SetResult:
         return {
             "train wall": below(self.train_wall_s, TARGET_WALL_S),
             "peak RSS": below(self.peak_rss_gb, TARGET_PEAK_GB),
-            "held-out PSNR": None if self.psnr is None else self.psnr > TARGET_PSNR,
+            "held-out PSNR": None if self.psnr is None else self.psnr >= TARGET_PSNR,
         }
 
 
@@ -401,7 +403,7 @@ def table(results: list[SetResult]) -> str:
         ("peak RSS, trainer", [number(r.peak_rss_gb, 2, " GB") + mark(r, "peak RSS") for r in results],
          number(PEER["peak_rss_gb"], 2, " GB"), f"< {TARGET_PEAK_GB:.1f} GB"),
         ("held-out PSNR", [number(r.psnr, 2, " dB") + mark(r, "held-out PSNR") for r in results],
-         number(PEER["psnr"], 1, " dB"), f"> {TARGET_PSNR:.1f} dB"),
+         number(PEER["psnr"], 1, " dB"), f">= {TARGET_PSNR:.1f} dB"),
         ("held-out SSIM", [number(r.ssim, 4) for r in results], "", ""),
         ("held-out LPIPS",
          [number(r.lpips, 4) if r.lpips is not None else ("n/a" if r.lpips_unavailable else "-") for r in results],
@@ -537,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
         "peer": {"name": "OpenSplat 1.1.5 CPU", "set": TARGET_SET, "image_size": "660x487",
                  "iterations": TARGET_ITERATIONS, **PEER},
         "targets": {"set": TARGET_SET, "train_wall_s_below": TARGET_WALL_S, "peak_rss_gb_below": TARGET_PEAK_GB,
-                    "psnr_above": TARGET_PSNR},
+                    "psnr_at_least": TARGET_PSNR},
         "results": [{**asdict(r), "comparable": r.comparable(), "checks": r.checks()} for r in results],
     }
     line = json.dumps(report)

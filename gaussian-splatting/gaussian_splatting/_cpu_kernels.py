@@ -28,6 +28,9 @@ from numba import njit, prange
 # Slack, in pixels, added to each box so that rounding never drops a pixel whose alpha sits
 # exactly at the threshold; it only costs a few skipped evaluations.
 BOX_SLACK_PIXELS = 0.01
+# Likewise for the row spans (``row_span``): the sigma limit is taken this much larger,
+# relatively (and by as much absolutely), far beyond float64 rounding of the chord's ends.
+SPAN_SIGMA_SLACK = 1.001
 
 
 @njit(cache=True)
@@ -134,6 +137,27 @@ def tile_bounds(tile, tiles_x, tile_size, width, height):
     return x0, y0, min(x0 + tile_size, width) - 1, min(y0 + tile_size, height) - 1
 
 
+@njit(inline="always", cache=True)
+def row_span(mean_x, dy, a, b, c, sigma_limit, first, last):
+    """The columns of [first, last] where a pixel row at offset ``dy`` from the centre can have
+    sigma <= ``sigma_limit``: the chord of the ellipse, widened by a pixel each way.
+
+    Every pixel outside it would fail the alpha threshold: skipping it changes no result, only
+    the work (a Gaussian's box holds the whole ellipse, and for a thin tilted one each row's
+    chord is a small part of the box's width). Empty when last < first.
+    """
+    # sigma = a dx^2 / 2 + b dy dx + c dy^2 / 2 <= limit, with dx = mean_x - (px + 0.5)
+    discriminant = (b * dy) ** 2 - a * (c * dy * dy - 2.0 * sigma_limit)
+    if not discriminant >= 0.0:  # "not >=" also catches NaN
+        return first, first - 1
+    centre = mean_x - 0.5 + b * dy / a  # px where dx = -b dy / a, the chord's middle
+    half = math.sqrt(discriminant) / a
+    # clip in floating point before converting to int, as screen_boxes does
+    span_first = max(first - 1.0, math.floor(centre - half) - 1.0)
+    span_last = min(last + 1.0, math.ceil(centre + half) + 1.0)
+    return max(first, int(span_first)), min(last, int(span_last))
+
+
 @njit(parallel=True, cache=True)
 def composite_forward(
     means2d, conics, colours, opacities, background, boxes,
@@ -151,6 +175,7 @@ def composite_forward(
     tile's list just past the last Gaussian drawn), which the backward pass starts from.
     """
     channels = colours.shape[1]
+    rgb = channels == 3  # the training case: the colour in locals, the same sums in the same order
     pixels_per_tile = tile_size * tile_size
     for chunk in prange(chunk_offsets.shape[0] - 1):
         transmittance = np.empty(pixels_per_tile, np.float64)
@@ -173,10 +198,16 @@ def composite_forward(
                 mean_x, mean_y = means2d[g, 0], means2d[g, 1]
                 a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
                 opacity = opacities[g]
+                c0 = c1 = c2 = 0.0
+                if rgb:
+                    c0, c1, c2 = colours[g, 0], colours[g, 1], colours[g, 2]
+                sigma_limit = math.log(opacity / min_alpha) * SPAN_SIGMA_SLACK + SPAN_SIGMA_SLACK - 1.0
+                x_first, x_last = max(boxes[g, 0], tile_x0), min(boxes[g, 1], tile_x1)
                 for py in range(max(boxes[g, 2], tile_y0), min(boxes[g, 3], tile_y1) + 1):
                     dy = mean_y - (py + 0.5)
                     row = (py - tile_y0) * tile_size - tile_x0
-                    for px in range(max(boxes[g, 0], tile_x0), min(boxes[g, 1], tile_x1) + 1):
+                    span_first, span_last = row_span(mean_x, dy, a, b, c, sigma_limit, x_first, x_last)
+                    for px in range(span_first, span_last + 1):
                         p = row + px
                         if done[p]:
                             continue
@@ -193,8 +224,13 @@ def composite_forward(
                             pixels_left -= 1
                             continue
                         weight = alpha * transmittance[p]
-                        for d in range(channels):
-                            colour_sum[p, d] += weight * colours[g, d]
+                        if rgb:
+                            colour_sum[p, 0] += weight * c0
+                            colour_sum[p, 1] += weight * c1
+                            colour_sum[p, 2] += weight * c2
+                        else:
+                            for d in range(channels):
+                                colour_sum[p, d] += weight * colours[g, d]
                         transmittance[p] = next_transmittance
                         count[p] = slot - list_start + 1
             for py in range(tile_y0, tile_y1 + 1):
@@ -225,6 +261,7 @@ def composite_backward(
     through alpha, as the cap's derivative is zero.
     """
     channels = colours.shape[1]
+    rgb = channels == 3  # the training case: the colour in locals, the same sums in the same order
     pixels_per_tile = tile_size * tile_size
     for chunk in prange(chunk_offsets.shape[0] - 1):
         transmittance = np.empty(pixels_per_tile, np.float64)
@@ -258,10 +295,17 @@ def composite_backward(
                 grad_mean_x = grad_mean_y = 0.0
                 grad_a = grad_b = grad_c = grad_opacity = 0.0
                 grad_colour[:] = 0.0
+                gc0 = gc1 = gc2 = 0.0
+                c0 = c1 = c2 = 0.0
+                if rgb:
+                    c0, c1, c2 = colours[g, 0], colours[g, 1], colours[g, 2]
+                sigma_limit = math.log(opacity / min_alpha) * SPAN_SIGMA_SLACK + SPAN_SIGMA_SLACK - 1.0
+                x_first, x_last = max(boxes[g, 0], tile_x0), min(boxes[g, 1], tile_x1)
                 for py in range(max(boxes[g, 2], tile_y0), min(boxes[g, 3], tile_y1) + 1):
                     dy = mean_y - (py + 0.5)
                     row = (py - tile_y0) * tile_size - tile_x0
-                    for px in range(max(boxes[g, 0], tile_x0), min(boxes[g, 1], tile_x1) + 1):
+                    span_first, span_last = row_span(mean_x, dy, a, b, c, sigma_limit, x_first, x_last)
+                    for px in range(span_first, span_last + 1):
                         if position >= contributor_count[py, px]:
                             continue
                         p = row + px
@@ -275,16 +319,29 @@ def composite_backward(
                         if alpha < min_alpha:
                             continue
                         inverse_keep = 1.0 / (1.0 - alpha)
-                        transmittance[p] *= inverse_keep  # now T in front of this Gaussian
-                        weight = alpha * transmittance[p]
+                        in_front = transmittance[p] * inverse_keep  # T in front of this Gaussian
+                        transmittance[p] = in_front
+                        weight = alpha * in_front
                         grad_alpha_here = grad_background_term[p] * inverse_keep
-                        for d in range(channels):
-                            upstream = grad_image[py, px, d]
-                            grad_colour[d] += weight * upstream
-                            grad_alpha_here += (
-                                colours[g, d] * transmittance[p] - colour_behind[p, d] * inverse_keep
-                            ) * upstream
-                            colour_behind[p, d] += weight * colours[g, d]
+                        if rgb:
+                            u0, u1, u2 = grad_image[py, px, 0], grad_image[py, px, 1], grad_image[py, px, 2]
+                            gc0 += weight * u0
+                            grad_alpha_here += (c0 * in_front - colour_behind[p, 0] * inverse_keep) * u0
+                            colour_behind[p, 0] += weight * c0
+                            gc1 += weight * u1
+                            grad_alpha_here += (c1 * in_front - colour_behind[p, 1] * inverse_keep) * u1
+                            colour_behind[p, 1] += weight * c1
+                            gc2 += weight * u2
+                            grad_alpha_here += (c2 * in_front - colour_behind[p, 2] * inverse_keep) * u2
+                            colour_behind[p, 2] += weight * c2
+                        else:
+                            for d in range(channels):
+                                upstream = grad_image[py, px, d]
+                                grad_colour[d] += weight * upstream
+                                grad_alpha_here += (
+                                    colours[g, d] * in_front - colour_behind[p, d] * inverse_keep
+                                ) * upstream
+                                colour_behind[p, d] += weight * colours[g, d]
                         if unclamped_alpha <= max_alpha:
                             grad_sigma = -unclamped_alpha * grad_alpha_here
                             grad_a += 0.5 * grad_sigma * dx * dx
@@ -299,5 +356,10 @@ def composite_backward(
                 grads[g, 3] += grad_b
                 grads[g, 4] += grad_c
                 grads[g, 5] += grad_opacity
-                for d in range(channels):
-                    grads[g, 6 + d] += grad_colour[d]
+                if rgb:
+                    grads[g, 6] += gc0
+                    grads[g, 7] += gc1
+                    grads[g, 8] += gc2
+                else:
+                    for d in range(channels):
+                        grads[g, 6 + d] += grad_colour[d]

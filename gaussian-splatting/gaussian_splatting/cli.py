@@ -1,8 +1,8 @@
 """Command line compatible with the 3DGS reference trainer's flags:
 
     python -m gaussian_splatting -s SOURCE -m MODEL_DIR --iterations N --eval [--resume]
-        [--backend auto|cpu|cuda] [--sh-degree 3] [--resolution-scale K] [--preset NAME]
-        [--strategy ours|default|mcmc] [--antialiased] ...
+        [--backend auto|cpu|cuda] [--sh-degree 3] [--resolution-scale K] [--coarse-levels L]
+        [--coarse-fraction F] [--preset NAME] [--strategy ours|default|mcmc] [--antialiased] ...
 
 Progress lines go to stdout (one JSON object each), logs to stderr. Exit status 0 on success,
 2 when the strategy or rendering mode cannot run on the backend (mcmc or --antialiased on the
@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--sh-degree", "--sh_degree", dest="sh_degree", type=int)
     parser.add_argument("--resolution-scale", "-r", "--resolution", dest="resolution_scale", type=int)
+    parser.add_argument("--coarse-levels", dest="coarse_levels", type=int,
+                        help="halve the images this many times for the first iterations (default: 1 on the CPU, 0 on CUDA)")
+    parser.add_argument("--coarse-fraction", dest="coarse_fraction", type=float,
+                        help="share of the iterations each coarse level lasts (default 0.75)")
     parser.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
     parser.add_argument("--max-gaussians", dest="max_gaussians", type=int)
     parser.add_argument("--seed", type=int)
@@ -58,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The preset's values, overridden by the flags given."""
     values = dict(PRESETS[args.preset])
-    for name in ("iterations", "backend", "sh_degree", "resolution_scale", "checkpoint_every", "seed", "strategy",
-                 "antialiased"):
+    names = ("iterations", "backend", "sh_degree", "resolution_scale", "coarse_levels", "coarse_fraction",
+             "checkpoint_every", "seed", "strategy", "antialiased")
+    for name in names:
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     config = TrainConfig(source=args.source, model_dir=args.model_dir, eval=args.eval, **values)

@@ -93,13 +93,15 @@ class DensifyState:
     def empty(cls, count: int, device: torch.device | str = "cpu") -> DensifyState:
         return cls(*(torch.zeros(count, device=device) for _ in range(3)))
 
-    def observe(self, meta: RenderMeta, width: int, height: int) -> None:
-        """Accumulate one render's statistics; call after backward() with means2d's grad."""
+    def observe(self, meta: RenderMeta, width: int, height: int, downscale: int = 1) -> None:
+        """Accumulate one render's statistics; call after backward() with means2d's grad.
+        ``downscale``: the render was ``width`` x ``height``, 1/downscale of the full size (radii
+        are kept in full-size pixels; the gradient is in NDC units whatever the size)."""
         visible = (meta.radii > 0).all(dim=-1)
         grad = meta.means2d.grad.reshape(-1, 2) * torch.tensor([width / 2.0, height / 2.0], device=visible.device)
         self.grad_sum[visible] += grad[visible].norm(dim=-1)
         self.grad_count[visible] += 1
-        radius = meta.radii.max(dim=-1).values.float()
+        radius = meta.radii.max(dim=-1).values.float() * downscale
         self.max_radius[visible] = torch.maximum(self.max_radius[visible], radius[visible])
 
     def as_dict(self) -> dict[str, Tensor]:

@@ -45,6 +45,20 @@ class TrainingView:
     def to(self, device: torch.device) -> TrainingView:
         return replace(self, image=self.image.to(device), viewmat=self.viewmat.to(device), K=self.K.to(device))
 
+    def downscaled(self, factor: int) -> TrainingView:
+        """This view at 1/``factor`` of its size on each side: ``factor`` x ``factor`` pixel
+        blocks averaged (the last rows and columns dropped when the size is not a multiple) and
+        K divided by ``factor``, which keeps every block's centre where the camera sees it."""
+        if factor == 1:
+            return self
+        height, width = self.height // factor * factor, self.width // factor * factor
+        if height == 0 or width == 0:
+            raise ValueError(f"{self.name}: {self.width}x{self.height} is too small to shrink {factor} times")
+        blocks = self.image[:height, :width].reshape(height // factor, factor, width // factor, factor, -1)
+        K = self.K.clone()
+        K[:2] /= factor
+        return replace(self, image=blocks.mean(dim=(1, 3)).contiguous(), K=K)
+
     @property
     def centre(self) -> Tensor:
         """[3] the camera centre in world coordinates."""

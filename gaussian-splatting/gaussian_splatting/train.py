@@ -33,7 +33,7 @@ from gaussian_splatting.optimizer import make_optimizer, position_lr, set_positi
 from gaussian_splatting.outputs import write_cameras_json, write_run_config
 from gaussian_splatting.ply_export import write_ply
 from gaussian_splatting.rasterize import RenderSettings, rasterize, resolve_backend
-from gaussian_splatting.scene import TRAIN_FILE, load_views, read_split, scene_extent
+from gaussian_splatting.scene import TRAIN_FILE, TrainingView, load_views, read_split, scene_extent
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,10 @@ def train(config: TrainConfig, progress: TextIO, resume: bool = False) -> TrainR
 
     render_settings = RenderSettings(antialiased=config.antialiased)
     reporter = ProgressLines(progress, config.iterations, config.progress_every_s, start, device)
+    backend = resolve_backend(config.backend)
+    log.info("coarse to fine: %d level(s) of %.0f%% of the run each",
+             config.coarse_levels_on(backend), 100 * config.coarse_fraction)
+    shrunk: dict[tuple[int, int], TrainingView] = {}  # (view index, factor) -> the view made smaller
     for iteration in range(start + 1, config.iterations + 1):
         rate = position_lr(config, extent, iteration)
         if gsplat_run is None:
@@ -161,7 +165,10 @@ def train(config: TrainConfig, progress: TextIO, resume: bool = False) -> TrainR
         else:
             gsplat_run.set_position_lr(rate)
         sh_degree = min(config.sh_degree, iteration // config.sh_increase_every)
-        view = views[view_order(config.seed, iteration, len(views))]
+        index, downscale = view_order(config.seed, iteration, len(views)), config.downscale_at(iteration, backend)
+        if (index, downscale) not in shrunk:
+            shrunk[index, downscale] = views[index].downscaled(downscale)
+        view = shrunk[index, downscale]
         image, _, meta = rasterize(
             **gaussians.render_inputs(),
             viewmat=view.viewmat,
@@ -182,7 +189,7 @@ def train(config: TrainConfig, progress: TextIO, resume: bool = False) -> TrainR
                 gsplat_run.step(iteration, meta, view.width, view.height)
             else:
                 if iteration <= schedule.stop:
-                    state.observe(meta, view.width, view.height)
+                    state.observe(meta, view.width, view.height, downscale)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 if schedule.densifies_at(iteration):
