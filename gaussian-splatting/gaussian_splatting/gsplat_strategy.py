@@ -36,6 +36,7 @@ from torch import Tensor
 
 from gaussian_splatting.config import TrainConfig
 from gaussian_splatting.gaussians import Gaussians
+from gaussian_splatting.optimizer import learning_rates
 from gaussian_splatting.rasterize import RenderMeta
 
 Strategy = Literal["ours", "default", "mcmc"]
@@ -186,14 +187,7 @@ class GsplatTraining:
         self.name, self.gaussians, self.config, self.extent = strategy, gaussians, config, extent
         self.strategy = make_strategy(strategy, config)
         self.params = {GSPLAT_NAMES[name]: p for name, p in gaussians.parameters().items()}
-        rates = {
-            "means": config.position_lr_init * extent,
-            "scales": config.scaling_lr,
-            "quats": config.rotation_lr,
-            "opacities": config.opacity_lr,
-            "sh0": config.sh_dc_lr,
-            "shN": config.sh_rest_lr,
-        }
+        rates = {GSPLAT_NAMES[name]: rate for name, rate in learning_rates(config, extent).items()}
         self.optimizers = {
             name: torch.optim.Adam([{"params": [p], "lr": rates[name], "name": name}], eps=1e-15)
             for name, p in self.params.items()

@@ -16,10 +16,9 @@ if TYPE_CHECKING:  # config imports densify, which imports this module
     from gaussian_splatting.config import TrainConfig
 
 
-def make_optimizer(gaussians: Gaussians, config: TrainConfig, extent: float) -> torch.optim.Adam:
-    """Adam (eps 1e-15, as 3DGS) with a named group per parameter; positions scale with the
-    scene extent."""
-    rates = {
+def learning_rates(config: TrainConfig, extent: float) -> dict[str, float]:
+    """Each parameter's starting rate, by its name in ``Gaussians``; positions scale with the scene extent."""
+    return {
         "means": config.position_lr_init * extent,
         "log_scales": config.scaling_lr,
         "quats": config.rotation_lr,
@@ -27,6 +26,11 @@ def make_optimizer(gaussians: Gaussians, config: TrainConfig, extent: float) -> 
         "sh_dc": config.sh_dc_lr,
         "sh_rest": config.sh_rest_lr,
     }
+
+
+def make_optimizer(gaussians: Gaussians, config: TrainConfig, extent: float) -> torch.optim.Adam:
+    """Adam (eps 1e-15, as 3DGS) with a named group per parameter."""
+    rates = learning_rates(config, extent)
     groups = [{"params": [p], "lr": rates[name], "name": name} for name, p in gaussians.parameters().items()]
     return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
 
