@@ -155,8 +155,9 @@ def train(config: TrainConfig, progress: TextIO, resume: bool = False) -> TrainR
     render_settings = RenderSettings(antialiased=config.antialiased)
     reporter = ProgressLines(progress, config.iterations, config.progress_every_s, start, device)
     backend = resolve_backend(config.backend)
+    long_side = max(max(view.width, view.height) for view in views)
     log.info("coarse to fine: %d level(s) of %.0f%% of the run each",
-             config.coarse_levels_on(backend), 100 * config.coarse_fraction)
+             config.coarse_levels_on(backend, long_side), 100 * config.coarse_fraction)
     shrunk: dict[tuple[int, int], TrainingView] = {}  # (view index, factor) -> the view made smaller
     for iteration in range(start + 1, config.iterations + 1):
         rate = position_lr(config, extent, iteration)
@@ -165,7 +166,7 @@ def train(config: TrainConfig, progress: TextIO, resume: bool = False) -> TrainR
         else:
             gsplat_run.set_position_lr(rate)
         sh_degree = min(config.sh_degree, iteration // config.sh_increase_every)
-        index, downscale = view_order(config.seed, iteration, len(views)), config.downscale_at(iteration, backend)
+        index, downscale = view_order(config.seed, iteration, len(views)), config.downscale_at(iteration, backend, long_side)
         if (index, downscale) not in shrunk:
             shrunk[index, downscale] = views[index].downscaled(downscale)
         view = shrunk[index, downscale]
