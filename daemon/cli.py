@@ -13,9 +13,7 @@ from typing import Sequence
 
 from daemon import __version__
 from inbox_protocol.file_names import display_name
-from stages.registry import PIPELINE
-
-STAGE_NAMES = tuple(spec.name for spec in PIPELINE)
+from stages.registry import STAGE_NAMES
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:

@@ -40,6 +40,7 @@ PIPELINE: tuple[StageSpec, ...] = (
     StageSpec("publish", "stages.publish:PublishStage", ("torch", "sklearn", "plyfile", "gaussian_splatting", "PIL"),
               3600, progress_weight=2.0, options=("eval",)),
 )
+STAGE_NAMES = tuple(spec.name for spec in PIPELINE)  # in order: what --from, a RETRY file and stop_after may name
 # job.toml options that change no stage's output: how far the job goes, where its page is
 OPTIONS_OF_NO_STAGE = ("stop_after", "private")
 

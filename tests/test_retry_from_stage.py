@@ -26,10 +26,10 @@ from inbox_protocol.photo_digests import DIGESTS_FILE
 from inbox_protocol.refusal import SetRefused
 from inbox_protocol.retry_file import read_retry_file
 from stages.base import RESULT_FILE
-from stages.registry import PIPELINE
+from stages.registry import PIPELINE, STAGE_NAMES
 from tests.daemon_harness import DaemonProcess, make_layout, run_cli, state_is, wait_for
 
-STAGES = [spec.name for spec in PIPELINE]
+STAGES = list(STAGE_NAMES)
 OPTIONS = {"iterations": 100, "train_max_image_size": None, "max_gaussians": None, "max_image_size": 2000,
            "original_resolution": False, "eval": True, "stop_after": "publish"}
 

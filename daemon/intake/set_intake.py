@@ -38,7 +38,7 @@ from inbox_protocol.photo_set import CANCEL_MARKER, STATUS_FILE, FileEntry, File
 from inbox_protocol.refusal import SetRefused
 from inbox_protocol.retry_file import read_retry_file
 from inbox_protocol.set_limits import LimitViolation, SetLimits, first_violation, listed_photos, zip_photos
-from stages.registry import PIPELINE
+from stages.registry import STAGE_NAMES
 
 log = logging.getLogger("instarecon.inbox")
 
@@ -56,7 +56,6 @@ READ_RETRY_SECONDS = 1.0
 # so the set runs as a new attempt once it can be examined.
 UNEXAMINED = "unexamined"
 NOT_STARTED = (JobState.WAITING, JobState.QUEUED)  # the states in which the inbox decides about a job
-STAGE_NAMES = tuple(spec.name for spec in PIPELINE)  # what a RETRY file may name
 
 
 def could_be_set(name: str, rules: FileRules) -> bool:

@@ -15,6 +15,7 @@ import logging
 import shutil
 import sys
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -56,6 +57,23 @@ log = logging.getLogger("instarecon.job")
 
 # The runner changes only the job it runs: never one that is, by now, queued or ended
 RUNNING_ONLY = (JobState.RUNNING,)
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One claim's run of a job, as every step of it reads it; ``stage_records`` is updated in
+    place as stages end."""
+
+    job: JobRecord
+    options: Mapping[str, Any]
+    plan: Sequence[StageSpec]
+    stage_records: dict[str, StageRecord]
+    claim: ClaimFolder
+    lease: JobLease
+
+    @property
+    def folders(self) -> JobFolders:
+        return self.claim.folders
 
 
 class JobRunner:
@@ -119,22 +137,20 @@ class JobRunner:
                 return self._fail(job, self._pipeline[0].name, str(error), hint)
             self._store.update_fields(job.id, options=options)
         plan = planned_stages(self._pipeline, options["stop_after"])
-        stage_records = dict(job.stages)
         lease = JobLease(self._store.raw, job, self._outage)
-        claim = ClaimFolder(folders, job.lease_epoch)
+        run = JobRun(job, options, plan, dict(job.stages), ClaimFolder(folders, job.lease_epoch), lease)
         reused: dict[str, str] = {}
         if job.retry_request is not None and not any(folders.result(spec.name).exists() for spec in plan):
-            reused = self._take_over_earlier_stages(job, plan, options, folders)
+            reused = self._take_over_earlier_stages(run)
         for spec in plan:
             lease.keep()
             if lease.lost:
                 return JobState.RUNNING  # not ours any more (see JobLease): nothing more is written
             result_path = folders.result(spec.name)
             if result_path.exists():
-                if stage_records.get(spec.name, NOT_STARTED).state is not StageState.DONE:
+                if run.stage_records.get(spec.name, NOT_STARTED).state is not StageState.DONE:
                     # taken over from an earlier attempt, or finished before the daemon died, unrecorded
-                    ending = self._record_result(job, spec, plan, stage_records, claim, lease, result_path,
-                                                 seconds=None, reused_from=reused.get(spec.name))
+                    ending = self._record_result(run, spec, result_path, seconds=None, reused_from=reused.get(spec.name))
                     if lease.lost or ending is not JobState.RUNNING:
                         return ending
                 continue
@@ -146,7 +162,7 @@ class JobRunner:
                 return self._wait_for_space(job, stages_left, options, f"waiting before {spec.name}: {shortage.reason}",
                                             shortage, "; the job starts when space is freed")
             self.space_waits.forget(job.id)
-            ending = self._run_stage(job, spec, plan, options, stage_records, claim, lease)
+            ending = self._run_stage(run, spec)
             if lease.lost or ending is not JobState.RUNNING:
                 return ending
         last = plan[-1].name
@@ -214,18 +230,11 @@ class JobRunner:
         self._floors.pop(job_id, None)
         self.space_waits.forget(job_id)
 
-    def _run_stage(
-        self,
-        job: JobRecord,
-        spec: StageSpec,
-        plan: Sequence[StageSpec],
-        options: Mapping[str, Any],
-        stage_records: dict[str, StageRecord],
-        claim: ClaimFolder,
-        lease: JobLease,
-    ) -> JobState:
+    def _run_stage(self, run: JobRun, spec: StageSpec) -> JobState:
         """The stage runs in this claim's folder (daemon/run/claim_folder.py): its inputs are the
         finished stages, linked in; its folder reaches the job's only while the claim holds."""
+        job, plan, options, stage_records, claim, lease = (run.job, run.plan, run.options, run.stage_records,
+                                                           run.claim, run.lease)
         folders = claim.folders
         finished = [earlier.name for earlier in plan if folders.result(earlier.name).exists()]
         stage_dir = claim.prepare(finished, spec.name, spec.resumable)
@@ -281,29 +290,17 @@ class JobRunner:
         if lease.lost:
             return JobState.RUNNING  # stopped: the job is not ours any more, nor its record
         seconds = round((datetime.now(timezone.utc) - started).total_seconds(), 3)
-        return self._settle_outcome(job, spec, plan, options, stage_records, claim, lease, outcome, seconds)
+        return self._settle_outcome(run, spec, outcome, seconds)
 
-    def _settle_outcome(
-        self,
-        job: JobRecord,
-        spec: StageSpec,
-        plan: Sequence[StageSpec],
-        options: Mapping[str, Any],
-        stage_records: dict[str, StageRecord],
-        claim: ClaimFolder,
-        lease: JobLease,
-        outcome: ChildOutcome,
-        seconds: float,
-    ) -> JobState:
-        name = spec.name
+    def _settle_outcome(self, run: JobRun, spec: StageSpec, outcome: ChildOutcome, seconds: float) -> JobState:
+        job, stage_records, claim, name = run.job, run.stage_records, run.claim, spec.name
         if outcome.ending is Ending.FINISHED:
-            return self._record_result(job, spec, plan, stage_records, claim, lease, claim.result(name), seconds)
+            return self._record_result(run, spec, claim.result(name), seconds)
         if outcome.ending in (Ending.FAILED, Ending.CRASHED):
             # before any write to the job store, which may live on the disk that is full
             filled = self._filled_disk(claim.error(name), outcome)
             if filled is not None:
-                return self._wait_after_disk_filled(job, spec, plan, options, stage_records, claim.stage(name),
-                                                    seconds, *filled)
+                return self._wait_after_disk_filled(run, spec, seconds, *filled)
         ended_state = {Ending.CANCELLED: StageState.CANCELLED, Ending.INTERRUPTED: StageState.INTERRUPTED}.get(
             outcome.ending, StageState.FAILED)
         stage_records[name] = stage_records.get(name, NOT_STARTED).ended(ended_state, seconds)
@@ -362,22 +359,13 @@ class JobRunner:
             words = f"it {describe_exit(outcome.returncode)} with {size_text(filled[1])} free"
         return where, words
 
-    def _wait_after_disk_filled(
-        self,
-        job: JobRecord,
-        spec: StageSpec,
-        plan: Sequence[StageSpec],
-        options: Mapping[str, Any],
-        stage_records: dict[str, StageRecord],
-        stage_dir: Path,
-        seconds: float,
-        where: str,
-        words: str,
-    ) -> JobState:
+    def _wait_after_disk_filled(self, run: JobRun, spec: StageSpec, seconds: float, where: str,
+                                words: str) -> JobState:
         """Back to waiting for space, keeping the finished stages (and a resumable stage's
         checkpoints); the stage runs again only once it has twice the room it filled (twice what
         it had written, less what it keeps), or the estimate if that is more: it cannot loop."""
-        name = spec.name
+        job, plan, options, stage_records, name = run.job, run.plan, run.options, run.stage_records, spec.name
+        stage_dir = run.claim.stage(name)
         written = disk_usage(stage_dir)
         kept = written if spec.resumable else 0
         if not spec.resumable:
@@ -401,22 +389,13 @@ class JobRunner:
         self.space_waits.forget(job.id)  # a new wait: the hold counts from now
         return self._wait_for_space(job, stages_left, options, f"{filled}; {resumes}", shortage)
 
-    def _record_result(
-        self,
-        job: JobRecord,
-        spec: StageSpec,
-        plan: Sequence[StageSpec],
-        stage_records: dict[str, StageRecord],
-        claim: ClaimFolder,
-        lease: JobLease,
-        result_path: Path,
-        seconds: float | None,
-        reused_from: str | None = None,
-    ) -> JobState:
+    def _record_result(self, run: JobRun, spec: StageSpec, result_path: Path, seconds: float | None,
+                       reused_from: str | None = None) -> JobState:
         """Record a finished stage (RUNNING: the job goes on): its folder and the files it hands to
         the outbox go into place while this claim holds (``JobStore.fenced``), then its record;
         FAILED when the outbox cannot be written. ``reused_from``: the earlier attempt whose result a
         retry took over (already in the job's folder)."""
+        job, plan, stage_records, claim = run.job, run.plan, run.stage_records, run.claim
         result = StageResult.from_json(json.loads(result_path.read_text()))
         outbox_dir = claim.folders.outbox
         base = result_path.parent.parent  # the claim's folder, or the job's for a result already there
@@ -439,7 +418,7 @@ class JobRunner:
         if not promoted:
             for copy, _ in staged:
                 copy.unlink(missing_ok=True)
-            lease.lost = True
+            run.lease.lost = True
             log.warning("%s: job %s was taken over by another daemon while this one was paused past its lease; "
                         "this daemon's %s result stays unused in %s and nothing of the new owner's is changed",
                         job.set_name, job.id, spec.name, claim.root, extra=job_fields(job, spec.name))
@@ -463,11 +442,11 @@ class JobRunner:
         self._on_change()
         return JobState.RUNNING
 
-    def _take_over_earlier_stages(self, job: JobRecord, plan: Sequence[StageSpec], options: Mapping[str, Any],
-                                  folders: JobFolders) -> dict[str, str]:
+    def _take_over_earlier_stages(self, run: JobRun) -> dict[str, str]:
         """A retry's first run: link in the earlier attempt's stages that it may reuse
         (daemon/jobs/reuse.py); say why where it starts earlier than asked. The stages taken over,
         each with the attempt it came from."""
+        job, plan, options, folders = run.job, run.plan, run.options, run.folders
         request = job.retry_request
         earlier = self._store.get(request.earlier_job)
         earlier_folders = None if earlier is None else JobFolders.of(self._settings, earlier)
