@@ -255,10 +255,13 @@ def composite_backward(
     As in the 3DGS paper's CUDA code: start from the final transmittance and the contributor
     count the forward pass saved, undo one Gaussian at a time (T_i = T_{i+1} / (1 - alpha_i)),
     and keep the colour accumulated behind it. grad_image [H, W, D], grad_alpha [H, W].
-    ``gradients`` [n_chunks, N, 6 + D] float64, zeroed by the caller, receives per group the
-    sums for (mean x, mean y, conic a, conic b, conic c, opacity, colour 0..D-1); the caller
-    adds the groups up. A Gaussian whose alpha was capped at max_alpha gets no gradient
-    through alpha, as the cap's derivative is zero.
+    ``gradients`` [n_chunks, N, 8 + D] float64, zeroed by the caller, receives per group the
+    sums for (mean x, mean y, conic a, conic b, conic c, opacity, |mean x|, |mean y|, colour
+    0..D-1); the caller adds the groups up. The two absolute sums add up each pixel's share of
+    the mean's gradient without sign (AbsGS's homodirectional gradient, gsplat's ``absgrad``):
+    a large Gaussian over a region it gets wrong on both sides has a small gradient, since the
+    pixels pull it opposite ways, but a large absolute one. A Gaussian whose alpha was capped at
+    max_alpha gets no gradient through alpha, as the cap's derivative is zero.
     """
     channels = colours.shape[1]
     rgb = channels == 3  # the training case: the colour in locals, the same sums in the same order
@@ -293,6 +296,7 @@ def composite_backward(
                 a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
                 opacity = opacities[g]
                 grad_mean_x = grad_mean_y = 0.0
+                abs_mean_x = abs_mean_y = 0.0
                 grad_a = grad_b = grad_c = grad_opacity = 0.0
                 grad_colour[:] = 0.0
                 gc0 = gc1 = gc2 = 0.0
@@ -347,8 +351,12 @@ def composite_backward(
                             grad_a += 0.5 * grad_sigma * dx * dx
                             grad_b += grad_sigma * dx * dy
                             grad_c += 0.5 * grad_sigma * dy * dy
-                            grad_mean_x += grad_sigma * (a * dx + b * dy)
-                            grad_mean_y += grad_sigma * (b * dx + c * dy)
+                            pixel_mean_x = grad_sigma * (a * dx + b * dy)
+                            pixel_mean_y = grad_sigma * (b * dx + c * dy)
+                            grad_mean_x += pixel_mean_x
+                            grad_mean_y += pixel_mean_y
+                            abs_mean_x += abs(pixel_mean_x)
+                            abs_mean_y += abs(pixel_mean_y)
                             grad_opacity += falloff * grad_alpha_here
                 grads[g, 0] += grad_mean_x
                 grads[g, 1] += grad_mean_y
@@ -356,10 +364,12 @@ def composite_backward(
                 grads[g, 3] += grad_b
                 grads[g, 4] += grad_c
                 grads[g, 5] += grad_opacity
+                grads[g, 6] += abs_mean_x
+                grads[g, 7] += abs_mean_y
                 if rgb:
-                    grads[g, 6] += gc0
-                    grads[g, 7] += gc1
-                    grads[g, 8] += gc2
+                    grads[g, 8] += gc0
+                    grads[g, 9] += gc1
+                    grads[g, 10] += gc2
                 else:
                     for d in range(channels):
-                        grads[g, 6 + d] += grad_colour[d]
+                        grads[g, 8 + d] += grad_colour[d]

@@ -26,6 +26,13 @@ class DensifySettings:
     """Thresholds (3DGS defaults) and the schedule in reference iterations (of 30,000)."""
 
     grad_threshold: float = 0.0002  # mean view-space gradient (NDC units) that triggers clone/split
+    # Measure that gradient as the sum of its per-pixel parts' absolute values (AbsGS, gsplat's
+    # absgrad), and trigger at abs_grad_threshold instead: see DensifyState.observe. Measured on
+    # kermit (2000 iterations on the CPU, kermit010.jpg held out, seeds 0, 1, 2): 24% fewer
+    # Gaussians (14,208 against 18,693) and 9% less CPU time for the same held-out score
+    # (19.73 against 19.59 dB mean PSNR, SSIM 0.675 for both).
+    absgrad: bool = True
+    abs_grad_threshold: float = 0.0008  # gsplat's suggestion for absgrad, 4x grad_threshold
     # short runs raise the threshold by sqrt(30000 / iterations), at most this much (see schedule)
     max_threshold_scale: float = 4.0
     percent_dense: float = 0.01  # clone below, split above this max scale (fraction of extent)
@@ -55,8 +62,9 @@ class DensifySettings:
         Gaussians; the synthetic demo at 200x150, 24.87 -> 25.62 dB."""
         factor = min(1.0, iterations / REFERENCE_ITERATIONS)
         every = max(self.min_every, round(self.every * factor))
+        threshold = self.abs_grad_threshold if self.absgrad else self.grad_threshold
         return DensifySchedule(
-            grad_threshold=self.grad_threshold * min(self.max_threshold_scale, (1.0 / factor) ** 0.5),
+            grad_threshold=threshold * min(self.max_threshold_scale, (1.0 / factor) ** 0.5),
             start=max(round(self.start * factor), 2 * every),
             stop=round(self.stop * factor),
             every=every,
@@ -93,12 +101,18 @@ class DensifyState:
     def empty(cls, count: int, device: torch.device | str = "cpu") -> DensifyState:
         return cls(*(torch.zeros(count, device=device) for _ in range(3)))
 
-    def observe(self, meta: RenderMeta, width: int, height: int, downscale: int = 1) -> None:
+    def observe(self, meta: RenderMeta, width: int, height: int, downscale: int = 1, absgrad: bool = False) -> None:
         """Accumulate one render's statistics; call after backward() with means2d's grad.
         ``downscale``: the render was ``width`` x ``height``, 1/downscale of the full size (radii
-        are kept in full-size pixels; the gradient is in NDC units whatever the size)."""
+        are kept in full-size pixels; the gradient is in NDC units whatever the size).
+
+        ``absgrad``: take ``means2d.absgrad`` (rendered with ``RenderSettings.absgrad``) instead.
+        A Gaussian stretched over a wall or a floor that it gets wrong on both sides is pulled
+        opposite ways by the pixels on either side: its gradient nearly cancels and it is never
+        split, so large even regions stay blurred. The absolute sum does not cancel."""
         visible = (meta.radii > 0).all(dim=-1)
-        grad = meta.means2d.grad.reshape(-1, 2) * torch.tensor([width / 2.0, height / 2.0], device=visible.device)
+        pixels = (meta.means2d.absgrad if absgrad else meta.means2d.grad).reshape(-1, 2)
+        grad = pixels * torch.tensor([width / 2.0, height / 2.0], device=visible.device)
         self.grad_sum[visible] += grad[visible].norm(dim=-1)
         self.grad_count[visible] += 1
         radius = meta.radii.max(dim=-1).values.float() * downscale

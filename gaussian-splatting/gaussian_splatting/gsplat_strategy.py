@@ -28,7 +28,7 @@ is measured as shipped.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
@@ -134,7 +134,8 @@ def _capped_default_strategy():
 def make_strategy(strategy: str, config: TrainConfig):
     """The gsplat strategy object for ``strategy`` with our run's schedule and thresholds."""
     settings = config.densify
-    schedule = settings.schedule(config.iterations)
+    # gsplat's DefaultStrategy as gsplat sets it up: signed gradients, and their threshold
+    schedule = replace(settings, absgrad=False).schedule(config.iterations)
     if strategy == "default":
         return _capped_default_strategy()(
             prune_opa=settings.min_opacity,

@@ -32,6 +32,9 @@ class RenderSettings:
     projection: ProjectionSettings = ProjectionSettings()
     compositing: CompositingRules = CompositingRules()
     antialiased: bool = False
+    # backward() also sets RenderMeta.means2d.absgrad (densification by absolute gradients); the
+    # CPU compositor always does, at the cost of two additions per pixel and Gaussian
+    absgrad: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,9 @@ class RenderMeta:
     backend: Literal["cpu", "cuda"]
     # The projected means the compositor consumed. Call ``means2d.retain_grad()`` before
     # ``backward()``; ``means2d.grad.reshape(-1, 2)`` is then each Gaussian's view-space
-    # positional gradient. Shape [N, 2] on cpu, [1, N, 2] on cuda (gsplat batches cameras).
+    # positional gradient, and with ``RenderSettings.absgrad`` ``means2d.absgrad`` the sums of
+    # its per-pixel parts' absolute values. Shape [N, 2] on cpu, [1, N, 2] on cuda (gsplat
+    # batches cameras).
     means2d: Tensor
     radii: Tensor  # [N, 2] int32 screen-box half-sizes in pixels; 0 = not drawn
     depths: Tensor  # [N] camera-space z
@@ -147,6 +152,7 @@ def _rasterize_cuda(
         tile_size=settings.compositing.tile_size,
         backgrounds=None if background is None else background[None],
         rasterize_mode="antialiased" if settings.antialiased else "classic",
+        absgrad=settings.absgrad,
     )
     meta = RenderMeta(
         backend="cuda", means2d=info["means2d"], radii=info["radii"][0], depths=info["depths"][0]

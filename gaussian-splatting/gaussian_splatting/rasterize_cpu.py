@@ -21,8 +21,8 @@ from torch import Tensor
 from gaussian_splatting import _cpu_kernels as kernels
 
 # Columns of the kernels' gradient rows before the colour channels.
-_MEAN_X, _MEAN_Y, _CONIC_A, _CONIC_C, _OPACITY = 0, 1, 2, 4, 5
-_FIRST_COLOUR = 6
+_MEAN_X, _MEAN_Y, _CONIC_A, _CONIC_C, _OPACITY, _ABS_MEAN_X, _ABS_MEAN_Y = 0, 1, 2, 4, 5, 6, 7
+_FIRST_COLOUR = 8
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,8 @@ class _Composite(torch.autograd.Function):
             grad_image_array, grad_alpha.detach().contiguous().numpy(), gradients,
         )  # fmt: skip
         summed = torch.from_numpy(gradients.sum(axis=0)).to(grad_image.dtype)
+        # As gsplat's absgrad: the saved input is the caller's means2d tensor itself
+        ctx.saved_tensors[0].absgrad = summed[:, _ABS_MEAN_X : _ABS_MEAN_Y + 1]
         grad_background = torch.einsum(
             "hw,hwd->d", torch.from_numpy(ctx.final_transmittance).to(grad_image.dtype), grad_image
         )
@@ -165,7 +167,8 @@ def composite(
     visible [N] bool drops the culled ones; background [D] or None (black). All float tensors
     share one dtype (float32, or float64 for exact gradient checks) and live on the CPU.
     Returns image [H, W, D] and alpha [H, W]; gradients reach means2d, conics, colours,
-    opacities and background.
+    opacities and background. ``backward()`` also sets ``means2d.absgrad`` [N, 2], the sums of
+    the per-pixel gradients' absolute values (gsplat's ``absgrad``).
     """
     if background is None:
         background = torch.zeros(colours.shape[1], dtype=colours.dtype)

@@ -152,7 +152,8 @@ def train(config: TrainConfig, progress: TextIO, resume: bool = False) -> TrainR
         torch.set_rng_state(saved.rng)
         log.info("resumed from %s at iteration %d with %d Gaussians", found, start, len(gaussians))
 
-    render_settings = RenderSettings(antialiased=config.antialiased)
+    absgrad = config.strategy == "ours" and config.densify.absgrad
+    render_settings = RenderSettings(antialiased=config.antialiased, absgrad=absgrad)
     reporter = ProgressLines(progress, config.iterations, config.progress_every_s, start, device)
     backend = resolve_backend(config.backend)
     long_side = max(max(view.width, view.height) for view in views)
@@ -190,7 +191,7 @@ def train(config: TrainConfig, progress: TextIO, resume: bool = False) -> TrainR
                 gsplat_run.step(iteration, meta, view.width, view.height)
             else:
                 if iteration <= schedule.stop:
-                    state.observe(meta, view.width, view.height, downscale)
+                    state.observe(meta, view.width, view.height, downscale, absgrad=absgrad)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 if schedule.densifies_at(iteration):

@@ -172,6 +172,31 @@ def test_gradcheck_against_finite_differences():
     )
 
 
+def test_absgrad_sums_each_pixels_share_without_its_sign():
+    """means2d.absgrad (gsplat's absgrad, for densification) is, per Gaussian, the sum over
+    pixels of |d loss_pixel / d mean|: the reference's per-pixel Jacobian, summed in absolute value."""
+    scene = random_scene_2d(8, n=20, width=WIDTH, height=HEIGHT, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(8)
+    weights = torch.rand(HEIGHT, WIDTH, 3, generator=generator, dtype=torch.float64) - 0.5
+    (image, _, (means2d, *_)), _ = render(scene)
+    (image * weights).sum().backward()
+
+    def pixel_losses(reference_means2d):
+        reference_image = brute_force_composite(
+            reference_means2d, scene.conics, scene.colours, scene.opacities, scene.depths, scene.visible,
+            WIDTH, HEIGHT, scene.background,
+        )[0]  # fmt: skip
+        return (reference_image * weights).sum(dim=-1).flatten()
+
+    jacobian = torch.autograd.functional.jacobian(pixel_losses, scene.means2d, vectorize=True)  # [pixels, N, 2]
+    expected = jacobian.abs().sum(dim=0)
+    assert expected.max() > 0
+    torch.testing.assert_close(means2d.absgrad, expected, rtol=1e-9, atol=1e-12 * float(expected.max()))
+    torch.testing.assert_close(means2d.grad, jacobian.sum(dim=0), rtol=1e-9, atol=1e-12 * float(expected.max()))
+    # a Gaussian that pixels pull opposite ways: its gradient partly cancels, the absolute sum does not
+    assert bool((means2d.absgrad > means2d.grad.abs() * 1.5).any())
+
+
 def test_nothing_visible_renders_the_background():
     scene = random_scene_2d(6, n=10, width=WIDTH, height=HEIGHT, dtype=torch.float32)
     scene = Scene2D(**{**vars(scene), "visible": torch.zeros(10, dtype=torch.bool)})

@@ -12,12 +12,13 @@ from gaussian_splatting.densify import DensifySchedule, DensifySettings, Densify
 from gaussian_splatting.gaussians import gaussians_from_points, mean_neighbour_distance_sq
 from gaussian_splatting.losses import ssim
 from gaussian_splatting.optimizer import make_optimizer, position_lr
+from gaussian_splatting.rasterize import RenderMeta
 
 EXTENT = 2.0
 
 
 def test_schedule_is_the_reference_at_30k_and_shrinks_for_short_runs():
-    settings = DensifySettings()
+    settings = DensifySettings(absgrad=False)
     assert settings.schedule(30_000) == DensifySchedule(0.0002, start=500, stop=15_000, every=100, reset_every=3_000)
     assert settings.schedule(60_000) == settings.schedule(30_000)
     # a tenth of the reference run: the threshold rises by sqrt(10)
@@ -28,6 +29,21 @@ def test_schedule_is_the_reference_at_30k_and_shrinks_for_short_runs():
     assert short == DensifySchedule(0.0008, start=50, stop=150, every=25, reset_every=250)  # at most 4x
     assert [i for i in range(1, 301) if short.densifies_at(i)] == [75, 100, 125, 150]
 
+
+
+def test_absgrad_schedules_its_own_threshold_and_observes_the_absolute_sums():
+    settings = DensifySettings()  # absgrad is the default
+    assert settings.absgrad and settings.schedule(30_000).grad_threshold == 0.0008
+    assert settings.schedule(3_000).grad_threshold == pytest.approx(0.0008 * 10**0.5)
+
+    # one Gaussian pulled both ways: its gradient cancels to 0.5 px, its absolute sum is 3 px
+    means2d = torch.zeros(1, 2)
+    means2d.grad, means2d.absgrad = torch.tensor([[0.5, 0.0]]), torch.tensor([[3.0, 0.0]])
+    meta = RenderMeta(backend="cpu", means2d=means2d, radii=torch.ones(1, 2, dtype=torch.int32), depths=torch.ones(1))
+    signed, absolute = DensifyState.empty(1), DensifyState.empty(1)
+    signed.observe(meta, width=100, height=50)
+    absolute.observe(meta, width=100, height=50, absgrad=True)
+    assert signed.grad_sum.tolist() == [25.0] and absolute.grad_sum.tolist() == [150.0]  # NDC: x (width / 2)
 
 def test_clone_split_prune_keep_adam_state_aligned():
     xyz = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 1, 1]]).numpy()
