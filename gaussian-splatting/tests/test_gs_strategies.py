@@ -24,7 +24,7 @@ from gaussian_splatting.config import TrainConfig
 from gaussian_splatting.densify import DensifySettings
 from gaussian_splatting.evaluate import evaluate
 from gaussian_splatting.gaussians import Gaussians, gaussians_from_points, read_points
-from gaussian_splatting.gsplat_strategy import GsplatTraining
+from gaussian_splatting.gsplat_strategy import GsplatTraining, make_strategy
 from gaussian_splatting.losses import training_loss
 from gaussian_splatting.scene import load_views, scene_extent
 from gaussian_splatting.train import train
@@ -73,6 +73,16 @@ def _after_one_render(source: Path, max_gaussians: int):
     densify_at = next(i for i in range(1, config.iterations) if schedule.densifies_at(i))
     return run, gaussians, (meta, view.width, view.height), densify_at
 
+
+
+def test_gsplat_default_strategy_keeps_its_signed_gradient_and_threshold(source):
+    """Our densification measures absolute gradients by default; gsplat's DefaultStrategy is
+    compared as gsplat ships it, with the signed gradient and the paper's threshold (scaled for
+    the run's length as ours is)."""
+    config = TrainConfig(source=source, model_dir=source.parent / "unused", iterations=30_000, strategy="default")
+    assert config.densify.absgrad
+    strategy = make_strategy("default", config)
+    assert strategy.grow_grad2d == 0.0002 and not strategy.absgrad
 
 def test_default_strategy_stops_growing_at_max_gaussians(source):
     uncapped, gaussians, render, densify_at = _after_one_render(source, max_gaussians=10**6)
