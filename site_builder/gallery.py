@@ -55,7 +55,9 @@ def write_gallery(outbox: Path, jobs: Sequence[JobView], generator_version: str,
     ordered = newest_first([job for job in jobs if not job.private])
     counts = sorted(Counter(job.state for job in ordered).items(), key=lambda item: (-item[1], item[0]))
     page_count = max(1, -(-len(ordered) // page_size))
-    changed = 0
+    # jobs.json first: the pages' search reads it, so a reader who sees a new page finds its list
+    index = [_index_entry(job, page_size, position) for position, job in enumerate(ordered)]
+    changed = write_if_changed(outbox / INDEX_JSON, (json.dumps(index, indent=1, ensure_ascii=False) + "\n").encode())
     for number in range(1, page_count + 1):
         page = GalleryPage(number, page_count)
         content = render(
@@ -74,8 +76,6 @@ def write_gallery(outbox: Path, jobs: Sequence[JobView], generator_version: str,
         if match and int(match.group(1)) > page_count:
             stale.unlink()
             changed += 1
-    index = [_index_entry(job, page_size, position) for position, job in enumerate(ordered)]
-    changed += write_if_changed(outbox / INDEX_JSON, (json.dumps(index, indent=1, ensure_ascii=False) + "\n").encode())
     return changed
 
 

@@ -163,6 +163,22 @@ def test_a_segfault_leaves_a_python_traceback_in_the_log():
     assert any("string_at" in text for text in texts), texts
 
 
+
+def test_lines_reach_the_log_in_the_order_the_stage_wrote_them_on_either_stream():
+    """A print() just before the stage's traceback must not land after it: the job page shows
+    the log's last line as what went wrong."""
+    log: list[tuple[int, str]] = []
+    code = ("import sys\n"
+            "for n in range(400):\n"
+            "    print(f'line {n}', file=sys.stderr if n % 2 else sys.stdout)\n"
+            "raise RuntimeError('gave up')")
+    outcome = run_child([sys.executable, "-c", code], timeout_seconds=30, grace_seconds=1,
+                        watch=_record(log, []), env={**os.environ, **BUFFERED})
+    assert outcome.ending is Ending.CRASHED
+    texts = [text for _, text in log]
+    assert texts[:400] == [f"line {n}" for n in range(400)]
+    assert texts[-1] == "RuntimeError: gave up"
+
 def test_a_failing_watch_stops_the_stage_rather_than_leave_it_unwatched(tmp_path):
     pid_file = tmp_path / "pid"
     code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); print('hello', flush=True); time.sleep(60)"

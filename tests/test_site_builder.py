@@ -341,6 +341,23 @@ def test_the_gallery_lists_jobs_newest_first_in_pages_and_drops_pages_it_no_long
     assert sorted(p.name for p in tmp_path.glob("*.html")) == ["index.html"]
 
 
+
+def test_the_gallery_writes_jobs_json_before_the_pages_whose_search_reads_it(tmp_path, monkeypatch):
+    """A reader who sees the new index.html (a job removed) must not then fetch the old jobs.json."""
+    from site_builder import gallery
+
+    written: list[str] = []
+    original = gallery.write_if_changed
+
+    def recording(path: Path, content: bytes | str) -> bool:
+        written.append(path.name)
+        return original(path, content)
+
+    monkeypatch.setattr(gallery, "write_if_changed", recording)
+    documents = [status_document(f"set{n}-1", f"set {n}", "done") for n in range(3)]
+    write_gallery(tmp_path, [job_view(d, tmp_path / d["job_id"]) for d in documents], "9.9", page_size=2)
+    assert written == ["jobs.json", "index.html", "page-2.html"]
+
 def test_an_empty_gallery_tells_people_how_to_add_a_set(tmp_path):
     build_site(tmp_path, [], "9.9")
     assert "Drop a folder of photos into the inbox" in (tmp_path / "index.html").read_text()

@@ -54,10 +54,10 @@ class ChildWatch:
     should_stop: Callable[[], bool]
 
 
-def _pump(stream: IO[bytes], tag: str, lines: "queue.Queue[tuple[str, str]]") -> None:
+def _pump(stream: IO[bytes], lines: "queue.Queue[str | None]") -> None:
     for raw in iter(stream.readline, b""):
-        lines.put((tag, raw.decode("utf-8", "replace").rstrip("\n")))
-    lines.put((tag, None))
+        lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
+    lines.put(None)
 
 
 def parse_log_line(text: str) -> tuple[int, str]:
@@ -85,7 +85,7 @@ def parse_progress_line(text: str) -> tuple[float, str, float | None] | None:
 
 
 def split_progress_line(text: str) -> tuple[str, tuple[float, str, float | None] | None]:
-    """A line of the child's stdout -> (what to log, progress). Output printed without a newline
+    """A line of the child's output -> (what to log, progress). Output printed without a newline
     just before a progress line shares its line (``loading...{"percent": 10, ...}``): both are kept."""
     update = parse_progress_line(text)
     if update is not None:
@@ -109,49 +109,43 @@ def run_child(
         list(command),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        # One pipe for both, so the lines keep the order the stage wrote them in: two pipes read
+        # by two threads let a line printed just before a crash reach the log after the traceback
+        stderr=subprocess.STDOUT,
         start_new_session=True,
         env={**(os.environ if env is None else env), **CHILD_ENVIRONMENT, PARENT_PID_ENV: str(os.getpid())},
     )
-    lines: "queue.Queue[tuple[str, str | None]]" = queue.Queue()
-    pumps = [
-        threading.Thread(target=_pump, args=(process.stdout, "out", lines), daemon=True),
-        threading.Thread(target=_pump, args=(process.stderr, "err", lines), daemon=True),
-    ]
-    for pump in pumps:
-        pump.start()
+    lines: "queue.Queue[str | None]" = queue.Queue()
+    threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
     deadline = clock() + timeout_seconds
     recent_log: list[str] = []
     ending: Ending | None = None
-    open_streams = 2
+    output_open = True
 
-    def handle(tag: str, text: str) -> None:
-        if tag == "out":
-            text, update = split_progress_line(text)
-            if update is None or text:
-                watch.on_log_line(6, text)  # a stray print(), a library's output: a log line too
-            if update is not None:
-                watch.on_progress(*update)
-        else:
+    def handle(text: str) -> None:
+        text, update = split_progress_line(text)
+        if update is None or text:  # a log line, or a stray print() or a library's output: a log line too
             priority, message = parse_log_line(text)
             recent_log.append(message)
             del recent_log[:-20]
             watch.on_log_line(priority, message)
+        if update is not None:
+            watch.on_progress(*update)
 
     try:
         next_check = clock()
         group_reaped = False
         while True:
             try:
-                tag, text = lines.get(timeout=POLL_SECONDS)
+                text = lines.get(timeout=POLL_SECONDS)
                 if text is None:
-                    open_streams -= 1
+                    output_open = False
                 else:
-                    handle(tag, text)
+                    handle(text)
             except queue.Empty:
                 pass
             if process.poll() is not None:
-                if open_streams == 0:
+                if not output_open:
                     break
                 if not group_reaped:
                     # the stage has exited, but something it started still holds our pipes
