@@ -13,7 +13,8 @@ Markdown, for docs/training.md) follows the main table. ``--seeds`` trains each 
 seed (the trainer's ``--seed``: the order of the views and the samples of each split) and adds a
 line per set, count and strategy with the mean, lowest and highest held-out PSNR over the seeds.
 On kermit at 2000 iterations the held-out PSNR of one photo moves by more than 1 dB with the seed
-alone (18.87, 19.76, 20.16 dB at seeds 2, 1, 0), so one seed cannot tell two settings apart.
+alone (18.87, 19.76, 20.16 dB at seeds 2, 1, 0 with signed gradients; 19.03 to 21.28 dB over seeds
+0 to 3 with absolute ones), so one seed cannot tell two settings apart.
 gsplat's strategies and ``+aa`` need ``--backend cuda`` (the trainer refuses mcmc and antialiased
 rendering on the CPU). Peak GPU memory is the trainer's own ``torch.cuda.max_memory_allocated``
 (its last progress line).
