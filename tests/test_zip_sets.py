@@ -4,6 +4,8 @@ with a small cap, from a zip or a folder. Real archives, then the real daemon.""
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import tracemalloc
 import zipfile
@@ -45,12 +47,16 @@ def files_under(folder: Path) -> dict[str, bytes]:
 
 
 def folder_size(folder: Path) -> int:
+    """Bytes in the files under ``folder`` while the daemon works in it: a file or a whole folder
+    (a finished claim's) may go while this walks, which os.walk skips and rglob raises on."""
     total = 0
-    for path in list(folder.rglob("*")):
-        try:
-            total += path.lstat().st_size if path.is_file() else 0
-        except OSError:
-            pass  # removed while looking
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            try:
+                found = os.lstat(os.path.join(parent, name))
+            except OSError:
+                continue  # removed while looking
+            total += found.st_size if stat.S_ISREG(found.st_mode) else 0
     return total
 
 
